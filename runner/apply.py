@@ -1,0 +1,115 @@
+"""Carry a plan out on the server, one pipeline at a time, each failure kept to its pipeline.
+
+Errors that concern the whole job (the token is refused, TLS fails) stop everything: going on
+would only repeat them once per pipeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import structlog
+
+from runner import plan as planning
+from runner.client import DSPClient
+from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError
+
+logger = structlog.get_logger()
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What happened to one pipeline; the report is made of these."""
+
+    pipeline: str
+    source: str
+    action: str
+    version_name: str
+    pipeline_id: str = ""
+    version_id: str = ""
+    run_name: str = ""
+    run_id: str = ""
+    run_status: str = ""
+    run_started: bool = False
+    error: str = ""
+
+
+class _Experiment:
+    """The experiment id, fetched or created on first need, once per deploy."""
+
+    def __init__(self, client: DSPClient, name: str, description: str):
+        self._client, self._name, self._description = client, name, description
+        self._id = ""
+
+    def id(self) -> str:
+        if not self._id:
+            self._id = self._client.ensure_experiment(self._name, self._description)
+            logger.info("experiment_ready", experiment=self._name, experiment_id=self._id)
+        return self._id
+
+
+def apply(plans: list[planning.PipelinePlan], *, client: DSPClient, packages: dict[str, Path],
+          experiment: str) -> list[Outcome]:
+    """Upload what changed and start the planned runs; return one outcome per pipeline."""
+    experiment_ref = _Experiment(client, experiment, "Runs started by dsp-runner")
+    return [_apply_one(p, client, packages[p.pipeline.slug], experiment_ref) for p in plans]
+
+
+def _apply_one(item: planning.PipelinePlan, client: DSPClient, package: Path,
+               experiment: _Experiment) -> Outcome:
+    pipeline = item.pipeline
+    outcome = Outcome(pipeline=pipeline.name, source=str(pipeline.source), action=item.action,
+                      version_name=item.version_name)
+    log = logger.bind(pipeline=pipeline.name, version=item.version_name)
+    if item.error:
+        outcome.error = item.error
+        log.error("pipeline_rejected", error=item.error)
+        return outcome
+    try:
+        _ship_version(item, client, package, outcome, log)
+        if item.run is not None:
+            _start_run(item, client, experiment, outcome, log)
+    except (AuthError, TLSError, ConfigurationError):
+        raise
+    except RunnerError as exc:
+        outcome.error = str(exc)
+        log.error("pipeline_failed", error=str(exc))
+    return outcome
+
+
+def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log) -> None:
+    pipeline = item.pipeline
+    if item.action == planning.CREATE:
+        created = client.upload_pipeline(package, pipeline.name, pipeline.description)
+        log.info("pipeline_created", pipeline_id=created.id)
+        item = dataclasses.replace(item, server_pipeline=created)
+    outcome.pipeline_id = item.server_pipeline.id
+    if item.action in (planning.CREATE, planning.NEW_VERSION):
+        version = client.upload_version(package, outcome.pipeline_id, item.version_name,
+                                        item.version_description)
+        client.set_default_version(outcome.pipeline_id, version.id)
+        outcome.version_id = version.id
+        log.info("pipeline_version_uploaded", pipeline_id=outcome.pipeline_id,
+                 version_id=version.id)
+        return
+    outcome.version_id = item.existing_version.id
+    if item.action == planning.SET_DEFAULT:
+        client.set_default_version(outcome.pipeline_id, outcome.version_id)
+        log.info("pipeline_version_reused", version_id=outcome.version_id,
+                 reason="the server already holds this content; made it the default version")
+    else:
+        log.info("pipeline_unchanged", version_id=outcome.version_id,
+                 reason="the default version already has this content; nothing uploaded")
+
+
+def _start_run(item, client: DSPClient, experiment: _Experiment, outcome: Outcome, log) -> None:
+    outcome.run_name = item.run.name
+    if item.run.exists:
+        log.info("run_exists", run=item.run.name, reason="this version already ran for this commit")
+        return
+    run = client.start_run(experiment_id=experiment.id(), name=item.run.name,
+                           pipeline_id=outcome.pipeline_id, version_id=outcome.version_id,
+                           params=item.run.params)
+    outcome.run_id, outcome.run_status, outcome.run_started = run.id, run.status, True
+    log.info("run_started", run=run.name, run_id=run.id, params=item.run.params)

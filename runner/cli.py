@@ -1,0 +1,75 @@
+"""Command line: parse, configure logging, dispatch, and turn errors into exit codes.
+
+Expected failures (RunnerError) are one line and their own exit code; anything else is a bug
+and keeps its traceback (exit 70).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from runner import __version__
+from runner.errors import ConfigurationError, RunnerError
+from runner.settings import Settings
+
+COMMANDS = {
+    "deploy": "discover, compile, upload changed pipelines as new versions, start runs (default)",
+    "compile": "discover and compile into the output folder, offline (pull-request check)",
+}
+EXIT_CODES = """exit codes:
+  0    everything shipped
+  1    some pipelines failed (module, compile, upload or run); the others shipped
+  2    configuration error (a setting, the token, the pipelines folder)
+  5    the server refused the token (403) or its TLS certificate
+  70   internal error (a bug: please report it with the traceback)
+  130  interrupted"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dsp-runner",
+        description="Ship Kubeflow pipelines from git to OpenShift Data Science Pipelines.",
+        epilog=_settings_epilog() + "\n\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"dsp-runner {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                       title="commands (default: deploy)")
+    for name, help_text in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        Settings.register_arguments(sub)
+    return parser
+
+
+def _settings_epilog() -> str:
+    lines = ["settings (flag > environment variable > default; `COMMAND --help` for details):"]
+    for field in dataclasses.fields(Settings):
+        meta = field.metadata
+        flag = meta["flag"] or "(environment only)"
+        lines.append(f"  {meta['env']:<30} {flag}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
+        argv.insert(0, "deploy")
+    ns = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_args(ns)
+    except ConfigurationError as exc:
+        print(f"dsp-runner: configuration error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    from runner import commands, logs
+
+    logs.configure(settings.log_format, settings.log_level)
+    command = {"deploy": commands.deploy, "compile": commands.compile_pipelines}[ns.command]
+    try:
+        return command(settings, stdout=sys.stdout)
+    except RunnerError as exc:
+        print(f"dsp-runner: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dsp-runner: interrupted", file=sys.stderr)
+        return 130

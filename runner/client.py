@@ -1,0 +1,385 @@
+"""The one place that talks to the DSP API server, through kfp_tekton's TektonClient.
+
+What this wrapper adds to the client (see ../shared/reference/kfp-v1-api.md for why):
+- every request has a timeout (the generated client sets none) and urllib3's own silent retries
+  are off, so tenacity alone decides: connection errors, timeouts, 429 (honouring Retry-After)
+  and 5xx are retried with exponential backoff and jitter; other 4xx are not;
+- the multipart uploads' 500 "already exist" and the gateway's 409 mean "it exists": they are
+  never retried, and a create adopts the existing object instead;
+- a create that is retried first looks its object up by name, so a create whose answer was lost
+  (the connection dropped after the server committed) is adopted, not duplicated;
+- a 2xx answer that is not JSON (a proxy's sign-in page) is an error, not an empty result;
+- a 403 (DSP's oauth-proxy page) is retried once, re-reading the token, then is an AuthError.
+Nothing else in the project imports kfp_server_api; callers get plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import kfp_server_api
+import structlog
+import tenacity
+import urllib3
+from kfp_tekton import TektonClient
+from kfp_server_api.exceptions import ApiException
+
+from runner.errors import (
+    AuthError,
+    ConflictError,
+    NotFoundError,
+    RunnerError,
+    ServerError,
+    TLSError,
+)
+
+logger = structlog.get_logger()
+T = TypeVar("T")
+PAGE_SIZE = 200
+NAMES_PER_FILTER = 50
+RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerVersion:
+    id: str
+    name: str
+    description: str
+    pipeline_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerPipeline:
+    id: str
+    name: str
+    default_version: ServerVersion | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerRun:
+    id: str
+    name: str
+    status: str
+    error: str
+    version_id: str
+
+
+class UnexpectedResponse(ServerError):
+    """A 2xx answer whose body is not JSON: the kfp client would read it as an empty result."""
+
+
+class DSPClient:
+    """Typed, retried, idempotent calls to one DSP server."""
+
+    def __init__(self, *, host: str, credentials, ca_bundle: Path | None, verify_tls: bool,
+                 request_timeout: float, retries: int, retry_max_wait: float):
+        self.host = host
+        self._timeout = request_timeout
+        self._retries = retries
+        self._backoff = tenacity.wait_exponential_jitter(initial=0.5, max=retry_max_wait)
+        self._max_wait = retry_max_wait
+        self._kfp = self._call("connect", lambda: _GuardedTektonClient(
+            host=host, credentials=credentials,
+            ssl_ca_cert=str(ca_bundle) if ca_bundle else None,
+            verify_ssl=verify_tls, request_timeout=request_timeout))
+
+    # Reads -------------------------------------------------------------------------------
+
+    def list_pipelines(self) -> list[ServerPipeline]:
+        """Every pipeline with its default version: one paged listing answers 'what changed?'."""
+        return [_pipeline(p) for p in self._pages(
+            "list pipelines", "pipelines",
+            lambda token: self._kfp.pipelines.list_pipelines(page_token=token, page_size=PAGE_SIZE))]
+
+    def find_pipeline(self, name: str) -> ServerPipeline | None:
+        found = [_pipeline(p) for p in self._pages(
+            "find pipeline", "pipelines",
+            lambda token: self._kfp.pipelines.list_pipelines(
+                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)))]
+        return found[0] if found else None
+
+    def find_version(self, pipeline_id: str, name: str) -> ServerVersion | None:
+        found = [_version(v, pipeline_id) for v in self._pages(
+            "find pipeline version", "versions",
+            lambda token: self._kfp.pipelines.list_pipeline_versions(
+                resource_key_type="PIPELINE", resource_key_id=pipeline_id, page_token=token,
+                page_size=PAGE_SIZE, filter=_name_filter(name)))]
+        return found[0] if found else None
+
+    def find_experiment(self, name: str) -> str | None:
+        found = list(self._pages(
+            "find experiment", "experiments",
+            lambda token: self._kfp.experiments.list_experiment(
+                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name))))
+        return found[0].id if found else None
+
+    def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
+        """The runs of an experiment with these names, a few filtered listings for any number."""
+        wanted = sorted(set(names))
+        runs: dict[str, ServerRun] = {}
+        for start in range(0, len(wanted), NAMES_PER_FILTER):
+            batch = wanted[start:start + NAMES_PER_FILTER]
+            for run in self._pages("find runs", "runs", lambda token, batch=batch:
+                                   self._kfp.runs.list_runs(
+                                       page_token=token, page_size=PAGE_SIZE,
+                                       resource_reference_key_type="EXPERIMENT",
+                                       resource_reference_key_id=experiment_id,
+                                       filter=_names_filter(batch))):
+                runs.setdefault(run.name, _run(run))
+        return runs
+
+    def get_run(self, run_id: str) -> ServerRun:
+        return _run(self._call("get run", lambda: self._kfp.runs.get_run(run_id)).run)
+
+    # Writes (idempotent) -----------------------------------------------------------------
+
+    def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
+        """Create the pipeline (and the server's implicit first version named after it)."""
+        return self._create(
+            "upload pipeline",
+            lambda: _pipeline(self._kfp.upload_pipeline(str(path), name, description)),
+            lambda: self.find_pipeline(name))
+
+    def upload_version(self, path: Path, pipeline_id: str, name: str,
+                       description: str) -> ServerVersion:
+        return self._create(
+            "upload pipeline version",
+            lambda: _version(self._kfp.upload_pipeline_version(
+                str(path), name, pipeline_id=pipeline_id, description=description), pipeline_id),
+            lambda: self.find_version(pipeline_id, name))
+
+    def set_default_version(self, pipeline_id: str, version_id: str) -> None:
+        self._call("set default version",
+                   lambda: self._kfp.pipelines.update_pipeline_default_version(
+                       pipeline_id, version_id))
+
+    def ensure_experiment(self, name: str, description: str) -> str:
+        """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""
+        existing = self.find_experiment(name)
+        if existing:
+            return existing
+        return self._create(
+            "create experiment",
+            lambda: self._kfp.experiments.create_experiment(
+                body=kfp_server_api.ApiExperiment(name=name, description=description)).id,
+            lambda: self.find_experiment(name))
+
+    def start_run(self, *, experiment_id: str, name: str, pipeline_id: str, version_id: str,
+                  params: dict[str, str]) -> ServerRun:
+        """Start a run of exactly this version (never 'the default'), once per name."""
+        return self._create(
+            "start run",
+            lambda: _run(self._kfp.run_pipeline(
+                experiment_id, name, params=params, pipeline_id=pipeline_id,
+                version_id=version_id)),
+            lambda: self.find_runs(experiment_id, [name]).get(name))
+
+    # Retry machinery ---------------------------------------------------------------------
+
+    def _create(self, operation: str, create: Callable[[], T],
+                find: Callable[[], T | None]) -> T:
+        """Create once; if a lost answer or a concurrent runner already made it, adopt that."""
+        try:
+            return self._call(operation, create, adopt=find)
+        except ConflictError:
+            existing = self._call(f"{operation}: look up existing", find)
+            if existing is None:
+                raise
+            logger.info("adopted_existing", operation=operation)
+            return existing
+
+    def _call(self, operation: str, call: Callable[[], T],
+              adopt: Callable[[], T | None] | None = None) -> T:
+        """Run `call` under the retry policy; before a retried create, look for its result."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._retries), wait=self._wait,
+            retry=self._should_retry, before_sleep=_log_retry(operation), reraise=True)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    if adopt is not None and attempt.retry_state.attempt_number > 1:
+                        existing = adopt()
+                        if existing is not None:
+                            logger.info("adopted_existing", operation=operation)
+                            return existing
+                    return call()
+        except RunnerError:
+            raise
+        except Exception as exc:
+            raise _translate(operation, self.host, exc) from None
+        raise AssertionError("tenacity ended without an outcome")
+
+    def _should_retry(self, state: tenacity.RetryCallState) -> bool:
+        exc = state.outcome.exception()
+        if _status(exc) == 403:
+            return state.attempt_number < 2
+        return _is_transient(exc)
+
+    def _wait(self, state: tenacity.RetryCallState) -> float:
+        retry_after = _retry_after(state.outcome.exception())
+        if retry_after is not None:
+            return min(retry_after, self._max_wait)
+        return self._backoff(state)
+
+    def _pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
+        token = ""
+        while True:
+            page = self._call(operation, lambda token=token: fetch(token))
+            yield from getattr(page, field) or []
+            token = page.next_page_token or ""
+            if not token:
+                return
+
+
+class _GuardedTektonClient(TektonClient):
+    """TektonClient with a request timeout, no hidden urllib3 retries, and a JSON check.
+
+    Its constructor calls healthz (5 tries, 5 s apart, no timeout); here that call is made once,
+    through the guarded transport, and the caller's retry policy owns the retries.
+    """
+
+    def __init__(self, *, request_timeout: float, **kwargs):
+        self._request_timeout = request_timeout
+        super().__init__(**kwargs)
+
+    def _load_config(self, *args, **kwargs):
+        config = super()._load_config(*args, **kwargs)
+        config.retries = False
+        return config
+
+    def get_kfp_healthz(self):
+        _guard_transport(self._healthz_api.api_client.rest_client, self._request_timeout)
+        return self._healthz_api.get_healthz()
+
+
+def _guard_transport(rest_client, timeout: float) -> None:
+    """Wrap the one method every generated call goes through (idempotent)."""
+    if getattr(rest_client, "_dsp_guarded", False):
+        return
+    original = rest_client.request
+
+    def request(method, url, *args, _request_timeout=None, **kwargs):
+        response = original(method, url, *args,
+                            _request_timeout=_request_timeout or (timeout, timeout), **kwargs)
+        content_type = (response.getheader("Content-Type") or "").lower()
+        if 200 <= response.status < 300 and "json" not in content_type:
+            path = url.split("?", 1)[0]
+            raise UnexpectedResponse(
+                f"{method} {path} answered {response.status} with {content_type or 'no type'}, "
+                "not JSON: is DSP_HOST the DSP API route (not the dashboard) and is the token "
+                "accepted?")
+        return response
+
+    rest_client.request = request
+    rest_client._dsp_guarded = True
+
+
+def _status(exc: BaseException | None) -> int | None:
+    return exc.status if isinstance(exc, ApiException) else None
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    if isinstance(exc, ApiException):
+        if exc.status == 0:
+            return "SSL" not in str(exc.reason)
+        return exc.status in RETRYABLE_STATUS and not _already_exists(exc)
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return False
+    return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
+def _already_exists(exc: ApiException) -> bool:
+    return exc.status == 409 or (exc.status == 500 and "already exist" in (exc.body or ""))
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    if not isinstance(exc, ApiException) or exc.status not in (429, 503) or not exc.headers:
+        return None
+    try:
+        return max(0.0, float(exc.headers.get("Retry-After")))
+    except (TypeError, ValueError):
+        return None
+
+
+def _translate(operation: str, host: str, exc: Exception) -> RunnerError:
+    """Every way a call can fail, as one typed line that says what to check."""
+    if isinstance(exc, ApiException):
+        if exc.status == 403:
+            return AuthError(
+                f"{operation}: the server refused the token (403): check that it is valid and "
+                "that its account may `get` the route ds-pipeline-<dspa> in the DSP namespace")
+        if exc.status == 0 or isinstance(exc, urllib3.exceptions.SSLError):
+            return TLSError(f"{operation}: TLS verification of {host} failed: {exc.reason}; "
+                            "set DSP_CA_BUNDLE to the CA that signed the server's certificate")
+        message = _error_message(exc.body) or exc.reason
+        if _already_exists(exc):
+            return ConflictError(f"{operation}: {message}")
+        if exc.status == 404:
+            return NotFoundError(f"{operation}: {message}")
+        return ServerError(f"{operation}: HTTP {exc.status}: {message}")
+    if isinstance(exc, urllib3.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return TLSError(f"{operation}: TLS verification of {host} failed; set DSP_CA_BUNDLE to "
+                        "the CA that signed the server's certificate")
+    return ServerError(f"{operation}: could not reach {host}: {type(exc).__name__}: "
+                       f"{_first_line(exc)}")
+
+
+def _error_message(body: str | None) -> str:
+    """The user-facing text of either error shape the server uses, or a short HTML hint."""
+    if not body:
+        return ""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "the server answered with a non-JSON page" if "<" in body else body[:200]
+    if not isinstance(data, dict):
+        return str(data)[:200]
+    details = data.get("details") or []
+    if details and isinstance(details[0], dict) and details[0].get("error_message"):
+        return details[0]["error_message"]
+    return data.get("error_message") or data.get("message") or data.get("error") or ""
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else ""
+
+
+def _log_retry(operation: str):
+    def log(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception()
+        logger.warning("server_call_retry", operation=operation, attempt=state.attempt_number,
+                       wait_s=round(state.upcoming_sleep, 2),
+                       error=_status(exc) or type(exc).__name__)
+    return log
+
+
+def _name_filter(name: str) -> str:
+    return json.dumps({"predicates": [{"op": "EQUALS", "key": "name", "string_value": name}]})
+
+
+def _names_filter(names: list[str]) -> str:
+    return json.dumps({"predicates": [
+        {"op": "IN", "key": "name", "string_values": {"values": names}}]})
+
+
+def _pipeline(api) -> ServerPipeline:
+    default = api.default_version
+    return ServerPipeline(id=api.id, name=api.name,
+                          default_version=_version(default, api.id) if default else None)
+
+
+def _version(api, pipeline_id: str) -> ServerVersion:
+    return ServerVersion(id=api.id, name=api.name, description=api.description or "",
+                         pipeline_id=pipeline_id)
+
+
+def _run(api) -> ServerRun:
+    version_id = next((ref.key.id for ref in api.resource_references or []
+                       if ref.key and ref.key.type == "PIPELINE_VERSION"), "")
+    return ServerRun(id=api.id, name=api.name, status=api.status or "", error=api.error or "",
+                     version_id=version_id)

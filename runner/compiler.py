@@ -1,0 +1,264 @@
+"""Import each pipeline module in isolation and compile its pipelines with kfp_tekton.
+
+Every module is imported in its own forked child process, the way kfp's `dsl-compile` collects
+pipelines (its `PipelineCollectorContext` hook), so:
+- the module's `if __name__ == "__main__":` block never runs (it is imported under another name);
+- a module that raises, calls `sys.exit()`, crashes the interpreter or hangs costs only its own
+  child: it is reported with file, line and a one-line reason, and every other module still ships;
+- kfp and kfp_tekton are imported once, in the parent, and shared by every fork.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from runner import versions
+
+MAX_UPLOAD_BYTES = 32 << 20
+SERVER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._ -]{1,100}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    name: str
+    default: str | None
+
+    @property
+    def required(self) -> bool:
+        return self.default is None
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPipeline:
+    """One pipeline, compiled: what every later stage needs to know about it."""
+
+    name: str
+    slug: str
+    function: str
+    source: Path
+    description: str
+    yaml_text: str
+    parameters: tuple[Parameter, ...]
+    content_hash: str
+    deterministic: bool = True
+
+    @property
+    def defaults(self) -> dict[str, str]:
+        return {p.name: p.default for p in self.parameters if p.default is not None}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleFailure:
+    """A module or pipeline that cannot ship, with where and why in one line."""
+
+    source: Path
+    line: int | None
+    reason: str
+    pipeline: str | None = None
+
+    def describe(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line else f"{self.source}"
+        return f"{where}: {self.reason}"
+
+
+@dataclasses.dataclass(frozen=True)
+class CompileResult:
+    pipelines: list[CompiledPipeline]
+    failures: list[ModuleFailure]
+
+
+def compile_all(modules: list[Path], *, timeout: float, workers: int = 0) -> CompileResult:
+    """Compile every module, at most `workers` at a time, each bounded by `timeout` seconds."""
+    import kfp_tekton.compiler  # noqa: F401  (imported once here, inherited by every fork)
+
+    workers = workers or os.cpu_count() or 1
+    outcomes: dict[int, list[CompiledPipeline | ModuleFailure]] = {}
+    for index, outcome in _run_children(list(enumerate(modules)), timeout, workers):
+        outcomes[index] = outcome
+    ordered = [item for index in sorted(outcomes) for item in outcomes[index]]
+    pipelines = [item for item in ordered if isinstance(item, CompiledPipeline)]
+    failures = [item for item in ordered if isinstance(item, ModuleFailure)]
+    pipelines, rejected = _check_server_rules(pipelines)
+    return CompileResult(pipelines=pipelines, failures=failures + rejected)
+
+
+def _run_children(jobs, timeout, workers):
+    """Fork one child per module and collect each child's answer, or say why there is none."""
+    context = multiprocessing.get_context("fork")
+    pending = list(jobs)
+    running: dict = {}
+    while pending or running:
+        while pending and len(running) < workers:
+            index, path = pending.pop(0)
+            reader, writer = context.Pipe(duplex=False)
+            process = context.Process(target=_child, args=(writer, path, index), daemon=True)
+            process.start()
+            writer.close()
+            running[reader] = (index, path, process, time.monotonic() + timeout)
+        next_deadline = min(deadline for *_, deadline in running.values())
+        ready = multiprocessing.connection.wait(
+            list(running), timeout=max(0.0, next_deadline - time.monotonic()))
+        for reader in ready:
+            index, path, process, _ = running.pop(reader)
+            yield index, _receive(reader, process, path)
+        now = time.monotonic()
+        for reader, (index, path, process, deadline) in list(running.items()):
+            if now >= deadline:
+                process.kill()
+                process.join()
+                del running[reader]
+                yield index, [ModuleFailure(
+                    path, None,
+                    f"import and compile took longer than {timeout:g} s (DSP_COMPILE_TIMEOUT); "
+                    "does the module wait for something at import?")]
+
+
+def _receive(reader, process, path: Path) -> list[CompiledPipeline | ModuleFailure]:
+    try:
+        outcome = reader.recv()
+    except EOFError:
+        outcome = None
+    process.join()
+    if outcome is None:
+        return [ModuleFailure(
+            path, None, f"the module's process died while importing (exit code {process.exitcode})")]
+    return outcome
+
+
+def _child(writer, path: Path, index: int) -> None:
+    """Runs in the fork: import, compile, send the outcome, and leave without running atexit."""
+    try:
+        with _captured_output():
+            outcome = compile_module(path, module_name=f"_dsp_pipeline_{index}_{path.stem}")
+        writer.send(outcome)
+    finally:
+        writer.close()
+        os._exit(0)
+
+
+@contextlib.contextmanager
+def _captured_output():
+    """Keep a module's prints off the runner's log stream (which may be JSON lines)."""
+    with open(os.devnull, "w") as sink:
+        saved = os.dup(1), os.dup(2)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+
+
+def compile_module(path: Path, *, module_name: str) -> list[CompiledPipeline | ModuleFailure]:
+    """Import one module with kfp's collector hook and compile each pipeline it defines."""
+    from kfp.compiler.main import PipelineCollectorContext
+
+    sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        with PipelineCollectorContext() as functions:
+            spec.loader.exec_module(module)
+    except BaseException as exc:  # noqa: BLE001 - a user's module may even call sys.exit()
+        return [_failure(path, exc, "import failed")]
+    if not functions:
+        return [ModuleFailure(path, None, "defines no function decorated with @kfp.dsl.pipeline")]
+    return [_compile_function(path, function) for function in functions]
+
+
+def _compile_function(path: Path, function) -> CompiledPipeline | ModuleFailure:
+    from kfp_tekton.compiler import TektonCompiler
+
+    try:
+        first = _compile_once(TektonCompiler, function)
+        second = _compile_once(TektonCompiler, function)
+    except BaseException as exc:  # noqa: BLE001 - compile errors come from user code too
+        return _failure(path, exc, f"compiling {function.__name__} failed", function.__name__)
+    return _describe(path, function.__name__, first, deterministic=(
+        versions.content_hash(first) == versions.content_hash(second)))
+
+
+def _compile_once(compiler_class, function) -> str:
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / "pipeline.yaml"
+        compiler_class().compile(function, str(target))
+        return target.read_text()
+
+
+def _describe(path: Path, function_name: str, yaml_text: str, *, deterministic: bool):
+    """Read name, description and parameters back from what the compiler wrote."""
+    import yaml
+
+    document = yaml.safe_load(yaml_text)
+    metadata = document.get("metadata", {})
+    spec = json.loads(metadata.get("annotations", {}).get(
+        "pipelines.kubeflow.org/pipeline_spec", "{}"))
+    parameters = tuple(
+        Parameter(p["name"], None if p.get("default") is None else str(p["default"]))
+        for p in document.get("spec", {}).get("pipelineSpec", {}).get("params", []))
+    return CompiledPipeline(
+        name=spec.get("name") or function_name,
+        slug=metadata.get("name") or function_name,
+        function=function_name,
+        source=path,
+        description=spec.get("description") or "",
+        yaml_text=yaml_text,
+        parameters=parameters,
+        content_hash=versions.content_hash(yaml_text),
+        deterministic=deterministic,
+    )
+
+
+def _failure(path: Path, exc: BaseException, what: str, pipeline: str | None = None):
+    """One line: the innermost line of the user's file involved, and the exception's first line."""
+    line = None
+    if isinstance(exc, SyntaxError) and exc.filename == str(path):
+        line = exc.lineno
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(path):
+            line = frame.lineno
+    if isinstance(exc, SystemExit):
+        detail = f"the module called sys.exit({exc.code!r}) at import"
+    else:
+        message = str(exc).strip().splitlines()
+        detail = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
+    return ModuleFailure(path, line, f"{what}: {detail}", pipeline)
+
+
+def _check_server_rules(pipelines: list[CompiledPipeline]):
+    """Refuse what the server would refuse, naming the file, before anything is uploaded."""
+    accepted: list[CompiledPipeline] = []
+    rejected: list[ModuleFailure] = []
+    seen: dict[str, CompiledPipeline] = {}
+    for pipeline in pipelines:
+        problem = None
+        if not SERVER_NAME_PATTERN.fullmatch(pipeline.name):
+            problem = (f"pipeline name {pipeline.name!r} must be 1 to 100 characters of letters, "
+                       "digits, space, '.', '_' or '-' (the server double-decodes '+' and '%')")
+        elif pipeline.name.lower() in seen:
+            problem = (f"pipeline name {pipeline.name!r} is already defined by "
+                       f"{seen[pipeline.name.lower()].source}")
+        elif len(pipeline.yaml_text.encode()) > MAX_UPLOAD_BYTES:
+            problem = (f"compiled pipeline is {len(pipeline.yaml_text.encode())} bytes, over the "
+                       f"server's upload limit of {MAX_UPLOAD_BYTES}")
+        if problem:
+            rejected.append(ModuleFailure(pipeline.source, None, problem, pipeline.function))
+            continue
+        seen[pipeline.name.lower()] = pipeline
+        accepted.append(pipeline)
+    return accepted, rejected

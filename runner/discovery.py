@@ -1,0 +1,32 @@
+"""Which files under the pipelines folder are pipeline modules.
+
+A user adds a pipeline by adding a file, so every `*.py` below the folder counts, in a stable
+order, except private helpers (`_name.py`, `__init__.py`) and hidden or cache folders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runner.errors import ConfigurationError
+
+
+def discover(pipelines_dir: Path) -> list[Path]:
+    """Return the pipeline module files, sorted; a missing or unreadable folder is a setting error."""
+    if not pipelines_dir.is_dir():
+        raise ConfigurationError(
+            f"DSP_PIPELINES_DIR: {pipelines_dir} is not a folder (looked at {pipelines_dir.resolve()})")
+    if not os.access(pipelines_dir, os.R_OK | os.X_OK):
+        raise ConfigurationError(f"DSP_PIPELINES_DIR: cannot read folder {pipelines_dir}")
+    return sorted(
+        path for path in pipelines_dir.rglob("*.py")
+        if not _skipped(path.relative_to(pipelines_dir)))
+
+
+def _skipped(relative: Path) -> bool:
+    """Private modules and hidden/cache folders are not pipelines."""
+    *folders, name = relative.parts
+    if name.startswith("_"):
+        return True
+    return any(part.startswith((".", "_")) for part in folders)

@@ -1,0 +1,345 @@
+"""Every setting of the runner, read once from flags and environment into one typed object.
+
+Precedence is flag > environment variable > default, and it lives here only: each environment
+variable becomes the argparse default of its flag. `Settings.from_args` validates everything
+together and reports every problem at once, each naming the variable or flag.
+
+This module must not import kfp: `--help` and configuration errors have to be fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from runner.errors import ConfigurationError
+
+POD_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+RUN_POLICIES = ("on-change", "always", "never")
+LOG_FORMATS = ("auto", "json", "console")
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _setting(env: str, flag: str, help: str, default: Any = None, **argparse_kwargs: Any) -> Any:
+    """Declare a setting: its environment variable, its flag and its one-line help."""
+    metadata = {"env": env, "flag": flag, "help": help, "argparse": argparse_kwargs}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """The runner's configuration. Field docs are the `help` texts below (and the README table)."""
+
+    host: str = _setting(
+        "DSP_HOST", "--host",
+        "DSP API URL, e.g. https://ds-pipeline-dspa.<ns>.svc:8443 or the route URL. "
+        "Required for deploy and trigger.",
+        default="")
+    token_path: Path = _setting(
+        "DSP_TOKEN_PATH", "--token-path",
+        "File holding the bearer token, re-read before every request "
+        "(a mounted service-account token).",
+        default=POD_SA_DIR / "token")
+    token: str = _setting(
+        "DSP_TOKEN", None,
+        "Bearer token itself, for a laptop (e.g. `oc whoami --show-token`). Environment only, "
+        "never a flag, so it cannot show in process listings. Wins over DSP_TOKEN_PATH.",
+        default="")
+    ca_bundle: Path | None = _setting(
+        "DSP_CA_BUNDLE", "--ca-bundle",
+        "CA bundle (PEM) to verify the server's certificate; replaces the system trust store. "
+        "Default: the pod's service-ca.crt when present, else the system store.",
+        default=None)
+    insecure_skip_tls_verify: bool = _setting(
+        "DSP_INSECURE_SKIP_TLS_VERIFY", "--insecure-skip-tls-verify",
+        "Do not verify the server's TLS certificate. Logged as a warning on every run.",
+        default=False)
+    pipelines_dir: Path = _setting(
+        "DSP_PIPELINES_DIR", "--pipelines-dir",
+        "Folder whose Python modules define the pipelines.",
+        default=Path("pipelines"))
+    experiment: str = _setting(
+        "DSP_EXPERIMENT", "--experiment",
+        "Experiment the runs are started in (created when missing).",
+        default="dsp-runner")
+    run_policy: str = _setting(
+        "DSP_RUN_POLICY", "--run-policy",
+        "When to start a run: on-change (once per new pipeline version), always (once per "
+        "commit), never.",
+        default="on-change")
+    run_args: dict[str, dict[str, str]] = _setting(
+        "DSP_RUN_ARGS", "--arg",
+        "Run argument override PIPELINE.PARAM=VALUE (repeatable). The variable takes JSON: "
+        '{"add-pipeline": {"a": "7"}}.',
+        default=dataclasses.MISSING)
+    request_timeout: float = _setting(
+        "DSP_REQUEST_TIMEOUT", "--request-timeout",
+        "Seconds one HTTP request to the server may take.",
+        default=30.0)
+    retries: int = _setting(
+        "DSP_RETRIES", "--retries",
+        "Attempts per server call on transient errors (connection errors, timeouts, 429, 5xx).",
+        default=6)
+    retry_max_wait: float = _setting(
+        "DSP_RETRY_MAX_WAIT", "--retry-max-wait",
+        "Longest pause in seconds between two attempts (exponential backoff with jitter).",
+        default=30.0)
+    compile_timeout: float = _setting(
+        "DSP_COMPILE_TIMEOUT", "--compile-timeout",
+        "Seconds a pipeline module may take to import and compile before it is reported hung.",
+        default=120.0)
+    output_dir: Path = _setting(
+        "DSP_OUTPUT_DIR", "--output-dir",
+        "Folder for compiled YAML and the summary file (summary.json).",
+        default=Path("build/dsp-runner"))
+    git_commit: str = _setting(
+        "DSP_GIT_COMMIT", "--git-commit",
+        "Commit SHA the pipelines come from. Default: `git rev-parse HEAD` in the pipelines "
+        "folder.",
+        default="")
+    git_repo: str = _setting(
+        "DSP_GIT_REPO", "--git-repo",
+        "Repository URL the pipelines come from. Default: `git remote get-url origin`.",
+        default="")
+    log_format: str = _setting(
+        "LOG_FORMAT", "--log-format",
+        "auto (JSON unless stderr is a terminal), json or console.",
+        default="auto")
+    log_level: str = _setting(
+        "LOG_LEVEL", "--log-level",
+        "DEBUG, INFO, WARNING or ERROR.",
+        default="INFO")
+
+    def __post_init__(self) -> None:
+        if self.run_args is dataclasses.MISSING:
+            object.__setattr__(self, "run_args", {})
+
+    @property
+    def uses_token_file(self) -> bool:
+        """A token given in the environment wins over the token file."""
+        return not self.token
+
+    @property
+    def token_source(self) -> str:
+        """Where the token comes from, for error messages: never the token itself."""
+        return "DSP_TOKEN" if self.token else f"token file {self.token_path}"
+
+    @property
+    def verify_tls(self) -> bool:
+        return not self.insecure_skip_tls_verify
+
+    @classmethod
+    def register_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one flag per setting, its default taken from its environment variable."""
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            if not meta.get("flag"):
+                continue
+            env = meta["env"]
+            help_text = f"{meta['help']} [env {env}]"
+            if field.type == "bool":
+                parser.add_argument(meta["flag"], dest=field.name, action="store_const",
+                                    const="true", default=os.environ.get(env), help=help_text)
+            elif field.name == "run_args":
+                parser.add_argument(meta["flag"], dest=field.name, action="append",
+                                    metavar="PIPELINE.PARAM=VALUE", help=help_text)
+            else:
+                parser.add_argument(meta["flag"], dest=field.name, default=os.environ.get(env),
+                                    metavar=env, help=help_text)
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace) -> Settings:
+        """Parse and validate every value; raise one ConfigurationError listing all problems."""
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            meta = field.metadata
+            raw = getattr(ns, field.name, None) if meta.get("flag") else None
+            if raw is None:
+                raw = os.environ.get(meta["env"])
+            if field.name == "run_args":
+                env_raw = os.environ.get(meta["env"])
+                try:
+                    values[field.name] = _parse_run_args(env_raw, getattr(ns, field.name, None))
+                except ValueError as exc:
+                    problems.append(str(exc))
+                continue
+            if raw is None or raw == "":
+                continue
+            parse = _PARSERS[field.name]
+            try:
+                values[field.name] = parse(raw)
+            except ValueError as exc:
+                problems.append(f"{_name_of(meta)}: {exc}")
+        settings = None
+        if not problems:
+            settings = cls(**values)
+            problems.extend(settings._cross_checks())
+        if problems:
+            raise ConfigurationError("; ".join(problems))
+        assert settings is not None
+        return _with_pod_defaults(settings)
+
+    @classmethod
+    def env_vars(cls) -> dict[str, str]:
+        """Map of setting name to environment variable: the README and Tekton Task follow it."""
+        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls)}
+
+    def _cross_checks(self) -> list[str]:
+        """Problems that involve more than one setting."""
+        problems = []
+        if self.host:
+            parts = urlsplit(self.host)
+            if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+                problems.append(
+                    "DSP_HOST: an http:// host would send the bearer token in clear (and DSP "
+                    "redirects to https, dropping it); use https://")
+        if self.ca_bundle is not None and not os.access(self.ca_bundle, os.R_OK):
+            problems.append(f"DSP_CA_BUNDLE: cannot read CA bundle {self.ca_bundle}")
+        if self.ca_bundle is not None and self.insecure_skip_tls_verify:
+            problems.append("DSP_CA_BUNDLE and DSP_INSECURE_SKIP_TLS_VERIFY contradict each other")
+        return problems
+
+
+def _name_of(meta: dict[str, Any]) -> str:
+    return meta["env"]
+
+
+def _host(raw: str) -> str:
+    """Accept what users paste (no scheme, a trailing slash) the way kfp does, but check it."""
+    value = raw.strip().rstrip("/")
+    if "://" not in value:
+        value = "https://" + value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"not a URL: {raw!r}")
+    if parts.username or parts.password:
+        raise ValueError("credentials in the URL are not allowed; use DSP_TOKEN or DSP_TOKEN_PATH")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+    if not value > 0:
+        raise ValueError(f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"must be at least 1, got {raw!r}")
+    return value
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
+        return value
+    return parse
+
+
+def _log_level(raw: str) -> str:
+    value = raw.strip().upper()
+    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
+    return value
+
+
+def _token(raw: str) -> str:
+    """The token from the environment, trimmed; the value is never echoed in an error."""
+    value = raw.strip()
+    if not value or any(c.isspace() for c in value):
+        raise ValueError("the token is empty or contains whitespace")
+    return value
+
+
+def _existing_dir_path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _git_commit(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", value):
+        raise ValueError(f"expected a hexadecimal commit SHA, got {raw!r}")
+    return value.lower()
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "host": _host,
+    "token_path": _existing_dir_path,
+    "token": _token,
+    "ca_bundle": _existing_dir_path,
+    "insecure_skip_tls_verify": _bool,
+    "pipelines_dir": _existing_dir_path,
+    "experiment": lambda raw: raw.strip(),
+    "run_policy": _choice(RUN_POLICIES),
+    "request_timeout": _positive_float,
+    "retries": _positive_int,
+    "retry_max_wait": _positive_float,
+    "compile_timeout": _positive_float,
+    "output_dir": _existing_dir_path,
+    "git_commit": _git_commit,
+    "git_repo": lambda raw: raw.strip(),
+    "log_format": _choice(LOG_FORMATS),
+    "log_level": _log_level,
+}
+
+
+def _parse_run_args(env_raw: str | None, flags: list[str] | None) -> dict[str, dict[str, str]]:
+    """Merge DSP_RUN_ARGS (JSON) with --arg PIPELINE.PARAM=VALUE flags, flags winning."""
+    merged: dict[str, dict[str, str]] = {}
+    if env_raw:
+        try:
+            loaded = json.loads(env_raw)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"DSP_RUN_ARGS: not valid JSON ({exc.msg})") from None
+        if not isinstance(loaded, dict) or not all(
+                isinstance(v, dict) for v in loaded.values()):
+            raise ValueError('DSP_RUN_ARGS: expected {"pipeline": {"param": "value"}}')
+        merged = {str(p): {str(k): _arg_value(v) for k, v in a.items()} for p, a in loaded.items()}
+    for item in flags or []:
+        key, sep, value = item.partition("=")
+        pipeline, dot, param = key.rpartition(".")
+        if not sep or not dot or not pipeline or not param:
+            raise ValueError(f"--arg: expected PIPELINE.PARAM=VALUE, got {item!r}")
+        merged.setdefault(pipeline, {})[param] = value
+    return merged
+
+
+def _arg_value(value: Any) -> str:
+    """Run parameters travel as strings; lists and dicts as JSON, like kfp's run_pipeline."""
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def _with_pod_defaults(settings: Settings) -> Settings:
+    """Use the pod's service CA when it is mounted and nothing else was said."""
+    service_ca = POD_SA_DIR / "service-ca.crt"
+    if settings.ca_bundle is None and settings.verify_tls and service_ca.is_file():
+        return dataclasses.replace(settings, ca_bundle=service_ca)
+    return settings
