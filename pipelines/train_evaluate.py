@@ -13,14 +13,17 @@ PYTHON_IMAGE = "image-registry.openshift-image-registry.svc:5000/openshift/pytho
 
 
 def prepare_data(samples: int, noise: float, seed: int) -> NamedTuple(
-        "Data", [("train", str), ("test", str)]):
+    "Data", [("train", str), ("test", str)]
+):
     """Make y = 3x + 2 with noise, split 80/20; points travel as JSON strings."""
     import json
     import random
     from collections import namedtuple
 
     rng = random.Random(seed)
-    points = [(x, 3 * x + 2 + rng.gauss(0, noise)) for x in (rng.uniform(0, 10) for _ in range(samples))]
+    points = [
+        (x, 3 * x + 2 + rng.gauss(0, noise)) for x in (rng.uniform(0, 10) for _ in range(samples))
+    ]
     cut = int(len(points) * 0.8)
     return namedtuple("Data", ["train", "test"])(json.dumps(points[:cut]), json.dumps(points[cut:]))
 
@@ -70,8 +73,9 @@ report_op = kfp.components.create_component_from_func(report, base_image=PYTHON_
     name="Train and Evaluate",
     description="Train a small regression model, evaluate it and report whether it is accepted",
 )
-def train_evaluate(samples="200", noise="0.5", seed="42", epochs="300", learning_rate="0.01",
-                   max_mse="1.0"):
+def train_evaluate(
+    samples="200", noise="0.5", seed="42", epochs="300", learning_rate="0.01", max_mse="1.0"
+):
     data = prepare_op(samples, noise, seed)
     model = train_op(data.outputs["train"], epochs, learning_rate)
     mse = evaluate_op(model.output, data.outputs["test"])

@@ -6,6 +6,7 @@ would only repeat them once per pipeline.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -32,10 +33,14 @@ class Outcome:
     run_id: str = ""
     run_status: str = ""
     run_started: bool = False
+    run_outcome: str = ""
+    run_duration_s: float | None = None
+    run_url: str = ""
+    run_outputs: dict = dataclasses.field(default_factory=dict)
     error: str = ""
 
 
-class _Experiment:
+class Experiment:
     """The experiment id, fetched or created on first need, once per deploy."""
 
     def __init__(self, client: DSPClient, name: str, description: str):
@@ -49,33 +54,49 @@ class _Experiment:
         return self._id
 
 
-def apply(plans: list[planning.PipelinePlan], *, client: DSPClient, packages: dict[str, Path],
-          experiment: str) -> list[Outcome]:
+def apply(
+    plans: list[planning.PipelinePlan],
+    *,
+    client: DSPClient,
+    packages: dict[str, Path],
+    experiment: Experiment,
+) -> list[Outcome]:
     """Upload what changed and start the planned runs; return one outcome per pipeline."""
-    experiment_ref = _Experiment(client, experiment, "Runs started by dsp-runner")
-    return [_apply_one(p, client, packages[p.pipeline.slug], experiment_ref) for p in plans]
+    return [_apply_one(p, client, packages[p.pipeline.slug], experiment) for p in plans]
 
 
-def _apply_one(item: planning.PipelinePlan, client: DSPClient, package: Path,
-               experiment: _Experiment) -> Outcome:
+def _apply_one(
+    item: planning.PipelinePlan, client: DSPClient, package: Path, experiment: Experiment
+) -> Outcome:
     pipeline = item.pipeline
-    outcome = Outcome(pipeline=pipeline.name, source=str(pipeline.source), action=item.action,
-                      version_name=item.version_name)
+    outcome = Outcome(
+        pipeline=pipeline.name,
+        source=str(pipeline.source),
+        action=item.action,
+        version_name=item.version_name,
+    )
     log = logger.bind(pipeline=pipeline.name, version=item.version_name)
     if item.error:
         outcome.error = item.error
         log.error("pipeline_rejected", error=item.error)
         return outcome
-    try:
+    with contained(outcome, log):
         _ship_version(item, client, package, outcome, log)
         if item.run is not None:
-            _start_run(item, client, experiment, outcome, log)
+            start_run(client, experiment, outcome, item.run, log)
+    return outcome
+
+
+@contextlib.contextmanager
+def contained(outcome: Outcome, log):
+    """Keep a pipeline's failure to its outcome; whole-job failures propagate."""
+    try:
+        yield
     except (AuthError, TLSError, ConfigurationError):
         raise
     except RunnerError as exc:
         outcome.error = str(exc)
         log.error("pipeline_failed", error=str(exc))
-    return outcome
 
 
 def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log) -> None:
@@ -86,30 +107,51 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
         item = dataclasses.replace(item, server_pipeline=created)
     outcome.pipeline_id = item.server_pipeline.id
     if item.action in (planning.CREATE, planning.NEW_VERSION):
-        version = client.upload_version(package, outcome.pipeline_id, item.version_name,
-                                        item.version_description)
+        version = client.upload_version(
+            package, outcome.pipeline_id, item.version_name, item.version_description
+        )
         client.set_default_version(outcome.pipeline_id, version.id)
         outcome.version_id = version.id
-        log.info("pipeline_version_uploaded", pipeline_id=outcome.pipeline_id,
-                 version_id=version.id)
+        log.info(
+            "pipeline_version_uploaded", pipeline_id=outcome.pipeline_id, version_id=version.id
+        )
         return
     outcome.version_id = item.existing_version.id
     if item.action == planning.SET_DEFAULT:
         client.set_default_version(outcome.pipeline_id, outcome.version_id)
-        log.info("pipeline_version_reused", version_id=outcome.version_id,
-                 reason="the server already holds this content; made it the default version")
+        log.info(
+            "pipeline_version_reused",
+            version_id=outcome.version_id,
+            reason="the server already holds this content; made it the default version",
+        )
     else:
-        log.info("pipeline_unchanged", version_id=outcome.version_id,
-                 reason="the default version already has this content; nothing uploaded")
+        log.info(
+            "pipeline_unchanged",
+            version_id=outcome.version_id,
+            reason="the default version already has this content; nothing uploaded",
+        )
 
 
-def _start_run(item, client: DSPClient, experiment: _Experiment, outcome: Outcome, log) -> None:
-    outcome.run_name = item.run.name
-    if item.run.exists:
-        log.info("run_exists", run=item.run.name, reason="this version already ran for this commit")
+def start_run(
+    client: DSPClient, experiment: Experiment, outcome: Outcome, run: planning.RunPlan, log
+) -> None:
+    """Start the planned run unless it exists; either way the outcome names it."""
+    outcome.run_name = run.name
+    if run.existing_id:
+        outcome.run_id = run.existing_id
+        log.info(
+            "run_exists",
+            run=run.name,
+            run_id=run.existing_id,
+            reason="a run of this version with this key already exists",
+        )
         return
-    run = client.start_run(experiment_id=experiment.id(), name=item.run.name,
-                           pipeline_id=outcome.pipeline_id, version_id=outcome.version_id,
-                           params=item.run.params)
-    outcome.run_id, outcome.run_status, outcome.run_started = run.id, run.status, True
-    log.info("run_started", run=run.name, run_id=run.id, params=item.run.params)
+    started = client.start_run(
+        experiment_id=experiment.id(),
+        name=run.name,
+        pipeline_id=outcome.pipeline_id,
+        version_id=outcome.version_id,
+        params=run.params,
+    )
+    outcome.run_id, outcome.run_status, outcome.run_started = started.id, started.status, True
+    log.info("run_started", run=started.name, run_id=started.id, params=run.params)

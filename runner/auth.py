@@ -29,14 +29,16 @@ class TokenFileCredentials(ServiceAccountTokenVolumeCredentials):
             raise TokenError(
                 f"DSP_TOKEN_PATH: cannot read the token file {self.path} "
                 f"({exc.strerror or type(exc).__name__}); mount the service-account token "
-                "there or set DSP_TOKEN_PATH / DSP_TOKEN") from None
+                "there or set DSP_TOKEN_PATH / DSP_TOKEN"
+            ) from None
         token = text.strip()
         if not token:
             raise TokenError(f"DSP_TOKEN_PATH: the token file {self.path} is empty")
         if any(character.isspace() for character in token):
             raise TokenError(
                 f"DSP_TOKEN_PATH: the token file {self.path} holds more than one word; "
-                "it must hold only the token")
+                "it must hold only the token"
+            )
         return token
 
     def __repr__(self) -> str:

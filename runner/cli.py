@@ -16,12 +16,16 @@ from runner.settings import Settings
 
 COMMANDS = {
     "deploy": "discover, compile, upload changed pipelines as new versions, start runs (default)",
+    "plan": "compile and read the server; print what deploy would do, changing nothing",
+    "trigger": "cron mode: start runs of the deployed pipelines, once per DSP_RUN_KEY slot",
     "compile": "discover and compile into the output folder, offline (pull-request check)",
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
   1    some pipelines failed (module, compile, upload or run); the others shipped
   2    configuration error (a setting, the token, the pipelines folder)
+  3    a run waited for (DSP_WAIT) ended in failure
+  4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
   5    the server refused the token (403) or its TLS certificate
   70   internal error (a bug: please report it with the traceback)
   130  interrupted"""
@@ -32,10 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dsp-runner",
         description="Ship Kubeflow pipelines from git to OpenShift Data Science Pipelines.",
         epilog=_settings_epilog() + "\n\n" + EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"dsp-runner {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND",
-                                       title="commands (default: deploy)")
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands (default: deploy)"
+    )
     for name, help_text in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         Settings.register_arguments(sub)
@@ -64,7 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     from runner import commands, logs
 
     logs.configure(settings.log_format, settings.log_level)
-    command = {"deploy": commands.deploy, "compile": commands.compile_pipelines}[ns.command]
+    command = {
+        "deploy": commands.deploy,
+        "plan": commands.plan,
+        "trigger": commands.trigger,
+        "compile": commands.compile_pipelines,
+    }[ns.command]
     try:
         return command(settings, stdout=sys.stdout)
     except RunnerError as exc:

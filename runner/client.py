@@ -16,6 +16,7 @@ Nothing else in the project imports kfp_server_api; callers get plain dataclasse
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -25,8 +26,8 @@ import kfp_server_api
 import structlog
 import tenacity
 import urllib3
-from kfp_tekton import TektonClient
 from kfp_server_api.exceptions import ApiException
+from kfp_tekton import TektonClient
 
 from runner.errors import (
     AuthError,
@@ -42,6 +43,7 @@ T = TypeVar("T")
 PAGE_SIZE = 200
 NAMES_PER_FILTER = 50
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+MAX_RETRY_AFTER = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,6 +68,9 @@ class ServerRun:
     status: str
     error: str
     version_id: str
+    created_at: datetime.datetime | None = None
+    finished_at: datetime.datetime | None = None
+    outputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
 class UnexpectedResponse(ServerError):
@@ -75,46 +80,87 @@ class UnexpectedResponse(ServerError):
 class DSPClient:
     """Typed, retried, idempotent calls to one DSP server."""
 
-    def __init__(self, *, host: str, credentials, ca_bundle: Path | None, verify_tls: bool,
-                 request_timeout: float, retries: int, retry_max_wait: float):
+    def __init__(
+        self,
+        *,
+        host: str,
+        credentials,
+        ca_bundle: Path | None,
+        verify_tls: bool,
+        request_timeout: float,
+        retries: int,
+        retry_max_wait: float,
+    ):
         self.host = host
         self._timeout = request_timeout
         self._retries = retries
         self._backoff = tenacity.wait_exponential_jitter(initial=0.5, max=retry_max_wait)
-        self._max_wait = retry_max_wait
-        self._kfp = self._call("connect", lambda: _GuardedTektonClient(
-            host=host, credentials=credentials,
-            ssl_ca_cert=str(ca_bundle) if ca_bundle else None,
-            verify_ssl=verify_tls, request_timeout=request_timeout))
+        self._kfp = self._call(
+            "connect",
+            lambda: _GuardedTektonClient(
+                host=host,
+                credentials=credentials,
+                ssl_ca_cert=str(ca_bundle) if ca_bundle else None,
+                verify_ssl=verify_tls,
+                request_timeout=request_timeout,
+            ),
+        )
 
     # Reads -------------------------------------------------------------------------------
 
     def list_pipelines(self) -> list[ServerPipeline]:
         """Every pipeline with its default version: one paged listing answers 'what changed?'."""
-        return [_pipeline(p) for p in self._pages(
-            "list pipelines", "pipelines",
-            lambda token: self._kfp.pipelines.list_pipelines(page_token=token, page_size=PAGE_SIZE))]
+        return [
+            _pipeline(p)
+            for p in self._pages(
+                "list pipelines",
+                "pipelines",
+                lambda token: self._kfp.pipelines.list_pipelines(
+                    page_token=token, page_size=PAGE_SIZE
+                ),
+            )
+        ]
 
     def find_pipeline(self, name: str) -> ServerPipeline | None:
-        found = [_pipeline(p) for p in self._pages(
-            "find pipeline", "pipelines",
-            lambda token: self._kfp.pipelines.list_pipelines(
-                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)))]
+        found = [
+            _pipeline(p)
+            for p in self._pages(
+                "find pipeline",
+                "pipelines",
+                lambda token: self._kfp.pipelines.list_pipelines(
+                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
+                ),
+            )
+        ]
         return found[0] if found else None
 
     def find_version(self, pipeline_id: str, name: str) -> ServerVersion | None:
-        found = [_version(v, pipeline_id) for v in self._pages(
-            "find pipeline version", "versions",
-            lambda token: self._kfp.pipelines.list_pipeline_versions(
-                resource_key_type="PIPELINE", resource_key_id=pipeline_id, page_token=token,
-                page_size=PAGE_SIZE, filter=_name_filter(name)))]
+        found = [
+            _version(v, pipeline_id)
+            for v in self._pages(
+                "find pipeline version",
+                "versions",
+                lambda token: self._kfp.pipelines.list_pipeline_versions(
+                    resource_key_type="PIPELINE",
+                    resource_key_id=pipeline_id,
+                    page_token=token,
+                    page_size=PAGE_SIZE,
+                    filter=_name_filter(name),
+                ),
+            )
+        ]
         return found[0] if found else None
 
     def find_experiment(self, name: str) -> str | None:
-        found = list(self._pages(
-            "find experiment", "experiments",
-            lambda token: self._kfp.experiments.list_experiment(
-                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name))))
+        found = list(
+            self._pages(
+                "find experiment",
+                "experiments",
+                lambda token: self._kfp.experiments.list_experiment(
+                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
+                ),
+            )
+        )
         return found[0].id if found else None
 
     def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
@@ -122,18 +168,41 @@ class DSPClient:
         wanted = sorted(set(names))
         runs: dict[str, ServerRun] = {}
         for start in range(0, len(wanted), NAMES_PER_FILTER):
-            batch = wanted[start:start + NAMES_PER_FILTER]
-            for run in self._pages("find runs", "runs", lambda token, batch=batch:
-                                   self._kfp.runs.list_runs(
-                                       page_token=token, page_size=PAGE_SIZE,
-                                       resource_reference_key_type="EXPERIMENT",
-                                       resource_reference_key_id=experiment_id,
-                                       filter=_names_filter(batch))):
+            batch = wanted[start : start + NAMES_PER_FILTER]
+            for run in self._pages(
+                "find runs",
+                "runs",
+                lambda token, batch=batch: self._kfp.runs.list_runs(
+                    page_token=token,
+                    page_size=PAGE_SIZE,
+                    resource_reference_key_type="EXPERIMENT",
+                    resource_reference_key_id=experiment_id,
+                    filter=_names_filter(batch),
+                ),
+            ):
                 runs.setdefault(run.name, _run(run))
         return runs
 
     def get_run(self, run_id: str) -> ServerRun:
-        return _run(self._call("get run", lambda: self._kfp.runs.get_run(run_id)).run)
+        """The run with its task outputs, read from the live PipelineRun the server keeps."""
+        detail = self._call("get run", lambda: self._kfp.runs.get_run(run_id))
+        manifest = detail.pipeline_runtime.workflow_manifest if detail.pipeline_runtime else None
+        return dataclasses.replace(_run(detail.run), outputs=_task_results(manifest))
+
+    def list_runs_of(self, experiment_id: str) -> list[ServerRun]:
+        return [
+            _run(r)
+            for r in self._pages(
+                "list runs",
+                "runs",
+                lambda token: self._kfp.runs.list_runs(
+                    page_token=token,
+                    page_size=PAGE_SIZE,
+                    resource_reference_key_type="EXPERIMENT",
+                    resource_reference_key_id=experiment_id,
+                ),
+            )
+        ]
 
     # Writes (idempotent) -----------------------------------------------------------------
 
@@ -142,20 +211,28 @@ class DSPClient:
         return self._create(
             "upload pipeline",
             lambda: _pipeline(self._kfp.upload_pipeline(str(path), name, description)),
-            lambda: self.find_pipeline(name))
+            lambda: self.find_pipeline(name),
+        )
 
-    def upload_version(self, path: Path, pipeline_id: str, name: str,
-                       description: str) -> ServerVersion:
+    def upload_version(
+        self, path: Path, pipeline_id: str, name: str, description: str
+    ) -> ServerVersion:
         return self._create(
             "upload pipeline version",
-            lambda: _version(self._kfp.upload_pipeline_version(
-                str(path), name, pipeline_id=pipeline_id, description=description), pipeline_id),
-            lambda: self.find_version(pipeline_id, name))
+            lambda: _version(
+                self._kfp.upload_pipeline_version(
+                    str(path), name, pipeline_id=pipeline_id, description=description
+                ),
+                pipeline_id,
+            ),
+            lambda: self.find_version(pipeline_id, name),
+        )
 
     def set_default_version(self, pipeline_id: str, version_id: str) -> None:
-        self._call("set default version",
-                   lambda: self._kfp.pipelines.update_pipeline_default_version(
-                       pipeline_id, version_id))
+        self._call(
+            "set default version",
+            lambda: self._kfp.pipelines.update_pipeline_default_version(pipeline_id, version_id),
+        )
 
     def ensure_experiment(self, name: str, description: str) -> str:
         """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""
@@ -164,24 +241,41 @@ class DSPClient:
             return existing
         return self._create(
             "create experiment",
-            lambda: self._kfp.experiments.create_experiment(
-                body=kfp_server_api.ApiExperiment(name=name, description=description)).id,
-            lambda: self.find_experiment(name))
+            lambda: (
+                self._kfp.experiments.create_experiment(
+                    body=kfp_server_api.ApiExperiment(name=name, description=description)
+                ).id
+            ),
+            lambda: self.find_experiment(name),
+        )
 
-    def start_run(self, *, experiment_id: str, name: str, pipeline_id: str, version_id: str,
-                  params: dict[str, str]) -> ServerRun:
+    def start_run(
+        self,
+        *,
+        experiment_id: str,
+        name: str,
+        pipeline_id: str,
+        version_id: str,
+        params: dict[str, str],
+    ) -> ServerRun:
         """Start a run of exactly this version (never 'the default'), once per name."""
         return self._create(
             "start run",
-            lambda: _run(self._kfp.run_pipeline(
-                experiment_id, name, params=params, pipeline_id=pipeline_id,
-                version_id=version_id)),
-            lambda: self.find_runs(experiment_id, [name]).get(name))
+            lambda: _run(
+                self._kfp.run_pipeline(
+                    experiment_id,
+                    name,
+                    params=params,
+                    pipeline_id=pipeline_id,
+                    version_id=version_id,
+                )
+            ),
+            lambda: self.find_runs(experiment_id, [name]).get(name),
+        )
 
     # Retry machinery ---------------------------------------------------------------------
 
-    def _create(self, operation: str, create: Callable[[], T],
-                find: Callable[[], T | None]) -> T:
+    def _create(self, operation: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
         """Create once; if a lost answer or a concurrent runner already made it, adopt that."""
         try:
             return self._call(operation, create, adopt=find)
@@ -192,12 +286,17 @@ class DSPClient:
             logger.info("adopted_existing", operation=operation)
             return existing
 
-    def _call(self, operation: str, call: Callable[[], T],
-              adopt: Callable[[], T | None] | None = None) -> T:
+    def _call(
+        self, operation: str, call: Callable[[], T], adopt: Callable[[], T | None] | None = None
+    ) -> T:
         """Run `call` under the retry policy; before a retried create, look for its result."""
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(self._retries), wait=self._wait,
-            retry=self._should_retry, before_sleep=_log_retry(operation), reraise=True)
+            stop=tenacity.stop_after_attempt(self._retries),
+            wait=self._wait,
+            retry=self._should_retry,
+            before_sleep=_log_retry(operation),
+            reraise=True,
+        )
         try:
             for attempt in retrying:
                 with attempt:
@@ -222,7 +321,7 @@ class DSPClient:
     def _wait(self, state: tenacity.RetryCallState) -> float:
         retry_after = _retry_after(state.outcome.exception())
         if retry_after is not None:
-            return min(retry_after, self._max_wait)
+            return min(retry_after, MAX_RETRY_AFTER)
         return self._backoff(state)
 
     def _pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
@@ -263,15 +362,17 @@ def _guard_transport(rest_client, timeout: float) -> None:
     original = rest_client.request
 
     def request(method, url, *args, _request_timeout=None, **kwargs):
-        response = original(method, url, *args,
-                            _request_timeout=_request_timeout or (timeout, timeout), **kwargs)
+        response = original(
+            method, url, *args, _request_timeout=_request_timeout or (timeout, timeout), **kwargs
+        )
         content_type = (response.getheader("Content-Type") or "").lower()
         if 200 <= response.status < 300 and "json" not in content_type:
             path = url.split("?", 1)[0]
             raise UnexpectedResponse(
                 f"{method} {path} answered {response.status} with {content_type or 'no type'}, "
                 "not JSON: is DSP_HOST the DSP API route (not the dashboard) and is the token "
-                "accepted?")
+                "accepted?"
+            )
         return response
 
     rest_client.request = request
@@ -311,10 +412,13 @@ def _translate(operation: str, host: str, exc: Exception) -> RunnerError:
         if exc.status == 403:
             return AuthError(
                 f"{operation}: the server refused the token (403): check that it is valid and "
-                "that its account may `get` the route ds-pipeline-<dspa> in the DSP namespace")
+                "that its account may `get` the route ds-pipeline-<dspa> in the DSP namespace"
+            )
         if exc.status == 0 or isinstance(exc, urllib3.exceptions.SSLError):
-            return TLSError(f"{operation}: TLS verification of {host} failed: {exc.reason}; "
-                            "set DSP_CA_BUNDLE to the CA that signed the server's certificate")
+            return TLSError(
+                f"{operation}: TLS verification of {host} failed: {exc.reason}; "
+                "set DSP_CA_BUNDLE to the CA that signed the server's certificate"
+            )
         message = _error_message(exc.body) or exc.reason
         if _already_exists(exc):
             return ConflictError(f"{operation}: {message}")
@@ -322,10 +426,13 @@ def _translate(operation: str, host: str, exc: Exception) -> RunnerError:
             return NotFoundError(f"{operation}: {message}")
         return ServerError(f"{operation}: HTTP {exc.status}: {message}")
     if isinstance(exc, urllib3.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return TLSError(f"{operation}: TLS verification of {host} failed; set DSP_CA_BUNDLE to "
-                        "the CA that signed the server's certificate")
-    return ServerError(f"{operation}: could not reach {host}: {type(exc).__name__}: "
-                       f"{_first_line(exc)}")
+        return TLSError(
+            f"{operation}: TLS verification of {host} failed; set DSP_CA_BUNDLE to "
+            "the CA that signed the server's certificate"
+        )
+    return ServerError(
+        f"{operation}: could not reach {host}: {type(exc).__name__}: {_first_line(exc)}"
+    )
 
 
 def _error_message(body: str | None) -> str:
@@ -352,9 +459,14 @@ def _first_line(exc: Exception) -> str:
 def _log_retry(operation: str):
     def log(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception()
-        logger.warning("server_call_retry", operation=operation, attempt=state.attempt_number,
-                       wait_s=round(state.upcoming_sleep, 2),
-                       error=_status(exc) or type(exc).__name__)
+        logger.warning(
+            "server_call_retry",
+            operation=operation,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 2),
+            error=_status(exc) or type(exc).__name__,
+        )
+
     return log
 
 
@@ -363,23 +475,62 @@ def _name_filter(name: str) -> str:
 
 
 def _names_filter(names: list[str]) -> str:
-    return json.dumps({"predicates": [
-        {"op": "IN", "key": "name", "string_values": {"values": names}}]})
+    return json.dumps(
+        {"predicates": [{"op": "IN", "key": "name", "string_values": {"values": names}}]}
+    )
 
 
 def _pipeline(api) -> ServerPipeline:
     default = api.default_version
-    return ServerPipeline(id=api.id, name=api.name,
-                          default_version=_version(default, api.id) if default else None)
+    return ServerPipeline(
+        id=api.id, name=api.name, default_version=_version(default, api.id) if default else None
+    )
 
 
 def _version(api, pipeline_id: str) -> ServerVersion:
-    return ServerVersion(id=api.id, name=api.name, description=api.description or "",
-                         pipeline_id=pipeline_id)
+    return ServerVersion(
+        id=api.id, name=api.name, description=api.description or "", pipeline_id=pipeline_id
+    )
 
 
 def _run(api) -> ServerRun:
-    version_id = next((ref.key.id for ref in api.resource_references or []
-                       if ref.key and ref.key.type == "PIPELINE_VERSION"), "")
-    return ServerRun(id=api.id, name=api.name, status=api.status or "", error=api.error or "",
-                     version_id=version_id)
+    version_id = next(
+        (
+            ref.key.id
+            for ref in api.resource_references or []
+            if ref.key and ref.key.type == "PIPELINE_VERSION"
+        ),
+        "",
+    )
+    return ServerRun(
+        id=api.id,
+        name=api.name,
+        status=api.status or "",
+        error=api.error or "",
+        version_id=version_id,
+        created_at=_timestamp(api.created_at),
+        finished_at=_timestamp(api.finished_at),
+    )
+
+
+def _timestamp(value) -> datetime.datetime | None:
+    """The server sends the zero time (1970) for 'not yet'."""
+    if not value or value.year <= 1970:
+        return None
+    return value
+
+
+def _task_results(manifest: str | None) -> dict[str, dict[str, str]]:
+    """{task: {result: value}} from a PipelineRun status (embedded taskRuns)."""
+    try:
+        status = json.loads(manifest or "{}").get("status") or {}
+    except (ValueError, AttributeError):
+        return {}
+    outputs = {}
+    for task_run in (status.get("taskRuns") or {}).values():
+        results = (task_run.get("status") or {}).get("taskResults") or []
+        if results:
+            outputs[task_run.get("pipelineTaskName", "?")] = {
+                r["name"]: r.get("value", "") for r in results if "name" in r
+            }
+    return outputs

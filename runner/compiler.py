@@ -109,7 +109,8 @@ def _run_children(jobs, timeout, workers):
             running[reader] = (index, path, process, time.monotonic() + timeout)
         next_deadline = min(deadline for *_, deadline in running.values())
         ready = multiprocessing.connection.wait(
-            list(running), timeout=max(0.0, next_deadline - time.monotonic()))
+            list(running), timeout=max(0.0, next_deadline - time.monotonic())
+        )
         for reader in ready:
             index, path, process, _ = running.pop(reader)
             yield index, _receive(reader, process, path)
@@ -119,10 +120,17 @@ def _run_children(jobs, timeout, workers):
                 process.kill()
                 process.join()
                 del running[reader]
-                yield index, [ModuleFailure(
-                    path, None,
-                    f"import and compile took longer than {timeout:g} s (DSP_COMPILE_TIMEOUT); "
-                    "does the module wait for something at import?")]
+                yield (
+                    index,
+                    [
+                        ModuleFailure(
+                            path,
+                            None,
+                            f"import and compile took longer than {timeout:g} s "
+                            "(DSP_COMPILE_TIMEOUT); does the module wait for something at import?",
+                        )
+                    ],
+                )
 
 
 def _receive(reader, process, path: Path) -> list[CompiledPipeline | ModuleFailure]:
@@ -132,8 +140,13 @@ def _receive(reader, process, path: Path) -> list[CompiledPipeline | ModuleFailu
         outcome = None
     process.join()
     if outcome is None:
-        return [ModuleFailure(
-            path, None, f"the module's process died while importing (exit code {process.exitcode})")]
+        return [
+            ModuleFailure(
+                path,
+                None,
+                f"the module's process died while importing (exit code {process.exitcode})",
+            )
+        ]
     return outcome
 
 
@@ -174,7 +187,7 @@ def compile_module(path: Path, *, module_name: str) -> list[CompiledPipeline | M
     try:
         with PipelineCollectorContext() as functions:
             spec.loader.exec_module(module)
-    except BaseException as exc:  # noqa: BLE001 - a user's module may even call sys.exit()
+    except BaseException as exc:
         return [_failure(path, exc, "import failed")]
     if not functions:
         return [ModuleFailure(path, None, "defines no function decorated with @kfp.dsl.pipeline")]
@@ -187,10 +200,14 @@ def _compile_function(path: Path, function) -> CompiledPipeline | ModuleFailure:
     try:
         first = _compile_once(TektonCompiler, function)
         second = _compile_once(TektonCompiler, function)
-    except BaseException as exc:  # noqa: BLE001 - compile errors come from user code too
+    except BaseException as exc:
         return _failure(path, exc, f"compiling {function.__name__} failed", function.__name__)
-    return _describe(path, function.__name__, first, deterministic=(
-        versions.content_hash(first) == versions.content_hash(second)))
+    return _describe(
+        path,
+        function.__name__,
+        first,
+        deterministic=(versions.content_hash(first) == versions.content_hash(second)),
+    )
 
 
 def _compile_once(compiler_class, function) -> str:
@@ -206,11 +223,13 @@ def _describe(path: Path, function_name: str, yaml_text: str, *, deterministic: 
 
     document = yaml.safe_load(yaml_text)
     metadata = document.get("metadata", {})
-    spec = json.loads(metadata.get("annotations", {}).get(
-        "pipelines.kubeflow.org/pipeline_spec", "{}"))
+    spec = json.loads(
+        metadata.get("annotations", {}).get("pipelines.kubeflow.org/pipeline_spec", "{}")
+    )
     parameters = tuple(
         Parameter(p["name"], None if p.get("default") is None else str(p["default"]))
-        for p in document.get("spec", {}).get("pipelineSpec", {}).get("params", []))
+        for p in document.get("spec", {}).get("pipelineSpec", {}).get("params", [])
+    )
     return CompiledPipeline(
         name=spec.get("name") or function_name,
         slug=metadata.get("name") or function_name,
@@ -248,14 +267,20 @@ def _check_server_rules(pipelines: list[CompiledPipeline]):
     for pipeline in pipelines:
         problem = None
         if not SERVER_NAME_PATTERN.fullmatch(pipeline.name):
-            problem = (f"pipeline name {pipeline.name!r} must be 1 to 100 characters of letters, "
-                       "digits, space, '.', '_' or '-' (the server double-decodes '+' and '%')")
+            problem = (
+                f"pipeline name {pipeline.name!r} must be 1 to 100 characters of letters, "
+                "digits, space, '.', '_' or '-' (the server double-decodes '+' and '%')"
+            )
         elif pipeline.name.lower() in seen:
-            problem = (f"pipeline name {pipeline.name!r} is already defined by "
-                       f"{seen[pipeline.name.lower()].source}")
+            problem = (
+                f"pipeline name {pipeline.name!r} is already defined by "
+                f"{seen[pipeline.name.lower()].source}"
+            )
         elif len(pipeline.yaml_text.encode()) > MAX_UPLOAD_BYTES:
-            problem = (f"compiled pipeline is {len(pipeline.yaml_text.encode())} bytes, over the "
-                       f"server's upload limit of {MAX_UPLOAD_BYTES}")
+            problem = (
+                f"compiled pipeline is {len(pipeline.yaml_text.encode())} bytes, over the "
+                f"server's upload limit of {MAX_UPLOAD_BYTES}"
+            )
         if problem:
             rejected.append(ModuleFailure(pipeline.source, None, problem, pipeline.function))
             continue

@@ -13,15 +13,19 @@ from runner.errors import ConfigurationError
 
 
 def discover(pipelines_dir: Path) -> list[Path]:
-    """Return the pipeline module files, sorted; a missing or unreadable folder is a setting error."""
+    """The pipeline module files, sorted; a missing or unreadable folder is a setting error."""
     if not pipelines_dir.is_dir():
         raise ConfigurationError(
-            f"DSP_PIPELINES_DIR: {pipelines_dir} is not a folder (looked at {pipelines_dir.resolve()})")
+            f"DSP_PIPELINES_DIR: {pipelines_dir} is not a folder "
+            f"(looked at {pipelines_dir.resolve()})"
+        )
     if not os.access(pipelines_dir, os.R_OK | os.X_OK):
         raise ConfigurationError(f"DSP_PIPELINES_DIR: cannot read folder {pipelines_dir}")
     return sorted(
-        path for path in pipelines_dir.rglob("*.py")
-        if not _skipped(path.relative_to(pipelines_dir)))
+        path
+        for path in pipelines_dir.rglob("*.py")
+        if not _skipped(path.relative_to(pipelines_dir))
+    )
 
 
 def _skipped(relative: Path) -> bool:

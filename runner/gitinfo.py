@@ -29,8 +29,13 @@ def origin(folder: Path, commit: str = "", repo: str = "") -> Origin:
 def _git(folder: Path, *args: str) -> str:
     """One git query; any failure (no git, not a checkout, no remote) means 'unknown'."""
     try:
-        done = subprocess.run(["git", "-C", str(folder), *args], capture_output=True, text=True,
-                              timeout=10, check=False)
+        done = subprocess.run(
+            ["git", "-C", str(folder), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return ""
     value = done.stdout.strip() if done.returncode == 0 else ""

@@ -23,8 +23,11 @@ _SHARED = [
 def configure(log_format: str = "auto", level: str = "INFO", stream=None) -> None:
     stream = stream or sys.stderr
     as_json = log_format == "json" or (log_format == "auto" and not stream.isatty())
-    renderer = (structlog.processors.JSONRenderer() if as_json else
-                structlog.dev.ConsoleRenderer(colors=_colors(stream)))
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if as_json
+        else structlog.dev.ConsoleRenderer(colors=_colors(stream))
+    )
     final = [structlog.processors.dict_tracebacks, renderer] if as_json else [renderer]
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -33,9 +36,12 @@ def configure(log_format: str = "auto", level: str = "INFO", stream=None) -> Non
         cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=_SHARED,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final]))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=_SHARED,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

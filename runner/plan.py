@@ -23,7 +23,7 @@ UNCHANGED = "unchanged"
 class RunPlan:
     name: str
     params: dict[str, str]
-    exists: bool = False
+    existing_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,29 +45,42 @@ def arguments(pipeline: CompiledPipeline, overrides: dict[str, dict[str, str]]) 
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise ValueError(f"unknown run argument(s) {', '.join(unknown)} for pipeline "
-                         f"{pipeline.name!r}; its parameters are {', '.join(sorted(known)) or 'none'}")
+        raise ValueError(
+            f"unknown run argument(s) {', '.join(unknown)} for pipeline "
+            f"{pipeline.name!r}; its parameters are {', '.join(sorted(known)) or 'none'}"
+        )
     merged = {**pipeline.defaults, **given}
     missing = sorted(p.name for p in pipeline.parameters if p.name not in merged)
     if missing:
-        raise ValueError(f"pipeline {pipeline.name!r} needs a value for {', '.join(missing)} "
-                         "(no default): set it with --arg or DSP_RUN_ARGS")
+        raise ValueError(
+            f"pipeline {pipeline.name!r} needs a value for {', '.join(missing)} "
+            "(no default): set it with --arg or DSP_RUN_ARGS"
+        )
     return merged
 
 
-def make_plan(pipelines: list[CompiledPipeline], *, client: DSPClient, origin: Origin,
-              experiment: str, run_policy: str,
-              overrides: dict[str, dict[str, str]]) -> list[PipelinePlan]:
+def make_plan(
+    pipelines: list[CompiledPipeline],
+    *,
+    client: DSPClient,
+    origin: Origin,
+    experiment: str,
+    run_policy: str,
+    overrides: dict[str, dict[str, str]],
+) -> list[PipelinePlan]:
     on_server = {p.name.lower(): p for p in client.list_pipelines()}
-    plans = [_plan_one(p, on_server.get(p.name.lower()), client, origin, run_policy, overrides)
-             for p in pipelines]
+    plans = [
+        _plan_one(p, on_server.get(p.name.lower()), client, origin, run_policy, overrides)
+        for p in pipelines
+    ]
     return _mark_existing_runs(plans, client, experiment)
 
 
 def _plan_one(pipeline, server_pipeline, client, origin, run_policy, overrides) -> PipelinePlan:
     name = versions.version_name(pipeline.slug, pipeline.content_hash)
     description = versions.version_description(
-        pipeline.content_hash, origin.commit, origin.repo, pipeline.source.name)
+        pipeline.content_hash, origin.commit, origin.repo, pipeline.source.name
+    )
     plan = PipelinePlan(pipeline, CREATE, name, description, server_pipeline)
     if server_pipeline is not None:
         plan = _against_server(plan, server_pipeline, client)
@@ -107,5 +120,9 @@ def _mark_existing_runs(plans: list[PipelinePlan], client, experiment: str) -> l
     if not experiment_id:
         return plans
     existing = client.find_runs(experiment_id, wanted)
-    return [dataclasses.replace(p, run=dataclasses.replace(p.run, exists=True))
-            if p.run and p.run.name in existing else p for p in plans]
+    return [
+        dataclasses.replace(p, run=dataclasses.replace(p.run, existing_id=existing[p.run.name].id))
+        if p.run and p.run.name in existing
+        else p
+        for p in plans
+    ]

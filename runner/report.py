@@ -17,7 +17,7 @@ from runner.compiler import ModuleFailure
 
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"
-OK, SOME_FAILED = 0, 1
+OK, SOME_FAILED, RUN_FAILED, WAIT_TIMED_OUT = 0, 1, 3, 4
 
 
 @dataclasses.dataclass
@@ -36,17 +36,28 @@ class Summary:
         return {
             "pipelines": len(self.outcomes) + len(self.failures),
             "pipelines_created": sum(o.action == "create" and not o.error for o in self.outcomes),
-            "versions_created": sum(bool(o.version_id) and o.action in ("create", "new-version")
-                                    for o in self.outcomes),
-            "unchanged": sum(o.action in ("unchanged", "set-default") and not o.error
-                             for o in self.outcomes),
+            "versions_created": sum(
+                bool(o.version_id) and o.action in ("create", "new-version") for o in self.outcomes
+            ),
+            "unchanged": sum(
+                o.action in ("unchanged", "set-default") and not o.error for o in self.outcomes
+            ),
             "runs_started": sum(o.run_started for o in self.outcomes),
+            "runs_succeeded": sum(o.run_outcome == "success" for o in self.outcomes),
+            "runs_failed": sum(o.run_outcome == "failed" for o in self.outcomes),
+            "runs_unfinished": sum(o.run_outcome == "running" for o in self.outcomes),
             "failed": len(self.failures) + sum(bool(o.error) for o in self.outcomes),
         }
 
     @property
     def exit_code(self) -> int:
-        return SOME_FAILED if self.counts["failed"] else OK
+        """A failed run outranks a wait that timed out, which outranks a pipeline that failed."""
+        counts = self.counts
+        if counts["runs_failed"]:
+            return RUN_FAILED
+        if counts["runs_unfinished"]:
+            return WAIT_TIMED_OUT
+        return SOME_FAILED if counts["failed"] else OK
 
     def as_dict(self) -> dict:
         return {
@@ -60,8 +71,15 @@ class Summary:
             "exit_code": self.exit_code,
             "counts": self.counts,
             "pipelines": [dataclasses.asdict(o) for o in self.outcomes],
-            "failures": [{"source": str(f.source), "line": f.line, "pipeline": f.pipeline,
-                          "reason": f.reason} for f in self.failures],
+            "failures": [
+                {
+                    "source": str(f.source),
+                    "line": f.line,
+                    "pipeline": f.pipeline,
+                    "reason": f.reason,
+                }
+                for f in self.failures
+            ],
         }
 
 
@@ -69,10 +87,15 @@ def finish(summary: Summary, output_dir: Path, stream) -> Path:
     """Log, print and write the summary; returns the summary file's path."""
     path = write(summary, output_dir)
     for failure in summary.failures:
-        logger.error("module_failed", file=str(failure.source), line=failure.line,
-                     reason=failure.reason)
-    logger.info(f"{summary.command}_summary", **summary.counts, exit_code=summary.exit_code,
-                summary_file=str(path))
+        logger.error(
+            "module_failed", file=str(failure.source), line=failure.line, reason=failure.reason
+        )
+    logger.info(
+        f"{summary.command}_summary",
+        **summary.counts,
+        exit_code=summary.exit_code,
+        summary_file=str(path),
+    )
     print(table(summary), file=stream)
     return path
 
@@ -90,17 +113,40 @@ def write(summary: Summary, output_dir: Path) -> Path:
 def table(summary: Summary) -> str:
     rows = [("PIPELINE", "ACTION", "VERSION", "RUN", "RESULT")]
     for o in summary.outcomes:
-        run = o.run_id or (f"{o.run_name} (exists)" if o.run_name else "-")
-        rows.append((o.pipeline, o.action, o.version_name, run,
-                     f"FAILED: {o.error}" if o.error else "ok"))
+        rows.append((o.pipeline, o.action, o.version_name, o.run_id or "-", _result(o)))
     for f in summary.failures:
         rows.append((f.pipeline or f.source.name, "-", "-", "-", f"FAILED: {f.describe()}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[4]
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[4]
+        for row in rows
+    ]
     c = summary.counts
     lines.append(
         f"{c['pipelines']} pipeline(s): {c['pipelines_created']} created, "
         f"{c['versions_created']} new version(s), {c['unchanged']} unchanged, "
-        f"{c['runs_started']} run(s) started, {c['failed']} failed.")
+        f"{c['runs_started']} run(s) started, {c['failed']} failed."
+    )
+    if c["runs_succeeded"] or c["runs_failed"] or c["runs_unfinished"]:
+        lines.append(
+            f"runs: {c['runs_succeeded']} succeeded, {c['runs_failed']} failed, "
+            f"{c['runs_unfinished']} still running when the wait ended."
+        )
     return "\n".join(lines)
+
+
+def _result(o: Outcome) -> str:
+    """One cell: the error, else the run's final state with duration, outputs and link."""
+    if o.error:
+        return f"FAILED: {o.error}"
+    if not o.run_outcome:
+        return "run started" if o.run_started else ("run exists" if o.run_id else "ok")
+    parts = [o.run_status or "unfinished"]
+    if o.run_duration_s is not None:
+        parts.append(f"{o.run_duration_s:g}s")
+    last_task = list(o.run_outputs)[-1:]
+    for task in last_task:
+        parts.extend(f"{task}.{k}={v}" for k, v in o.run_outputs[task].items())
+    if o.run_url:
+        parts.append(o.run_url)
+    return " ".join(parts)

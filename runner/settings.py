@@ -14,8 +14,9 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 from runner.errors import ConfigurationError
@@ -26,9 +27,9 @@ LOG_FORMATS = ("auto", "json", "console")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
-def _setting(env: str, flag: str, help: str, default: Any = None, **argparse_kwargs: Any) -> Any:
+def _setting(env: str, flag: str | None, help: str, default: Any = None) -> Any:
     """Declare a setting: its environment variable, its flag and its one-line help."""
-    metadata = {"env": env, "flag": flag, "help": help, "argparse": argparse_kwargs}
+    metadata = {"env": env, "flag": flag, "help": help}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -37,88 +38,169 @@ class Settings:
     """The runner's configuration. Field docs are the `help` texts below (and the README table)."""
 
     host: str = _setting(
-        "DSP_HOST", "--host",
+        "DSP_HOST",
+        "--host",
         "DSP API URL, e.g. https://ds-pipeline-dspa.<ns>.svc:8443 or the route URL. "
         "Required for deploy and trigger.",
-        default="")
+        default="",
+    )
     token_path: Path = _setting(
-        "DSP_TOKEN_PATH", "--token-path",
+        "DSP_TOKEN_PATH",
+        "--token-path",
         "File holding the bearer token, re-read before every request "
         "(a mounted service-account token).",
-        default=POD_SA_DIR / "token")
+        default=POD_SA_DIR / "token",
+    )
     token: str = _setting(
-        "DSP_TOKEN", None,
+        "DSP_TOKEN",
+        None,
         "Bearer token itself, for a laptop (e.g. `oc whoami --show-token`). Environment only, "
         "never a flag, so it cannot show in process listings. Wins over DSP_TOKEN_PATH.",
-        default="")
+        default="",
+    )
     ca_bundle: Path | None = _setting(
-        "DSP_CA_BUNDLE", "--ca-bundle",
+        "DSP_CA_BUNDLE",
+        "--ca-bundle",
         "CA bundle (PEM) to verify the server's certificate; replaces the system trust store. "
         "Default: the pod's service-ca.crt when present, else the system store.",
-        default=None)
+        default=None,
+    )
     insecure_skip_tls_verify: bool = _setting(
-        "DSP_INSECURE_SKIP_TLS_VERIFY", "--insecure-skip-tls-verify",
+        "DSP_INSECURE_SKIP_TLS_VERIFY",
+        "--insecure-skip-tls-verify",
         "Do not verify the server's TLS certificate. Logged as a warning on every run.",
-        default=False)
+        default=False,
+    )
     pipelines_dir: Path = _setting(
-        "DSP_PIPELINES_DIR", "--pipelines-dir",
+        "DSP_PIPELINES_DIR",
+        "--pipelines-dir",
         "Folder whose Python modules define the pipelines.",
-        default=Path("pipelines"))
+        default=Path("pipelines"),
+    )
     experiment: str = _setting(
-        "DSP_EXPERIMENT", "--experiment",
+        "DSP_EXPERIMENT",
+        "--experiment",
         "Experiment the runs are started in (created when missing).",
-        default="dsp-runner")
+        default="dsp-runner",
+    )
     run_policy: str = _setting(
-        "DSP_RUN_POLICY", "--run-policy",
+        "DSP_RUN_POLICY",
+        "--run-policy",
         "When to start a run: on-change (once per new pipeline version), always (once per "
         "commit), never.",
-        default="on-change")
+        default="on-change",
+    )
     run_args: dict[str, dict[str, str]] = _setting(
-        "DSP_RUN_ARGS", "--arg",
+        "DSP_RUN_ARGS",
+        "--arg",
         "Run argument override PIPELINE.PARAM=VALUE (repeatable). The variable takes JSON: "
         '{"add-pipeline": {"a": "7"}}.',
-        default=dataclasses.MISSING)
+        default=dataclasses.MISSING,
+    )
+    only: tuple[str, ...] = _setting(
+        "DSP_ONLY",
+        "--only",
+        "Ship or trigger only these pipelines (name or slug; repeatable; the variable takes a "
+        "comma-separated list). Default: all.",
+        default=(),
+    )
+    wait: bool = _setting(
+        "DSP_WAIT",
+        "--wait",
+        "Wait for the started runs to finish and fail the job if one fails.",
+        default=False,
+    )
+    wait_timeout: float = _setting(
+        "DSP_WAIT_TIMEOUT",
+        "--wait-timeout",
+        "Seconds to wait for runs in all before giving up (exit code 4).",
+        default=3600.0,
+    )
+    poll_interval: float = _setting(
+        "DSP_POLL_INTERVAL",
+        "--poll-interval",
+        "Seconds between two status polls of the runs being waited for.",
+        default=10.0,
+    )
+    run_key: str = _setting(
+        "DSP_RUN_KEY",
+        "--run-key",
+        "trigger: the schedule slot, so a retried or doubled trigger starts one run per slot "
+        "(the CronJob passes its Job name). Default: the current UTC minute.",
+        default="",
+    )
+    ui_host: str = _setting(
+        "DSP_UI_HOST",
+        "--ui-host",
+        "Dashboard URL used for run links in the summary (<ui>/#/runs/details/<id>).",
+        default="",
+    )
+    concurrency: int = _setting(
+        "DSP_CONCURRENCY",
+        "--concurrency",
+        "Pipelines handled at once against the server (bounded thread pool).",
+        default=4,
+    )
     request_timeout: float = _setting(
-        "DSP_REQUEST_TIMEOUT", "--request-timeout",
+        "DSP_REQUEST_TIMEOUT",
+        "--request-timeout",
         "Seconds one HTTP request to the server may take.",
-        default=30.0)
+        default=30.0,
+    )
     retries: int = _setting(
-        "DSP_RETRIES", "--retries",
+        "DSP_RETRIES",
+        "--retries",
         "Attempts per server call on transient errors (connection errors, timeouts, 429, 5xx).",
-        default=6)
+        default=6,
+    )
     retry_max_wait: float = _setting(
-        "DSP_RETRY_MAX_WAIT", "--retry-max-wait",
+        "DSP_RETRY_MAX_WAIT",
+        "--retry-max-wait",
         "Longest pause in seconds between two attempts (exponential backoff with jitter).",
-        default=30.0)
+        default=30.0,
+    )
     compile_timeout: float = _setting(
-        "DSP_COMPILE_TIMEOUT", "--compile-timeout",
+        "DSP_COMPILE_TIMEOUT",
+        "--compile-timeout",
         "Seconds a pipeline module may take to import and compile before it is reported hung.",
-        default=120.0)
+        default=120.0,
+    )
     output_dir: Path = _setting(
-        "DSP_OUTPUT_DIR", "--output-dir",
+        "DSP_OUTPUT_DIR",
+        "--output-dir",
         "Folder for compiled YAML and the summary file (summary.json).",
-        default=Path("build/dsp-runner"))
+        default=Path("build/dsp-runner"),
+    )
     git_commit: str = _setting(
-        "DSP_GIT_COMMIT", "--git-commit",
+        "DSP_GIT_COMMIT",
+        "--git-commit",
         "Commit SHA the pipelines come from. Default: `git rev-parse HEAD` in the pipelines "
         "folder.",
-        default="")
+        default="",
+    )
     git_repo: str = _setting(
-        "DSP_GIT_REPO", "--git-repo",
+        "DSP_GIT_REPO",
+        "--git-repo",
         "Repository URL the pipelines come from. Default: `git remote get-url origin`.",
-        default="")
+        default="",
+    )
     log_format: str = _setting(
-        "LOG_FORMAT", "--log-format",
+        "LOG_FORMAT",
+        "--log-format",
         "auto (JSON unless stderr is a terminal), json or console.",
-        default="auto")
+        default="auto",
+    )
     log_level: str = _setting(
-        "LOG_LEVEL", "--log-level",
-        "DEBUG, INFO, WARNING or ERROR.",
-        default="INFO")
+        "LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR.", default="INFO"
+    )
 
     def __post_init__(self) -> None:
         if self.run_args is dataclasses.MISSING:
             object.__setattr__(self, "run_args", {})
+
+    def selects(self, *names: str) -> bool:
+        """Whether --only picks a pipeline known by any of these names."""
+        return not self.only or any(name in self.only for name in names)
 
     @property
     def uses_token_file(self) -> bool:
@@ -144,14 +226,39 @@ class Settings:
             env = meta["env"]
             help_text = f"{meta['help']} [env {env}]"
             if field.type == "bool":
-                parser.add_argument(meta["flag"], dest=field.name, action="store_const",
-                                    const="true", default=os.environ.get(env), help=help_text)
+                parser.add_argument(
+                    meta["flag"],
+                    dest=field.name,
+                    action="store_const",
+                    const="true",
+                    default=os.environ.get(env),
+                    help=help_text,
+                )
             elif field.name == "run_args":
-                parser.add_argument(meta["flag"], dest=field.name, action="append",
-                                    metavar="PIPELINE.PARAM=VALUE", help=help_text)
+                parser.add_argument(
+                    meta["flag"],
+                    dest=field.name,
+                    action="append",
+                    metavar="PIPELINE.PARAM=VALUE",
+                    help=help_text,
+                )
+            elif field.name == "only":
+                parser.add_argument(
+                    meta["flag"],
+                    dest=field.name,
+                    nargs="+",
+                    metavar="NAME",
+                    default=os.environ.get(env),
+                    help=help_text,
+                )
             else:
-                parser.add_argument(meta["flag"], dest=field.name, default=os.environ.get(env),
-                                    metavar=env, help=help_text)
+                parser.add_argument(
+                    meta["flag"],
+                    dest=field.name,
+                    default=os.environ.get(env),
+                    metavar=env,
+                    help=help_text,
+                )
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> Settings:
@@ -199,7 +306,8 @@ class Settings:
             if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
                 problems.append(
                     "DSP_HOST: an http:// host would send the bearer token in clear (and DSP "
-                    "redirects to https, dropping it); use https://")
+                    "redirects to https, dropping it); use https://"
+                )
         if self.ca_bundle is not None and not os.access(self.ca_bundle, os.R_OK):
             problems.append(f"DSP_CA_BUNDLE: cannot read CA bundle {self.ca_bundle}")
         if self.ca_bundle is not None and self.insecure_skip_tls_verify:
@@ -259,6 +367,7 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
         if value not in choices:
             raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
         return value
+
     return parse
 
 
@@ -297,6 +406,13 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "pipelines_dir": _existing_dir_path,
     "experiment": lambda raw: raw.strip(),
     "run_policy": _choice(RUN_POLICIES),
+    "only": lambda raw: _names(raw),
+    "wait": _bool,
+    "wait_timeout": _positive_float,
+    "poll_interval": _positive_float,
+    "run_key": lambda raw: _run_key(raw),
+    "ui_host": lambda raw: _host(raw),
+    "concurrency": _positive_int,
     "request_timeout": _positive_float,
     "retries": _positive_int,
     "retry_max_wait": _positive_float,
@@ -309,6 +425,22 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _names(raw: str | list[str]) -> tuple[str, ...]:
+    """From the flag (a list) or the variable (comma-separated)."""
+    items = raw if isinstance(raw, list) else raw.split(",")
+    names = tuple(item.strip() for item in items if item.strip())
+    if not names:
+        raise ValueError("expected at least one pipeline name")
+    return names
+
+
+def _run_key(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,40}", value):
+        raise ValueError(f"expected 1 to 40 letters, digits, '.', '_', ':' or '-', got {raw!r}")
+    return value
+
+
 def _parse_run_args(env_raw: str | None, flags: list[str] | None) -> dict[str, dict[str, str]]:
     """Merge DSP_RUN_ARGS (JSON) with --arg PIPELINE.PARAM=VALUE flags, flags winning."""
     merged: dict[str, dict[str, str]] = {}
@@ -317,8 +449,7 @@ def _parse_run_args(env_raw: str | None, flags: list[str] | None) -> dict[str, d
             loaded = json.loads(env_raw)
         except json.JSONDecodeError as exc:
             raise ValueError(f"DSP_RUN_ARGS: not valid JSON ({exc.msg})") from None
-        if not isinstance(loaded, dict) or not all(
-                isinstance(v, dict) for v in loaded.values()):
+        if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
             raise ValueError('DSP_RUN_ARGS: expected {"pipeline": {"param": "value"}}')
         merged = {str(p): {str(k): _arg_value(v) for k, v in a.items()} for p, a in loaded.items()}
     for item in flags or []:

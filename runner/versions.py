@@ -16,6 +16,7 @@ import yaml
 HASH_LENGTH = 12
 MAX_NAME = 100
 _COMMIT_IN_DESCRIPTION = re.compile(r"\bcommit ([0-9a-f]{7,64})\b")
+MARK = "dsp-runner:"
 
 
 def content_hash(yaml_text: str) -> str:
@@ -36,7 +37,18 @@ def version_description(digest: str, commit: str, repo: str, source: str) -> str
     origin = f"commit {commit}" if commit else "commit unknown"
     if repo:
         origin += f" of {repo}"
-    return f"{origin}, {source}; sha256 {digest}"
+    return f"{MARK} {origin}, {source}; sha256 {digest}"
+
+
+def is_runner_version(description: str | None) -> bool:
+    """Whether a dsp-runner deploy uploaded this version (the cron mode runs only those)."""
+    return (description or "").startswith(MARK)
+
+
+def slug_of(version: str) -> str:
+    """The pipeline slug a content-named version was made from."""
+    slug, _, digest = version.rpartition("-")
+    return slug if slug and len(digest) == HASH_LENGTH else version
 
 
 def commit_of(description: str | None) -> str:

@@ -1,0 +1,107 @@
+"""Wait for runs to finish, reading the Tekton reasons the DSP server reports.
+
+kfp's own waits cannot be used: `kfp.Client.wait_for_run_completion` never stops on `Completed`
+(a run with skipped tasks) and `TektonClient.wait_for_run_completion` 1.5.10 always raises.
+A poll that fails (after the client's retries) is logged and tried again on the next round, so a
+blip or a token rotation does not end the wait; a refused token does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import structlog
+
+from runner.client import DSPClient, ServerRun
+from runner.errors import AuthError, ServerError
+
+logger = structlog.get_logger()
+
+SUCCESS = frozenset({"Succeeded", "Completed"})
+IN_PROGRESS = frozenset(
+    {
+        "",
+        "Running",
+        "Started",
+        "Pending",
+        "PipelineRunPending",
+        "PipelineRunStopping",
+        "Terminating",
+    }
+)
+
+
+def outcome_of(status: str) -> str:
+    """success, running, or failed: anything that is neither is a terminal failure."""
+    if status in SUCCESS:
+        return "success"
+    if status in IN_PROGRESS:
+        return "running"
+    return "failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    run: ServerRun
+    outcome: str
+    duration_s: float | None
+
+
+def wait_for(
+    client: DSPClient,
+    run_ids: list[str],
+    *,
+    timeout: float,
+    interval: float,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> dict[str, Finished]:
+    """Poll until every run is final or `timeout` passes; unfinished runs come back 'running'."""
+    deadline = clock() + timeout
+    pending = list(dict.fromkeys(run_ids))
+    done: dict[str, Finished] = {}
+    last: dict[str, ServerRun] = {}
+    while pending:
+        for run_id in list(pending):
+            run = _poll(client, run_id)
+            if run is None:
+                continue
+            last[run_id] = run
+            if outcome_of(run.status) != "running":
+                done[run_id] = _finished(run)
+                pending.remove(run_id)
+                logger.info(
+                    "run_finished",
+                    run=run.name,
+                    run_id=run_id,
+                    status=run.status,
+                    duration_s=done[run_id].duration_s,
+                    error=run.error or None,
+                )
+        if not pending or clock() >= deadline:
+            break
+        sleep(min(interval, max(0.0, deadline - clock())))
+    for run_id in pending:
+        run = last.get(run_id) or ServerRun(run_id, "", "", "", "")
+        done[run_id] = Finished(run, "running", None)
+        logger.error("run_wait_timed_out", run=run.name, run_id=run_id, status=run.status)
+    return done
+
+
+def _poll(client: DSPClient, run_id: str) -> ServerRun | None:
+    try:
+        return client.get_run(run_id)
+    except AuthError:
+        raise
+    except ServerError as exc:
+        logger.warning("run_poll_failed", run_id=run_id, error=str(exc))
+        return None
+
+
+def _finished(run: ServerRun) -> Finished:
+    duration = None
+    if run.created_at and run.finished_at:
+        duration = round((run.finished_at - run.created_at).total_seconds(), 1)
+    return Finished(run, outcome_of(run.status), duration)

@@ -1,0 +1,70 @@
+"""Run the real runner in-process against a LocalDSP, the way a user's CI would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from runner import cli
+
+REPO = Path(__file__).resolve().parent.parent
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+    summary: dict | None
+
+
+class Project:
+    """A pipelines folder, a token file and an output folder, pointed at one server."""
+
+    def __init__(self, root: Path, url: str, token: str):
+        self.root = root
+        self.pipelines = root / "pipelines"
+        self.output = root / "out"
+        self.token_file = root / "token"
+        self.token_file.write_text(token + "\n")
+        self.url = url
+        shutil.copytree(REPO / "pipelines", self.pipelines)
+
+    def env(self, monkeypatch, **extra: str) -> None:
+        values = {
+            "DSP_HOST": self.url,
+            "DSP_TOKEN_PATH": str(self.token_file),
+            "DSP_PIPELINES_DIR": str(self.pipelines),
+            "DSP_OUTPUT_DIR": str(self.output),
+            "DSP_GIT_COMMIT": COMMIT,
+            "DSP_GIT_REPO": "https://git.example.com/team/ml.git",
+            "DSP_RETRY_MAX_WAIT": "0.2",
+            "DSP_REQUEST_TIMEOUT": "5",
+            "LOG_FORMAT": "json",
+            **extra,
+        }
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+
+    def run(self, capsys, *argv: str) -> Result:
+        code = cli.main(list(argv) or ["deploy"])
+        captured = capsys.readouterr()
+        summary_file = self.output / "summary.json"
+        summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
+        if summary_file.exists():
+            summary_file.unlink()
+        return Result(code, captured.out, captured.err, summary)
+
+    def edit(self, module: str, old: str, new: str) -> None:
+        path = self.pipelines / module
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new))
+
+
+def events(stderr: str) -> list[dict]:
+    """The JSON log lines the runner wrote."""
+    return [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]

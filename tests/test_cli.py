@@ -1,0 +1,67 @@
+"""The command line: help, defaults and one-line configuration errors."""
+
+import subprocess
+import sys
+
+from runner import cli
+from runner.settings import Settings
+
+
+def test_help_lists_the_subcommands_and_every_setting(capsys):
+    try:
+        cli.main(["--help"])
+    except SystemExit as stop:
+        assert stop.code == 0
+    out = capsys.readouterr().out
+    for command in ("deploy", "compile"):
+        assert command in out
+    for env in Settings.env_vars().values():
+        assert env in out
+    assert "exit codes:" in out
+
+
+def test_deploy_help_describes_each_flag(capsys):
+    try:
+        cli.main(["deploy", "--help"])
+    except SystemExit:
+        pass
+    out = " ".join(capsys.readouterr().out.split())
+    assert (
+        "--pipelines-dir DSP_PIPELINES_DIR Folder whose Python modules define the pipelines. "
+        "[env DSP_PIPELINES_DIR]" in out
+    )
+
+
+def test_deploy_without_host_is_a_configuration_error_naming_the_variable(
+    capsys, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("DSP_TOKEN", "x")
+    code = cli.main(["--output-dir", str(tmp_path)])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("dsp-runner: ConfigurationError: DSP_HOST: not set")
+
+
+def test_bad_setting_exits_2_with_one_line(capsys):
+    assert cli.main(["deploy", "--retries", "many"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "dsp-runner: configuration error: DSP_RETRIES: expected a whole number, got 'many'"
+    )
+
+
+def test_help_does_not_import_kfp():
+    probe = (
+        "import sys, runner.cli\n"
+        "try:\n    runner.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'kfp' not in sys.modules, 'kfp imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_compile_writes_yaml_and_a_summary_offline(tmp_path, capsys):
+    code = cli.main(["compile", "--output-dir", str(tmp_path), "--log-format", "json"])
+    assert code == 0
+    written = sorted(p.name for p in (tmp_path / "pipelines").iterdir())
+    assert written == ["add-pipeline.yaml", "data-quality-gate.yaml", "train-and-evaluate.yaml"]
+    assert (tmp_path / "summary.json").exists()

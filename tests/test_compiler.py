@@ -1,0 +1,188 @@
+"""Discovery and isolated compilation: broken modules are reported, the others still compile."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from runner import compiler, discovery
+from runner.errors import ConfigurationError
+
+REPO = Path(__file__).resolve().parent.parent
+
+GOOD = """
+import kfp
+
+def echo(text: str) -> str:
+    return text
+
+echo_op = kfp.components.create_component_from_func(echo, base_image="python:3.11")
+
+@kfp.dsl.pipeline(name="{name}", description="test pipeline")
+def pipe(text="{default}", required_param: str = None):
+    echo_op(text)
+"""
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def compile_folder(folder: Path, timeout: float = 60):
+    return compiler.compile_all(discovery.discover(folder), timeout=timeout)
+
+
+def test_the_project_pipelines_compile_with_names_parameters_and_stable_hashes():
+    first = compile_folder(REPO / "pipelines")
+    second = compile_folder(REPO / "pipelines")
+    assert first.failures == []
+    by_name = {p.name: p for p in first.pipelines}
+    assert {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"} <= set(by_name)
+    add = by_name["Add Pipeline"]
+    assert add.slug == "add-pipeline"
+    assert add.defaults == {"a": "1", "b": "7"}
+    assert add.deterministic
+    assert "kind: PipelineRun" in add.yaml_text
+    assert [p.content_hash for p in first.pipelines] == [p.content_hash for p in second.pipelines]
+
+
+def test_main_block_never_runs(tmp_path):
+    marker = tmp_path / "main-ran"
+    write(
+        tmp_path,
+        "p.py",
+        GOOD.format(name="P", default="x")
+        + textwrap.dedent(f"""
+        if __name__ == "__main__":
+            open({str(marker)!r}, "w").write("ran")
+        """),
+    )
+    result = compile_folder(tmp_path)
+    assert [p.name for p in result.pipelines] == ["P"]
+    assert not marker.exists()
+
+
+def test_a_parameter_without_default_is_required(tmp_path):
+    write(tmp_path, "p.py", GOOD.format(name="P", default="x"))
+    (pipeline,) = compile_folder(tmp_path).pipelines
+    required = {p.name for p in pipeline.parameters if p.required}
+    assert required == {"required_param"}
+
+
+@pytest.mark.parametrize(
+    ("source", "line", "reason"),
+    [
+        ("import kfp\ndef broken(:\n    pass\n", 2, "import failed: SyntaxError"),
+        (
+            "import kfp\nimport no_such_module_here\n",
+            2,
+            "import failed: ModuleNotFoundError: No module named 'no_such_module_here'",
+        ),
+        ("import sys\nsys.exit(3)\n", 2, "the module called sys.exit(3) at import"),
+        (
+            "x = 1\nraise RuntimeError('boom\\nsecond line')\n",
+            2,
+            "import failed: RuntimeError: boom",
+        ),
+        ("import kfp\n", None, "defines no function decorated with @kfp.dsl.pipeline"),
+    ],
+)
+def test_broken_module_is_reported_with_file_line_and_reason_and_others_still_compile(
+    tmp_path, source, line, reason
+):
+    write(tmp_path, "a_good.py", GOOD.format(name="Good", default="x"))
+    broken = write(tmp_path, "b_broken.py", source)
+    result = compile_folder(tmp_path)
+    assert [p.name for p in result.pipelines] == ["Good"]
+    (failure,) = result.failures
+    assert failure.source == broken
+    assert failure.line == line
+    assert reason in failure.reason
+    assert "\n" not in failure.describe()
+
+
+def test_compile_error_names_the_pipeline_function_and_line(tmp_path):
+    write(
+        tmp_path,
+        "p.py",
+        """
+        import kfp
+
+        @kfp.dsl.pipeline(name="Bad")
+        def bad_pipeline(a="1"):
+            raise ValueError("cannot build this graph")
+        """,
+    )
+    (failure,) = compile_folder(tmp_path).failures
+    assert failure.pipeline == "bad_pipeline"
+    assert failure.line == 6
+    assert failure.reason == ("compiling bad_pipeline failed: ValueError: cannot build this graph")
+
+
+def test_a_hanging_module_is_stopped_by_the_timeout(tmp_path):
+    write(tmp_path, "a_good.py", GOOD.format(name="Good", default="x"))
+    write(tmp_path, "hang.py", "import time\ntime.sleep(60)\n")
+    result = compile_folder(tmp_path, timeout=3)
+    assert [p.name for p in result.pipelines] == ["Good"]
+    (failure,) = result.failures
+    assert "took longer than 3 s (DSP_COMPILE_TIMEOUT)" in failure.reason
+
+
+def test_a_module_that_kills_its_interpreter_is_reported(tmp_path):
+    write(tmp_path, "crash.py", "import os\nos._exit(9)\n")
+    (failure,) = compile_folder(tmp_path).failures
+    assert "process died while importing (exit code 9)" in failure.reason
+
+
+def test_two_pipelines_with_one_name_the_second_is_refused(tmp_path):
+    write(tmp_path, "a.py", GOOD.format(name="Same", default="x"))
+    second = write(tmp_path, "b.py", GOOD.format(name="Same", default="y"))
+    result = compile_folder(tmp_path)
+    assert len(result.pipelines) == 1
+    (failure,) = result.failures
+    assert failure.source == second
+    assert "is already defined by" in failure.reason
+
+
+@pytest.mark.parametrize("name", ["x" * 101, "a+b", "100%"])
+def test_names_the_server_would_reject_are_refused_before_upload(tmp_path, name):
+    write(tmp_path, "p.py", GOOD.format(name=name, default="x"))
+    result = compile_folder(tmp_path)
+    assert result.pipelines == []
+    assert "must be 1 to 100 characters" in result.failures[0].reason
+
+
+def test_nondeterministic_pipeline_is_flagged(tmp_path):
+    write(
+        tmp_path,
+        "p.py",
+        GOOD.format(name="Clock", default="x").replace(
+            "echo_op(text)", "import time\n    echo_op(str(time.time_ns()))"
+        ),
+    )
+    (pipeline,) = compile_folder(tmp_path).pipelines
+    assert not pipeline.deterministic
+
+
+def test_discovery_skips_private_and_cache_files(tmp_path):
+    for name in (
+        "b.py",
+        "a.py",
+        "_helpers.py",
+        "__init__.py",
+        "sub/c.py",
+        "__pycache__/x.py",
+        ".hidden/y.py",
+        "notes.txt",
+    ):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("")
+    found = [p.relative_to(tmp_path).as_posix() for p in discovery.discover(tmp_path)]
+    assert found == ["a.py", "b.py", "sub/c.py"]
+
+
+def test_missing_pipelines_folder_is_a_configuration_error_naming_it(tmp_path):
+    with pytest.raises(ConfigurationError, match=r"DSP_PIPELINES_DIR: .*nope is not a folder"):
+        discovery.discover(tmp_path / "nope")

@@ -1,0 +1,168 @@
+"""Deploy end to end through the real TektonClient against localdsp: what the server holds."""
+
+import pytest
+
+from runner_helpers import COMMIT, Project, events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def project(tmp_path, localdsp, monkeypatch):
+    project = Project(tmp_path, localdsp.url, "test-token")
+    project.env(monkeypatch)
+    return project
+
+
+def server_state(client):
+    """Pipelines with their version names and the runs' names, as a user would list them."""
+    pipelines = {}
+    for p in client.list_pipelines(page_size=100).pipelines or []:
+        listed = client.list_pipeline_versions(p.id, page_size=100).versions or []
+        pipelines[p.name] = {
+            "id": p.id,
+            "default": p.default_version.name,
+            "versions": sorted(v.name for v in listed),
+        }
+    runs = client.list_runs(page_size=100).runs or []
+    return pipelines, runs
+
+
+def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
+    project, capsys, kfp_client
+):
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    pipelines, runs = server_state(kfp_client)
+    assert set(pipelines) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
+    add = pipelines["Add Pipeline"]
+    assert add["default"].startswith("add-pipeline-")
+    assert add["versions"] == sorted(["Add Pipeline", add["default"]])
+    assert len(runs) == 3
+    by_name = {r.name: r for r in runs}
+    add_run = by_name[f"{add['default']}@{COMMIT[:12]}"]
+    refs = {ref.key.type: ref.key.id for ref in add_run.resource_references}
+    version = kfp_client.pipelines.get_pipeline_version(refs["PIPELINE_VERSION"])
+    assert version.name == add["default"]
+    assert version.description.startswith(
+        f"dsp-runner: commit {COMMIT} of https://git.example.com/team/ml.git"
+    )
+    assert result.summary["counts"] == {
+        "pipelines": 3,
+        "pipelines_created": 3,
+        "versions_created": 3,
+        "unchanged": 0,
+        "runs_started": 3,
+        "failed": 0,
+    }
+    assert "3 pipeline(s): 3 created, 3 new version(s), 0 unchanged, 3 run(s) started" in result.out
+
+
+def test_second_deploy_uploads_nothing_and_says_why(project, capsys, kfp_client, localdsp):
+    assert project.run(capsys).code == 0
+    before = server_state(kfp_client)
+    result = project.run(capsys)
+    assert result.code == 0
+    assert server_state(kfp_client) == before
+    assert result.summary["counts"]["versions_created"] == 0
+    assert result.summary["counts"]["runs_started"] == 0
+    unchanged = [e for e in events(result.err) if e["event"] == "pipeline_unchanged"]
+    assert len(unchanged) == 3
+    assert "nothing uploaded" in unchanged[0]["reason"]
+
+
+def test_a_changed_pipeline_gets_exactly_one_new_version_and_one_run(project, capsys, kfp_client):
+    assert project.run(capsys).code == 0
+    before, runs_before = server_state(kfp_client)
+    project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+    result = project.run(capsys)
+    assert result.code == 0
+    after, runs_after = server_state(kfp_client)
+    add_before, add_after = before["Add Pipeline"], after["Add Pipeline"]
+    assert add_after["id"] == add_before["id"]
+    assert len(add_after["versions"]) == len(add_before["versions"]) + 1
+    assert add_after["default"] != add_before["default"]
+    assert after["Data Quality Gate"] == before["Data Quality Gate"]
+    assert len(runs_after) == len(runs_before) + 1
+    assert result.summary["counts"]["versions_created"] == 1
+
+
+def test_a_revert_reuses_the_old_version_instead_of_uploading(project, capsys, kfp_client):
+    assert project.run(capsys).code == 0
+    original = server_state(kfp_client)[0]["Add Pipeline"]
+    project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+    assert project.run(capsys).code == 0
+    project.edit("add_pipeline.py", 'b="8"', 'b="7"')
+    result = project.run(capsys)
+    assert result.code == 0
+    reverted = server_state(kfp_client)[0]["Add Pipeline"]
+    assert reverted["default"] == original["default"]
+    assert len(reverted["versions"]) == 3
+    assert result.summary["counts"]["versions_created"] == 0
+
+
+def test_broken_modules_are_reported_and_the_others_still_ship(project, capsys, kfp_client):
+    (project.pipelines / "syntax_error.py").write_text("def broken(:\n")
+    (project.pipelines / "import_error.py").write_text("import not_installed_anywhere\n")
+    (project.pipelines / "compile_error.py").write_text(
+        "import kfp\n@kfp.dsl.pipeline(name='Compile Error')\ndef p():\n    raise ValueError('x')\n"
+    )
+    result = project.run(capsys)
+    assert result.code == 1
+    pipelines, _ = server_state(kfp_client)
+    assert set(pipelines) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
+    failed = {f["source"].rsplit("/", 1)[-1]: f for f in result.summary["failures"]}
+    assert set(failed) == {"syntax_error.py", "import_error.py", "compile_error.py"}
+    assert failed["syntax_error.py"]["line"] == 1
+    assert failed["compile_error.py"]["line"] == 4
+    logged = [e for e in events(result.err) if e["event"] == "module_failed"]
+    assert {e["file"].rsplit("/", 1)[-1] for e in logged} == set(failed)
+
+
+def test_run_arguments_are_validated_before_anything_is_uploaded(
+    project, capsys, kfp_client, monkeypatch
+):
+    monkeypatch.setenv("DSP_RUN_ARGS", '{"add-pipeline": {"c": "1"}}')
+    result = project.run(capsys)
+    assert result.code == 1
+    assert "Add Pipeline" not in server_state(kfp_client)[0]
+    (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+    assert add["error"].startswith("unknown run argument(s) c for pipeline 'Add Pipeline'")
+
+
+def test_run_arguments_override_defaults(project, capsys, kfp_client, monkeypatch):
+    monkeypatch.setenv("DSP_RUN_ARGS", '{"add-pipeline": {"a": "7", "b": "8"}}')
+    assert project.run(capsys).code == 0
+    (run,) = [r for r in server_state(kfp_client)[1] if r.name.startswith("add-pipeline-")]
+    params = {p.name: p.value for p in run.pipeline_spec.parameters}
+    assert params == {"a": "7", "b": "8"}
+
+
+def test_run_policy_always_starts_one_run_per_commit_and_never_starts_none(
+    project, capsys, kfp_client, monkeypatch
+):
+    monkeypatch.setenv("DSP_RUN_POLICY", "never")
+    assert project.run(capsys).code == 0
+    assert server_state(kfp_client)[1] == []
+    monkeypatch.setenv("DSP_RUN_POLICY", "always")
+    assert project.run(capsys).code == 0
+    assert project.run(capsys).code == 0
+    assert len(server_state(kfp_client)[1]) == 3
+    monkeypatch.setenv("DSP_GIT_COMMIT", "fedcba9876543210fedcba9876543210fedcba98")
+    assert project.run(capsys).code == 0
+    assert len(server_state(kfp_client)[1]) == 6
+
+
+def test_a_run_lost_by_a_crash_after_upload_is_started_by_the_next_deploy(
+    project, capsys, kfp_client, localdsp
+):
+    localdsp.inject(
+        method="POST", path="/apis/v1beta1/runs", action="status", status=400, times=100
+    )
+    assert project.run(capsys).code == 1
+    assert server_state(kfp_client)[1] == []
+    localdsp.clear_faults()
+    result = project.run(capsys)
+    assert result.code == 0
+    assert result.summary["counts"]["runs_started"] == 3
+    assert result.summary["counts"]["versions_created"] == 0

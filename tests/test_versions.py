@@ -1,0 +1,43 @@
+"""Version and run names: derived from content and commit, so re-deploys find what exists."""
+
+from runner import versions
+
+YAML_A = "kind: PipelineRun\nmetadata: {name: p, labels: {x: '1', y: '2'}}\n"
+YAML_A_REORDERED = "metadata:\n  labels:\n    y: '2'\n    x: '1'\n  name: p\nkind: PipelineRun\n"
+
+
+def test_hash_ignores_key_order_and_formatting_but_not_content():
+    assert versions.content_hash(YAML_A) == versions.content_hash(YAML_A_REORDERED)
+    assert versions.content_hash(YAML_A) != versions.content_hash(YAML_A.replace("'2'", "'3'"))
+
+
+def test_version_name_is_slug_and_hash_within_the_server_limit():
+    digest = "ab" * 32
+    assert versions.version_name("add-pipeline", digest) == "add-pipeline-abababababab"
+    long = versions.version_name("x" * 150, digest)
+    assert len(long) == 100 and long.endswith("-abababababab")
+
+
+def test_description_carries_commit_and_repo_and_is_parsed_back():
+    text = versions.version_description("f" * 64, "0123456789abcdef", "https://git/x.git", "add.py")
+    assert text.startswith(
+        "dsp-runner: commit 0123456789abcdef of https://git/x.git, add.py; sha256 "
+    )
+    assert versions.is_runner_version(text)
+    assert not versions.is_runner_version("uploaded by hand")
+    assert versions.commit_of(text) == "0123456789abcdef"
+    assert versions.commit_of("uploaded by hand") == ""
+    assert versions.commit_of(None) == ""
+
+
+def test_run_name_ties_version_and_commit():
+    assert (
+        versions.run_name("add-pipeline-abc", "0123456789abcdef0123")
+        == "add-pipeline-abc@0123456789ab"
+    )
+    assert versions.run_name("v", "") == "v@unknown"
+
+
+def test_slug_is_read_back_from_a_version_name():
+    assert versions.slug_of(versions.version_name("add-pipeline", "c" * 64)) == "add-pipeline"
+    assert versions.slug_of("Add Pipeline") == "Add Pipeline"
