@@ -1,13 +1,17 @@
-"""Carry a plan out on the server, one pipeline at a time, each failure kept to its pipeline.
+"""Carry a plan out on the server, each failure kept to its pipeline.
 
-Errors that concern the whole job (the token is refused, TLS fails) stop everything: going on
-would only repeat them once per pipeline.
+Pipelines are applied by a bounded thread pool (server calls are mostly waiting), but each
+pipeline's log lines are recorded by its worker and emitted in pipeline order, so the log reads
+the same whatever the timing. Errors that concern the whole job (the token is refused, TLS
+fails) stop everything: going on would only repeat them once per pipeline.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import structlog
@@ -46,12 +50,35 @@ class Experiment:
     def __init__(self, client: DSPClient, name: str, description: str):
         self._client, self._name, self._description = client, name, description
         self._id = ""
+        self._lock = threading.Lock()
 
     def id(self) -> str:
-        if not self._id:
-            self._id = self._client.ensure_experiment(self._name, self._description)
-            logger.info("experiment_ready", experiment=self._name, experiment_id=self._id)
+        with self._lock:
+            if not self._id:
+                self._id = self._client.ensure_experiment(self._name, self._description)
+                logger.info("experiment_ready", experiment=self._name, experiment_id=self._id)
         return self._id
+
+
+class Recorder:
+    """A pipeline's log, kept by its worker thread and emitted later in pipeline order."""
+
+    def __init__(self, **context):
+        self._context = context
+        self._events: list[tuple[str, str, dict]] = []
+
+    def info(self, event: str, **fields) -> None:
+        self._events.append(("info", event, fields))
+
+    def warning(self, event: str, **fields) -> None:
+        self._events.append(("warning", event, fields))
+
+    def error(self, event: str, **fields) -> None:
+        self._events.append(("error", event, fields))
+
+    def emit(self) -> None:
+        for level, event, fields in self._events:
+            getattr(logger, level)(event, **self._context, **fields)
 
 
 def apply(
@@ -60,9 +87,24 @@ def apply(
     client: DSPClient,
     packages: dict[str, Path],
     experiment: Experiment,
+    concurrency: int = 1,
 ) -> list[Outcome]:
     """Upload what changed and start the planned runs; return one outcome per pipeline."""
-    return [_apply_one(p, client, packages[p.pipeline.slug], experiment) for p in plans]
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
+        futures = [
+            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiment)
+            for p in plans
+        ]
+        outcomes = []
+        try:
+            for future in futures:
+                outcome, log = future.result()
+                log.emit()
+                outcomes.append(outcome)
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
+    return outcomes
 
 
 def _apply_one(
@@ -75,16 +117,16 @@ def _apply_one(
         action=item.action,
         version_name=item.version_name,
     )
-    log = logger.bind(pipeline=pipeline.name, version=item.version_name)
+    log = Recorder(pipeline=pipeline.name, version=item.version_name)
     if item.error:
         outcome.error = item.error
         log.error("pipeline_rejected", error=item.error)
-        return outcome
+        return outcome, log
     with contained(outcome, log):
         _ship_version(item, client, package, outcome, log)
         if item.run is not None:
             start_run(client, experiment, outcome, item.run, log)
-    return outcome
+    return outcome, log
 
 
 @contextlib.contextmanager

@@ -94,7 +94,13 @@ def deploy(settings: Settings, *, stdout) -> int:
     client = _client(settings)
     result, packages, origin, plans = _plan(settings, client)
     experiment = apply.Experiment(client, settings.experiment, EXPERIMENT_DESCRIPTION)
-    outcomes = apply.apply(plans, client=client, packages=packages, experiment=experiment)
+    outcomes = apply.apply(
+        plans,
+        client=client,
+        packages=packages,
+        experiment=experiment,
+        concurrency=settings.concurrency,
+    )
     _wait(settings, client, outcomes)
     summary = report.Summary(
         "deploy",
@@ -148,9 +154,10 @@ def trigger(settings: Settings, *, stdout) -> int:
             _overrides(settings, pipeline.name, version),
             existing[names[pipeline.id]].id if names[pipeline.id] in existing else "",
         )
-        log = logger.bind(pipeline=pipeline.name)
+        log = apply.Recorder(pipeline=pipeline.name)
         with apply.contained(outcome, log):
             apply.start_run(client, experiment, outcome, run, log)
+        log.emit()
         outcomes.append(outcome)
     if not chosen:
         logger.warning("nothing_to_trigger", reason="no pipeline deployed by dsp-runner matches")
