@@ -44,20 +44,20 @@ class Outcome:
     error: str = ""
 
 
-class Experiment:
-    """The experiment id, fetched or created on first need, once per deploy."""
+class Experiments:
+    """Experiment ids by name, looked up or created on first need, once per job."""
 
-    def __init__(self, client: DSPClient, name: str, description: str):
-        self._client, self._name, self._description = client, name, description
-        self._id = ""
+    def __init__(self, client: DSPClient, description: str):
+        self._client, self._description = client, description
+        self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def id(self) -> str:
+    def id(self, name: str) -> str:
         with self._lock:
-            if not self._id:
-                self._id = self._client.ensure_experiment(self._name, self._description)
-                logger.info("experiment_ready", experiment=self._name, experiment_id=self._id)
-        return self._id
+            if name not in self._ids:
+                self._ids[name] = self._client.ensure_experiment(name, self._description)
+                logger.info("experiment_ready", experiment=name, experiment_id=self._ids[name])
+            return self._ids[name]
 
 
 class Recorder:
@@ -86,13 +86,13 @@ def apply(
     *,
     client: DSPClient,
     packages: dict[str, Path],
-    experiment: Experiment,
+    experiments: Experiments,
     concurrency: int = 1,
 ) -> list[Outcome]:
     """Upload what changed and start the planned runs; return one outcome per pipeline."""
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
         futures = [
-            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiment)
+            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiments)
             for p in plans
         ]
         outcomes = []
@@ -108,7 +108,7 @@ def apply(
 
 
 def _apply_one(
-    item: planning.PipelinePlan, client: DSPClient, package: Path, experiment: Experiment
+    item: planning.PipelinePlan, client: DSPClient, package: Path, experiments: Experiments
 ) -> Outcome:
     pipeline = item.pipeline
     outcome = Outcome(
@@ -125,7 +125,7 @@ def _apply_one(
     with contained(outcome, log):
         _ship_version(item, client, package, outcome, log)
         if item.run is not None:
-            start_run(client, experiment, outcome, item.run, log)
+            start_run(client, experiments, outcome, item.run, log)
     return outcome, log
 
 
@@ -175,7 +175,7 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
 
 
 def start_run(
-    client: DSPClient, experiment: Experiment, outcome: Outcome, run: planning.RunPlan, log
+    client: DSPClient, experiments: Experiments, outcome: Outcome, run: planning.RunPlan, log
 ) -> None:
     """Start the planned run unless it exists; either way the outcome names it."""
     outcome.run_name = run.name
@@ -189,7 +189,7 @@ def start_run(
         )
         return
     started = client.start_run(
-        experiment_id=experiment.id(),
+        experiment_id=experiments.id(run.experiment),
         name=run.name,
         pipeline_id=outcome.pipeline_id,
         version_id=outcome.version_id,

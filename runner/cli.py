@@ -52,6 +52,8 @@ def _settings_epilog() -> str:
     lines = ["settings (flag > environment variable > default; `COMMAND --help` for details):"]
     for field in dataclasses.fields(Settings):
         meta = field.metadata
+        if "env" not in meta:
+            continue
         flag = meta["flag"] or "(environment only)"
         lines.append(f"  {meta['env']:<30} {flag}")
     return "\n".join(lines)

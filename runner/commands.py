@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from runner import discovery, gitinfo, report
+from runner import config, discovery, gitinfo, report
 from runner.errors import ConfigurationError
 from runner.settings import Settings
 
@@ -26,38 +26,27 @@ def compile_pipelines(settings: Settings, *, stdout) -> int:
     from runner.apply import Outcome
 
     started = time.monotonic()
-    result, packages = _compile(settings)
+    result, packages, selected = _compile(settings)
     outcomes = [
         Outcome(
             pipeline=p.name,
             source=str(p.source),
             action="compiled",
             version_name=str(packages[p.slug]),
+            error=_argument_error(p, options),
         )
-        for p in result.pipelines
+        for p, options in selected
     ]
-    origin = gitinfo.origin(settings.pipelines_dir, settings.git_commit, settings.git_repo)
-    summary = report.Summary(
-        "compile",
-        "",
-        "",
-        origin.commit,
-        origin.repo,
-        outcomes,
-        result.failures,
-        time.monotonic() - started,
-    )
-    report.finish(summary, settings.output_dir, stdout)
-    return summary.exit_code
+    return _finish(settings, "compile", outcomes, result.failures, started, stdout)
 
 
 def plan(settings: Settings, *, stdout) -> int:
-    """Compile and read the server; print what deploy would do; write nothing to the server."""
+    """Compile and read the server; print what deploy would do; send no write request."""
     from runner.apply import Outcome
 
     started = time.monotonic()
     client = _client(settings)
-    result, _, origin, plans = _plan(settings, client)
+    result, _, plans = _plan(settings, client)
     outcomes = [
         Outcome(
             pipeline=p.pipeline.name,
@@ -72,18 +61,7 @@ def plan(settings: Settings, *, stdout) -> int:
         )
         for p in plans
     ]
-    summary = report.Summary(
-        "plan",
-        settings.host,
-        settings.experiment,
-        origin.commit,
-        origin.repo,
-        outcomes,
-        result.failures,
-        time.monotonic() - started,
-    )
-    report.finish(summary, settings.output_dir, stdout)
-    return summary.exit_code
+    return _finish(settings, "plan", outcomes, result.failures, started, stdout)
 
 
 def deploy(settings: Settings, *, stdout) -> int:
@@ -92,28 +70,16 @@ def deploy(settings: Settings, *, stdout) -> int:
 
     started = time.monotonic()
     client = _client(settings)
-    result, packages, origin, plans = _plan(settings, client)
-    experiment = apply.Experiment(client, settings.experiment, EXPERIMENT_DESCRIPTION)
+    result, packages, plans = _plan(settings, client)
     outcomes = apply.apply(
         plans,
         client=client,
         packages=packages,
-        experiment=experiment,
+        experiments=apply.Experiments(client, EXPERIMENT_DESCRIPTION),
         concurrency=settings.concurrency,
     )
-    _wait(settings, client, outcomes)
-    summary = report.Summary(
-        "deploy",
-        settings.host,
-        settings.experiment,
-        origin.commit,
-        origin.repo,
-        outcomes,
-        result.failures,
-        time.monotonic() - started,
-    )
-    report.finish(summary, settings.output_dir, stdout)
-    return summary.exit_code
+    _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
+    return _finish(settings, "deploy", outcomes, result.failures, started, stdout)
 
 
 def trigger(settings: Settings, *, stdout) -> int:
@@ -123,10 +89,11 @@ def trigger(settings: Settings, *, stdout) -> int:
     shipped. Only pipelines a dsp-runner deploy uploaded are considered.
     """
     from runner import apply, versions
-    from runner import plan as planning
+    from runner.plan import RunPlan
 
     started = time.monotonic()
     client = _client(settings)
+    repo = config.load(settings.config_path, required=settings.config is not None)
     key = settings.run_key or datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M")
     chosen = [
         p
@@ -135,12 +102,16 @@ def trigger(settings: Settings, *, stdout) -> int:
         and versions.is_runner_version(p.default_version.description)
         and settings.selects(p.name, versions.slug_of(p.default_version.name))
     ]
-    experiment = apply.Experiment(client, settings.experiment, EXPERIMENT_DESCRIPTION)
-    names = {p.id: versions.run_name(p.default_version.name, key) for p in chosen}
-    existing = client.find_runs(experiment.id(), names.values()) if chosen else {}
-    outcomes = []
+    if not chosen:
+        logger.warning("nothing_to_trigger", reason="no pipeline deployed by dsp-runner matches")
+    experiments = apply.Experiments(client, EXPERIMENT_DESCRIPTION)
+    planned = []
     for pipeline in chosen:
         version = pipeline.default_version
+        options, _, _ = config.resolve(
+            settings, repo, pipeline.name, versions.slug_of(version.name)
+        )
+        run = RunPlan(versions.run_name(version.name, key), options.arguments, options.experiment)
         outcome = apply.Outcome(
             pipeline=pipeline.name,
             source="",
@@ -149,40 +120,29 @@ def trigger(settings: Settings, *, stdout) -> int:
             pipeline_id=pipeline.id,
             version_id=version.id,
         )
-        run = planning.RunPlan(
-            names[pipeline.id],
-            _overrides(settings, pipeline.name, version),
-            existing[names[pipeline.id]].id if names[pipeline.id] in existing else "",
-        )
-        log = apply.Recorder(pipeline=pipeline.name)
+        planned.append((outcome, run, options))
+    existing = _existing_runs(client, [run for _, run, _ in planned])
+    for outcome, run, _ in planned:
+        log = apply.Recorder(pipeline=outcome.pipeline)
         with apply.contained(outcome, log):
-            apply.start_run(client, experiment, outcome, run, log)
+            run = dataclasses.replace(run, existing_id=existing.get((run.experiment, run.name), ""))
+            apply.start_run(client, experiments, outcome, run, log)
         log.emit()
-        outcomes.append(outcome)
-    if not chosen:
-        logger.warning("nothing_to_trigger", reason="no pipeline deployed by dsp-runner matches")
-    _wait(settings, client, outcomes)
-    summary = report.Summary(
-        "trigger",
-        settings.host,
-        settings.experiment,
-        "",
-        "",
-        outcomes,
-        [],
-        time.monotonic() - started,
-    )
-    report.finish(summary, settings.output_dir, stdout)
-    return summary.exit_code
+    outcomes = [outcome for outcome, _, _ in planned]
+    _wait(settings, client, [(outcome, options) for outcome, _, options in planned])
+    return _finish(settings, "trigger", outcomes, [], started, stdout)
 
 
-def _overrides(settings: Settings, name: str, version) -> dict[str, str]:
-    from runner import versions
-
-    return {
-        **settings.run_args.get(versions.slug_of(version.name), {}),
-        **settings.run_args.get(name, {}),
-    }
+def _existing_runs(client, runs) -> dict[tuple[str, str], str]:
+    """Which of these runs exist already, by (experiment, name): one listing per experiment."""
+    found = {}
+    for experiment in sorted({run.experiment for run in runs}):
+        experiment_id = client.find_experiment(experiment)
+        if experiment_id:
+            names = [run.name for run in runs if run.experiment == experiment]
+            for name, run in client.find_runs(experiment_id, names).items():
+                found[experiment, name] = run.id
+    return found
 
 
 def _client(settings: Settings):
@@ -216,37 +176,34 @@ def _client(settings: Settings):
 def _plan(settings: Settings, client):
     from runner import plan as planning
 
-    result, packages = _compile(settings)
+    result, packages, selected = _compile(settings)
+    origin = _origin(settings)
+    plans = planning.make_plan(selected, client=client, origin=origin)
+    return result, packages, plans
+
+
+def _origin(settings: Settings) -> gitinfo.Origin:
     origin = gitinfo.origin(settings.pipelines_dir, settings.git_commit, settings.git_repo)
     if not origin.commit:
         logger.warning(
             "git_commit_unknown", reason="set DSP_GIT_COMMIT or run inside a git checkout"
         )
-    plans = planning.make_plan(
-        result.pipelines,
-        client=client,
-        origin=origin,
-        experiment=settings.experiment,
-        run_policy=settings.run_policy,
-        overrides=settings.run_args,
-    )
-    return result, packages, origin, plans
+    return origin
 
 
-def _wait(settings: Settings, client, outcomes) -> None:
-    """With DSP_WAIT, poll the runs this job started or found, and record how they ended."""
+def _wait(settings: Settings, client, pairs) -> None:
+    """Poll the runs whose pipeline waits (DSP_WAIT or the file), and record how they ended."""
     from runner import wait
 
-    if not settings.wait:
+    waiting = [(o, opts) for o, opts in pairs if opts.wait and o.run_id and not o.error]
+    if not waiting:
         return
-    waiting = [o for o in outcomes if o.run_id and not o.error]
     finished = wait.wait_for(
         client,
-        [o.run_id for o in waiting],
-        timeout=settings.wait_timeout,
+        {o.run_id: opts.wait_timeout for o, opts in waiting},
         interval=settings.poll_interval,
     )
-    for outcome in waiting:
+    for outcome, _ in waiting:
         done = finished[outcome.run_id]
         outcome.run_status, outcome.run_outcome = done.run.status, done.outcome
         outcome.run_duration_s, outcome.run_outputs = done.duration_s, done.run.outputs
@@ -254,18 +211,50 @@ def _wait(settings: Settings, client, outcomes) -> None:
             outcome.run_url = f"{settings.ui_host}/#/runs/details/{outcome.run_id}"
 
 
+def _finish(settings: Settings, command: str, outcomes, failures, started: float, stdout) -> int:
+    origin = gitinfo.origin(settings.pipelines_dir, settings.git_commit, settings.git_repo)
+    summary = report.Summary(
+        command,
+        settings.host,
+        settings.experiment,
+        origin.commit,
+        origin.repo,
+        outcomes,
+        failures,
+        time.monotonic() - started,
+    )
+    report.finish(summary, settings.output_dir, stdout, results_dir=settings.results_dir)
+    return summary.exit_code
+
+
 def _compile(settings: Settings):
-    """Discover and compile, writing each pipeline's YAML where uploads and reviewers find it."""
+    """Discover, compile and resolve each pipeline's options; write each YAML for upload."""
     from runner import compiler
 
+    repo = config.load(settings.config_path, required=settings.config is not None)
     modules = discovery.discover(settings.pipelines_dir)
     logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
     result = compiler.compile_all(modules, timeout=settings.compile_timeout)
-    if settings.only:
-        result = dataclasses.replace(
-            result, pipelines=[p for p in result.pipelines if settings.selects(p.name, p.slug)]
+    names = {p.name for p in result.pipelines} | {p.slug for p in result.pipelines}
+    for unknown in repo.unknown_entries(names):
+        logger.warning(
+            "settings_entry_unused",
+            file=str(repo.path),
+            pipeline=unknown,
+            reason="no discovered pipeline has this name or slug",
         )
+    selected = []
     for pipeline in result.pipelines:
+        if not settings.selects(pipeline.name, pipeline.slug):
+            continue
+        options, display_name, description = config.resolve(
+            settings, repo, pipeline.name, pipeline.slug
+        )
+        pipeline = dataclasses.replace(
+            pipeline,
+            name=display_name or pipeline.name,
+            description=description if description is not None else pipeline.description,
+        )
         if not pipeline.deterministic:
             logger.warning(
                 "pipeline_nondeterministic",
@@ -274,9 +263,21 @@ def _compile(settings: Settings):
                 reason="two compiles gave different YAML (datetime.now()? random?): "
                 "every deploy will upload a new version",
             )
-    packages = _write_packages(result.pipelines, settings.output_dir / "pipelines")
-    logger.info("pipelines_compiled", pipelines=len(result.pipelines), failed=len(result.failures))
-    return result, packages
+        selected.append((pipeline, options))
+    packages = _write_packages([p for p, _ in selected], settings.output_dir / "pipelines")
+    logger.info("pipelines_compiled", pipelines=len(selected), failed=len(result.failures))
+    return result, packages, selected
+
+
+def _argument_error(pipeline, options) -> str:
+    """compile checks run arguments too, so a pull request learns of a bad one before merge."""
+    from runner.plan import arguments
+
+    try:
+        arguments(pipeline, options.arguments)
+    except ValueError as exc:
+        return str(exc)
+    return ""
 
 
 def _write_packages(pipelines, folder: Path) -> dict[str, Path]:

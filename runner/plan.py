@@ -11,6 +11,7 @@ import dataclasses
 from runner import versions
 from runner.client import DSPClient, ServerPipeline, ServerVersion
 from runner.compiler import CompiledPipeline
+from runner.config import PipelineOptions
 from runner.gitinfo import Origin
 
 CREATE = "create"
@@ -23,12 +24,14 @@ UNCHANGED = "unchanged"
 class RunPlan:
     name: str
     params: dict[str, str]
+    experiment: str
     existing_id: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelinePlan:
     pipeline: CompiledPipeline
+    options: PipelineOptions
     action: str
     version_name: str
     version_description: str
@@ -38,10 +41,9 @@ class PipelinePlan:
     error: str = ""
 
 
-def arguments(pipeline: CompiledPipeline, overrides: dict[str, dict[str, str]]) -> dict[str, str]:
-    """The pipeline's defaults with the configured overrides on top, checked against its
+def arguments(pipeline: CompiledPipeline, given: dict[str, str]) -> dict[str, str]:
+    """The pipeline's defaults with the configured arguments on top, checked against its
     parameters: an unknown or missing argument is an error before anything is uploaded."""
-    given = {**overrides.get(pipeline.slug, {}), **overrides.get(pipeline.name, {})}
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(given) - known)
     if unknown:
@@ -54,41 +56,40 @@ def arguments(pipeline: CompiledPipeline, overrides: dict[str, dict[str, str]]) 
     if missing:
         raise ValueError(
             f"pipeline {pipeline.name!r} needs a value for {', '.join(missing)} "
-            "(no default): set it with --arg or DSP_RUN_ARGS"
+            "(no default): set it with --arg, DSP_RUN_ARGS or the settings file"
         )
     return merged
 
 
 def make_plan(
-    pipelines: list[CompiledPipeline],
+    pipelines: list[tuple[CompiledPipeline, PipelineOptions]],
     *,
     client: DSPClient,
     origin: Origin,
-    experiment: str,
-    run_policy: str,
-    overrides: dict[str, dict[str, str]],
 ) -> list[PipelinePlan]:
     on_server = {p.name.lower(): p for p in client.list_pipelines()}
     plans = [
-        _plan_one(p, on_server.get(p.name.lower()), client, origin, run_policy, overrides)
-        for p in pipelines
+        _plan_one(pipeline, options, on_server.get(pipeline.name.lower()), client, origin)
+        for pipeline, options in pipelines
     ]
-    return _mark_existing_runs(plans, client, experiment)
+    return _mark_existing_runs(plans, client)
 
 
-def _plan_one(pipeline, server_pipeline, client, origin, run_policy, overrides) -> PipelinePlan:
+def _plan_one(pipeline, options, server_pipeline, client, origin) -> PipelinePlan:
     name = versions.version_name(pipeline.slug, pipeline.content_hash)
     description = versions.version_description(
         pipeline.content_hash, origin.commit, origin.repo, pipeline.source.name
     )
-    plan = PipelinePlan(pipeline, CREATE, name, description, server_pipeline)
+    plan = PipelinePlan(pipeline, options, CREATE, name, description, server_pipeline)
     if server_pipeline is not None:
         plan = _against_server(plan, server_pipeline, client)
     try:
-        params = arguments(pipeline, overrides)
+        params = arguments(pipeline, options.arguments)
+        for schedule in options.schedules:
+            arguments(pipeline, {**options.arguments, **schedule.arguments})
     except ValueError as exc:
         return dataclasses.replace(plan, error=str(exc))
-    return dataclasses.replace(plan, run=_run_plan(plan, params, origin, run_policy))
+    return dataclasses.replace(plan, run=_run_plan(plan, params, origin, options.run_policy))
 
 
 def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client) -> PipelinePlan:
@@ -110,19 +111,24 @@ def _run_plan(plan: PipelinePlan, params, origin: Origin, run_policy: str) -> Ru
     commit = origin.commit
     if run_policy == "on-change" and plan.existing_version is not None:
         commit = versions.commit_of(plan.existing_version.description) or commit
-    return RunPlan(versions.run_name(plan.version_name, commit), params)
+    return RunPlan(versions.run_name(plan.version_name, commit), params, plan.options.experiment)
 
 
-def _mark_existing_runs(plans: list[PipelinePlan], client, experiment: str) -> list[PipelinePlan]:
-    """One filtered listing tells which planned runs already exist (a re-deploy, a retried job)."""
-    wanted = [p.run.name for p in plans if p.run and not p.error]
-    experiment_id = client.find_experiment(experiment) if wanted else None
-    if not experiment_id:
-        return plans
-    existing = client.find_runs(experiment_id, wanted)
+def _mark_existing_runs(plans: list[PipelinePlan], client) -> list[PipelinePlan]:
+    """A filtered listing per experiment tells which planned runs already exist."""
+    existing: dict[tuple[str, str], str] = {}
+    for experiment in sorted({p.options.experiment for p in plans if p.run and not p.error}):
+        wanted = [p.run.name for p in plans if p.run and p.options.experiment == experiment]
+        experiment_id = client.find_experiment(experiment)
+        if experiment_id:
+            for name, run in client.find_runs(experiment_id, wanted).items():
+                existing[experiment, name] = run.id
     return [
-        dataclasses.replace(p, run=dataclasses.replace(p.run, existing_id=existing[p.run.name].id))
-        if p.run and p.run.name in existing
+        dataclasses.replace(
+            p,
+            run=dataclasses.replace(p.run, existing_id=existing[p.options.experiment, p.run.name]),
+        )
+        if p.run and (p.options.experiment, p.run.name) in existing
         else p
         for p in plans
     ]

@@ -18,6 +18,7 @@ from runner.compiler import ModuleFailure
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"
 OK, SOME_FAILED, RUN_FAILED, WAIT_TIMED_OUT = 0, 1, 3, 4
+RUN_IDS_BYTES = 2048
 
 
 @dataclasses.dataclass
@@ -83,9 +84,11 @@ class Summary:
         }
 
 
-def finish(summary: Summary, output_dir: Path, stream) -> Path:
-    """Log, print and write the summary; returns the summary file's path."""
+def finish(summary: Summary, output_dir: Path, stream, results_dir: Path | None = None) -> Path:
+    """Log, print and write the summary (and the Tekton results); returns the summary's path."""
     path = write(summary, output_dir)
+    if results_dir is not None:
+        write_results(summary, path, results_dir)
     for failure in summary.failures:
         logger.error(
             "module_failed", file=str(failure.source), line=failure.line, reason=failure.reason
@@ -108,6 +111,22 @@ def write(summary: Summary, output_dir: Path) -> Path:
     temporary.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
     os.replace(temporary, path)
     return path
+
+
+def write_results(summary: Summary, summary_path: Path, results_dir: Path) -> None:
+    """Tekton Task results: tiny files, all of them together well under Tekton's 4 KiB."""
+    run_ids: list[str] = []
+    for outcome in summary.outcomes:
+        if outcome.run_id and len(json.dumps([*run_ids, outcome.run_id])) <= RUN_IDS_BYTES:
+            run_ids.append(outcome.run_id)
+    results = {
+        "versions-created": str(summary.counts["versions_created"]),
+        "run-ids": json.dumps(run_ids),
+        "summary-path": str(summary_path),
+    }
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for name, value in results.items():
+        (results_dir / name).write_text(value)
 
 
 def table(summary: Summary) -> str:

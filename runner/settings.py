@@ -193,10 +193,35 @@ class Settings:
     log_level: str = _setting(
         "LOG_LEVEL", "--log-level", "DEBUG, INFO, WARNING or ERROR.", default="INFO"
     )
+    results_dir: Path | None = _setting(
+        "DSP_RESULTS_DIR",
+        "--results-dir",
+        "Folder to write Tekton Task results into (small files; the Task sets it). Default: none.",
+        default=None,
+    )
+    config: Path | None = _setting(
+        "DSP_CONFIG",
+        "--config",
+        "Per-pipeline settings file (YAML). Default: dsp-runner.yaml in the pipelines folder, "
+        "when present.",
+        default=None,
+    )
+    explicit: frozenset[str] = dataclasses.field(default=frozenset(), metadata={})
+    """Settings given by a flag or variable for this job: they win over the repository file."""
 
     def __post_init__(self) -> None:
         if self.run_args is dataclasses.MISSING:
             object.__setattr__(self, "run_args", {})
+
+    def given(self, name: str, file_value: Any) -> Any:
+        """This job's flag or variable, else the repository file's value, else the default."""
+        if name in self.explicit or file_value is None:
+            return getattr(self, name)
+        return file_value
+
+    @property
+    def config_path(self) -> Path:
+        return self.config or self.pipelines_dir / "dsp-runner.yaml"
 
     def selects(self, *names: str) -> bool:
         """Whether --only picks a pipeline known by any of these names."""
@@ -219,7 +244,7 @@ class Settings:
     @classmethod
     def register_arguments(cls, parser: argparse.ArgumentParser) -> None:
         """Add one flag per setting, its default taken from its environment variable."""
-        for field in dataclasses.fields(cls):
+        for field in _declared():
             meta = field.metadata
             if not meta.get("flag"):
                 continue
@@ -265,7 +290,7 @@ class Settings:
         """Parse and validate every value; raise one ConfigurationError listing all problems."""
         problems: list[str] = []
         values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
+        for field in _declared():
             meta = field.metadata
             raw = getattr(ns, field.name, None) if meta.get("flag") else None
             if raw is None:
@@ -286,7 +311,7 @@ class Settings:
                 problems.append(f"{_name_of(meta)}: {exc}")
         settings = None
         if not problems:
-            settings = cls(**values)
+            settings = cls(**values, explicit=frozenset(values) - {"run_args"})
             problems.extend(settings._cross_checks())
         if problems:
             raise ConfigurationError("; ".join(problems))
@@ -296,7 +321,7 @@ class Settings:
     @classmethod
     def env_vars(cls) -> dict[str, str]:
         """Map of setting name to environment variable: the README and Tekton Task follow it."""
-        return {f.name: f.metadata["env"] for f in dataclasses.fields(cls)}
+        return {f.name: f.metadata["env"] for f in _declared()}
 
     def _cross_checks(self) -> list[str]:
         """Problems that involve more than one setting."""
@@ -313,6 +338,11 @@ class Settings:
         if self.ca_bundle is not None and self.insecure_skip_tls_verify:
             problems.append("DSP_CA_BUNDLE and DSP_INSECURE_SKIP_TLS_VERIFY contradict each other")
         return problems
+
+
+def _declared() -> list[dataclasses.Field]:
+    """The fields that are settings (they have an environment variable)."""
+    return [f for f in dataclasses.fields(Settings) if "env" in f.metadata]
 
 
 def _name_of(meta: dict[str, Any]) -> str:
@@ -422,6 +452,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "git_repo": lambda raw: raw.strip(),
     "log_format": _choice(LOG_FORMATS),
     "log_level": _log_level,
+    "config": _existing_dir_path,
+    "results_dir": _existing_dir_path,
 }
 
 

@@ -51,16 +51,16 @@ class Finished:
 
 def wait_for(
     client: DSPClient,
-    run_ids: list[str],
+    timeouts: dict[str, float],
     *,
-    timeout: float,
     interval: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> dict[str, Finished]:
-    """Poll until every run is final or `timeout` passes; unfinished runs come back 'running'."""
-    deadline = clock() + timeout
-    pending = list(dict.fromkeys(run_ids))
+    """Poll until every run is final or its timeout passes; unfinished runs come back 'running'."""
+    start = clock()
+    deadlines = {run_id: start + timeout for run_id, timeout in timeouts.items()}
+    pending = list(deadlines)
     done: dict[str, Finished] = {}
     last: dict[str, ServerRun] = {}
     while pending:
@@ -80,13 +80,15 @@ def wait_for(
                     duration_s=done[run_id].duration_s,
                     error=run.error or None,
                 )
-        if not pending or clock() >= deadline:
+        now = clock()
+        for run_id in [r for r in pending if now >= deadlines[r]]:
+            pending.remove(run_id)
+            run = last.get(run_id) or ServerRun(run_id, "", "", "", "")
+            done[run_id] = Finished(run, "running", None)
+            logger.error("run_wait_timed_out", run=run.name, run_id=run_id, status=run.status)
+        if not pending:
             break
-        sleep(min(interval, max(0.0, deadline - clock())))
-    for run_id in pending:
-        run = last.get(run_id) or ServerRun(run_id, "", "", "", "")
-        done[run_id] = Finished(run, "running", None)
-        logger.error("run_wait_timed_out", run=run.name, run_id=run_id, status=run.status)
+        sleep(min(interval, max(0.0, min(deadlines[r] for r in pending) - clock())))
     return done
 
 

@@ -1,0 +1,195 @@
+"""Pipelines as code: how each pipeline is run and scheduled, declared in the repository.
+
+The file (`dsp-runner.yaml` in the pipelines folder, or DSP_CONFIG) has a declared JSON schema;
+`load` validates it whole and raises one ConfigurationError naming the file, the pipeline and the
+key of every problem. Precedence, most specific first: a flag or environment variable given for
+this job, then the pipeline's own entry, then the file's `defaults`, then the built-in default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from runner.errors import ConfigurationError
+
+FILE_NAME = "dsp-runner.yaml"
+_ARGUMENTS = {
+    "type": "object",
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
+_SCHEDULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "cron"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,40}$"},
+        "cron": {
+            "type": "string",
+            "pattern": r"^\S+( \S+){5}$",
+            "description": "6 fields, seconds first (robfig/cron), as KFP v1 expects",
+        },
+        "enabled": {"type": "boolean"},
+        "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10},
+        "catchup": {"type": "boolean"},
+        "arguments": _ARGUMENTS,
+    },
+}
+_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "display_name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,100}$"},
+        "description": {"type": "string"},
+        "experiment": {"type": "string", "minLength": 1},
+        "arguments": _ARGUMENTS,
+        "run_policy": {"enum": ["on-change", "always", "never"]},
+        "wait": {"type": "boolean"},
+        "wait_timeout": {"type": "number", "exclusiveMinimum": 0},
+        "schedules": {"type": "array", "items": _SCHEDULE},
+    },
+}
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "defaults": {
+            **_ENTRY,
+            "properties": {
+                k: v
+                for k, v in _ENTRY["properties"].items()
+                if k not in ("display_name", "description", "schedules")
+            },
+        },
+        "pipelines": {"type": "object", "additionalProperties": _ENTRY},
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    name: str
+    cron: str
+    enabled: bool = True
+    max_concurrency: int = 1
+    catchup: bool = False
+    arguments: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """Everything the file can say about one pipeline, already merged with the defaults."""
+
+    display_name: str | None = None
+    description: str | None = None
+    experiment: str | None = None
+    arguments: dict[str, str] = dataclasses.field(default_factory=dict)
+    run_policy: str | None = None
+    wait: bool | None = None
+    wait_timeout: float | None = None
+    schedules: tuple[Schedule, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class RepoConfig:
+    path: Path | None
+    defaults: dict[str, Any]
+    entries: dict[str, dict[str, Any]]
+
+    def for_pipeline(self, name: str, slug: str) -> PipelineSettings:
+        """The pipeline's entry (by name or slug) over the file's defaults."""
+        entry = self.entries.get(name) or self.entries.get(slug) or {}
+        merged = {**self.defaults, **entry}
+        merged["arguments"] = {
+            **_strings(self.defaults.get("arguments", {})),
+            **_strings(entry.get("arguments", {})),
+        }
+        merged["schedules"] = tuple(
+            Schedule(**{**s, "arguments": _strings(s.get("arguments", {}))})
+            for s in entry.get("schedules", [])
+        )
+        return PipelineSettings(**merged)
+
+    def unknown_entries(self, known: set[str]) -> list[str]:
+        """Entries that name no discovered pipeline: a typo, or a module that failed."""
+        return sorted(name for name in self.entries if name not in known)
+
+
+def load(path: Path, *, required: bool = False) -> RepoConfig:
+    """Read and validate the file; a missing optional file means 'all defaults'."""
+    if not path.is_file():
+        if required:
+            raise ConfigurationError(f"DSP_CONFIG: {path} does not exist")
+        return RepoConfig(None, {}, {})
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"{path}: cannot read it as YAML: {_first_line(exc)}") from None
+    problems = sorted(
+        jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path)
+    )
+    if problems:
+        raise ConfigurationError("; ".join(f"{path}: {_describe(e)}" for e in problems))
+    _check_unique_schedules(path, data.get("pipelines", {}))
+    return RepoConfig(path, data.get("defaults", {}), data.get("pipelines", {}))
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    where = " > ".join(str(part) for part in error.absolute_path) or "(top level)"
+    return f"{where}: {error.message}"
+
+
+def _check_unique_schedules(path: Path, entries: dict) -> None:
+    for pipeline, entry in entries.items():
+        names = [s["name"] for s in entry.get("schedules", [])]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ConfigurationError(
+                f"{path}: pipelines > {pipeline} > schedules: name {duplicates[0]!r} is used "
+                "twice; schedule names must be unique per pipeline"
+            )
+
+
+def _strings(arguments: dict) -> dict[str, str]:
+    """Run parameters travel as strings; YAML's true/1.5 become 'True'/'1.5' like kfp does."""
+    return {str(k): str(v) for k, v in arguments.items()}
+
+
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineOptions:
+    """How one pipeline is run this job: the file's entry merged with this job's settings."""
+
+    experiment: str
+    run_policy: str
+    arguments: dict[str, str]
+    wait: bool
+    wait_timeout: float
+    schedules: tuple[Schedule, ...] = ()
+
+
+def resolve(settings, repo: RepoConfig, name: str, slug: str):
+    """Options for one pipeline, and the display name and description the file may set."""
+    entry = repo.for_pipeline(name, slug)
+    options = PipelineOptions(
+        experiment=settings.given("experiment", entry.experiment),
+        run_policy=settings.given("run_policy", entry.run_policy),
+        arguments={
+            **entry.arguments,
+            **settings.run_args.get(slug, {}),
+            **settings.run_args.get(name, {}),
+        },
+        wait=settings.given("wait", entry.wait),
+        wait_timeout=settings.given("wait_timeout", entry.wait_timeout),
+        schedules=entry.schedules,
+    )
+    return options, entry.display_name, entry.description
