@@ -75,7 +75,7 @@ def test_missing_file_means_defaults(tmp_path):
 
 
 def test_a_required_file_that_is_missing_is_named(tmp_path):
-    with pytest.raises(ConfigurationError, match="DSP_CONFIG: .*absent.yaml does not exist"):
+    with pytest.raises(ConfigurationError, match=r"DSP_CONFIG: .*absent\.yaml does not exist"):
         config.load(tmp_path / "absent.yaml", required=True)
 
 
@@ -95,7 +95,8 @@ def test_a_required_file_that_is_missing_is_named(tmp_path):
             "pipelines > P > schedules > 0 > cron: '0 * * * *' does not match",
         ),
         (
-            "pipelines:\n  P:\n    schedules: [{name: a, cron: '0 0 * * * *', max_concurrency: 11}]\n",
+            "pipelines:\n  P:\n    schedules:\n"
+            "      [{name: a, cron: '0 0 * * * *', max_concurrency: 11}]\n",
             "pipelines > P > schedules > 0 > max_concurrency: 11 is greater than the maximum of 10",
         ),
         (
