@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from runner import plan as planning
+from runner import schedules
 from runner.client import DSPClient
 from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError
 
@@ -41,6 +42,7 @@ class Outcome:
     run_duration_s: float | None = None
     run_url: str = ""
     run_outputs: dict = dataclasses.field(default_factory=dict)
+    schedules: list[str] = dataclasses.field(default_factory=list)
     error: str = ""
 
 
@@ -126,7 +128,22 @@ def _apply_one(
         _ship_version(item, client, package, outcome, log)
         if item.run is not None:
             start_run(client, experiments, outcome, item.run, log)
+        if item.schedule_changes:
+            _reconcile_schedules(item, client, experiments, outcome, log)
     return outcome, log
+
+
+def _reconcile_schedules(item, client, experiments: Experiments, outcome: Outcome, log) -> None:
+    done = schedules.reconcile(
+        client,
+        experiment_id=experiments.id(item.options.experiment),
+        pipeline_id=outcome.pipeline_id,
+        version_id=outcome.version_id,
+        want=list(item.jobs_wanted),
+        owned=list(item.jobs_owned),
+        log=log,
+    )
+    outcome.schedules = done.describe()
 
 
 @contextlib.contextmanager

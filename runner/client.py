@@ -73,6 +73,17 @@ class ServerRun:
     outputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerJob:
+    """A recurring run (KFP v1 'job')."""
+
+    id: str
+    name: str
+    description: str
+    enabled: bool
+    experiment_id: str
+
+
 class UnexpectedResponse(ServerError):
     """A 2xx answer whose body is not JSON: the kfp client would read it as an empty result."""
 
@@ -204,7 +215,78 @@ class DSPClient:
             )
         ]
 
+    def list_jobs(self) -> list[ServerJob]:
+        return [
+            _job(j)
+            for j in self._pages(
+                "list recurring runs",
+                "jobs",
+                lambda token: self._kfp.jobs.list_jobs(page_token=token, page_size=PAGE_SIZE),
+            )
+        ]
+
+    def find_job(self, name: str) -> ServerJob | None:
+        found = [
+            _job(j)
+            for j in self._pages(
+                "find recurring run",
+                "jobs",
+                lambda token: self._kfp.jobs.list_jobs(
+                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
+                ),
+            )
+        ]
+        return found[0] if found else None
+
     # Writes (idempotent) -----------------------------------------------------------------
+
+    def create_job(
+        self,
+        *,
+        experiment_id: str,
+        name: str,
+        description: str,
+        pipeline_id: str,
+        version_id: str,
+        cron: str,
+        max_concurrency: int,
+        catchup: bool,
+        enabled: bool,
+        params: dict[str, str],
+    ) -> ServerJob:
+        """A recurring run of exactly this version; it embeds the manifest at creation."""
+        return self._create(
+            "create recurring run",
+            lambda: _job(
+                self._kfp.create_recurring_run(
+                    experiment_id,
+                    name,
+                    description=description,
+                    cron_expression=cron,
+                    max_concurrency=max_concurrency,
+                    no_catchup=not catchup,
+                    params=params,
+                    pipeline_id=pipeline_id,
+                    version_id=version_id,
+                    enabled=enabled,
+                )
+            ),
+            lambda: self.find_job(name),
+        )
+
+    def set_job_enabled(self, job_id: str, enabled: bool) -> None:
+        jobs = self._kfp.jobs
+        call = jobs.enable_job if enabled else jobs.disable_job
+        self._call(
+            "enable recurring run" if enabled else "disable recurring run", lambda: call(job_id)
+        )
+
+    def delete_job(self, job_id: str) -> None:
+        """Deleting what is already gone (a retried delete) is success."""
+        try:
+            self._call("delete recurring run", lambda: self._kfp.jobs.delete_job(job_id))
+        except NotFoundError:
+            pass
 
     def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
         """Create the pipeline (and the server's implicit first version named after it)."""
@@ -510,6 +592,24 @@ def _run(api) -> ServerRun:
         version_id=version_id,
         created_at=_timestamp(api.created_at),
         finished_at=_timestamp(api.finished_at),
+    )
+
+
+def _job(api) -> ServerJob:
+    experiment_id = next(
+        (
+            ref.key.id
+            for ref in api.resource_references or []
+            if ref.key and ref.key.type == "EXPERIMENT"
+        ),
+        "",
+    )
+    return ServerJob(
+        id=api.id,
+        name=api.name,
+        description=api.description or "",
+        enabled=bool(api.enabled),
+        experiment_id=experiment_id,
     )
 
 

@@ -57,6 +57,7 @@ def plan(settings: Settings, *, stdout) -> int:
             version_id=p.existing_version.id if p.existing_version else "",
             run_name=p.run.name if p.run else "",
             run_id=p.run.existing_id if p.run else "",
+            schedules=p.schedule_changes.describe(),
             error=p.error,
         )
         for p in plans

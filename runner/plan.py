@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from runner import versions
-from runner.client import DSPClient, ServerPipeline, ServerVersion
+from runner import schedules, versions
+from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
 from runner.compiler import CompiledPipeline
 from runner.config import PipelineOptions
 from runner.gitinfo import Origin
@@ -38,7 +38,13 @@ class PipelinePlan:
     server_pipeline: ServerPipeline | None = None
     existing_version: ServerVersion | None = None
     run: RunPlan | None = None
+    jobs_wanted: tuple[schedules.DesiredJob, ...] = ()
+    jobs_owned: tuple[ServerJob, ...] = ()
     error: str = ""
+
+    @property
+    def schedule_changes(self) -> schedules.Changes:
+        return schedules.changes(list(self.jobs_wanted), list(self.jobs_owned))
 
 
 def arguments(pipeline: CompiledPipeline, given: dict[str, str]) -> dict[str, str]:
@@ -68,14 +74,15 @@ def make_plan(
     origin: Origin,
 ) -> list[PipelinePlan]:
     on_server = {p.name.lower(): p for p in client.list_pipelines()}
+    jobs = client.list_jobs()
     plans = [
-        _plan_one(pipeline, options, on_server.get(pipeline.name.lower()), client, origin)
+        _plan_one(pipeline, options, on_server.get(pipeline.name.lower()), client, origin, jobs)
         for pipeline, options in pipelines
     ]
     return _mark_existing_runs(plans, client)
 
 
-def _plan_one(pipeline, options, server_pipeline, client, origin) -> PipelinePlan:
+def _plan_one(pipeline, options, server_pipeline, client, origin, jobs) -> PipelinePlan:
     name = versions.version_name(pipeline.slug, pipeline.content_hash)
     description = versions.version_description(
         pipeline.content_hash, origin.commit, origin.repo, pipeline.source.name
@@ -89,7 +96,14 @@ def _plan_one(pipeline, options, server_pipeline, client, origin) -> PipelinePla
             arguments(pipeline, {**options.arguments, **schedule.arguments})
     except ValueError as exc:
         return dataclasses.replace(plan, error=str(exc))
-    return dataclasses.replace(plan, run=_run_plan(plan, params, origin, options.run_policy))
+    return dataclasses.replace(
+        plan,
+        run=_run_plan(plan, params, origin, options.run_policy),
+        jobs_wanted=tuple(
+            schedules.desired(pipeline.slug, name, options.experiment, params, options.schedules)
+        ),
+        jobs_owned=tuple(schedules.owned_by(pipeline.slug, jobs)),
+    )
 
 
 def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client) -> PipelinePlan:

@@ -44,6 +44,7 @@ class Summary:
                 o.action in ("unchanged", "set-default") and not o.error for o in self.outcomes
             ),
             "runs_started": sum(o.run_started for o in self.outcomes),
+            "schedule_changes": sum(len(o.schedules) for o in self.outcomes),
             "runs_succeeded": sum(o.run_outcome == "success" for o in self.outcomes),
             "runs_failed": sum(o.run_outcome == "failed" for o in self.outcomes),
             "runs_unfinished": sum(o.run_outcome == "running" for o in self.outcomes),

@@ -1,0 +1,161 @@
+"""Schedules as code: the declared schedules become KFP recurring runs (jobs), and follow the file.
+
+KFP v1 cannot update a job, and a job embeds its manifest when it is created, so a changed
+schedule (or a new version) means a new job. The runner owns only jobs whose description carries
+its mark; a user's hand-made job is never touched. For each schedule:
+1. a job with the current spec is created *disabled* (its name carries the spec hash, so a
+   retried create finds it);
+2. every other job of that schedule is disabled;
+3. the current job is set to the declared enabled state;
+4. the other jobs are deleted.
+There is never a moment with two enabled jobs for one schedule, and a failure at any step leaves
+a state the next deploy finishes from: it starts again at step 1 and finds the job made before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+
+from runner.client import DSPClient, ServerJob
+from runner.config import Schedule
+
+MARK = re.compile(r"^dsp-runner schedule (?P<slug>[^/\s]+)/(?P<key>\S+) spec (?P<spec>[0-9a-f]+)")
+SPEC_LENGTH = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class DesiredJob:
+    key: str
+    name: str
+    description: str
+    spec: str
+    schedule: Schedule
+    params: dict[str, str]
+    experiment: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Changes:
+    """What reconciling one pipeline's schedules will do; empty when all is in place."""
+
+    create: tuple[DesiredJob, ...] = ()
+    enable: tuple[ServerJob, ...] = ()
+    disable: tuple[ServerJob, ...] = ()
+    delete: tuple[ServerJob, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.create or self.enable or self.disable or self.delete)
+
+    def describe(self) -> list[str]:
+        return (
+            [
+                f"create {d.name}" + ("" if d.schedule.enabled else " (disabled)")
+                for d in self.create
+            ]
+            + [f"enable {j.name}" for j in self.enable]
+            + [f"disable {j.name}" for j in self.disable]
+            + [f"delete {j.name}" for j in self.delete]
+        )
+
+
+def desired(
+    slug: str, version_name: str, experiment: str, params: dict[str, str], schedules
+) -> list[DesiredJob]:
+    """One job per declared schedule, named and marked by everything that defines it."""
+    jobs = []
+    for schedule in schedules:
+        job_params = {**params, **schedule.arguments}
+        spec = _spec_hash(version_name, experiment, schedule, job_params)
+        jobs.append(
+            DesiredJob(
+                key=schedule.name,
+                name=f"{slug}-{schedule.name}-{spec}"[-100:],
+                description=f"dsp-runner schedule {slug}/{schedule.name} spec {spec}; "
+                f"version {version_name}; cron {schedule.cron}",
+                spec=spec,
+                schedule=schedule,
+                params=job_params,
+                experiment=experiment,
+            )
+        )
+    return jobs
+
+
+def owned_by(slug: str, jobs: list[ServerJob]) -> list[ServerJob]:
+    """The jobs a dsp-runner deploy made for this pipeline (by the mark in their description)."""
+    return [j for j in jobs if (m := MARK.match(j.description)) and m["slug"] == slug]
+
+
+def changes(want: list[DesiredJob], owned: list[ServerJob]) -> Changes:
+    """Compare declared and existing jobs (pure: a dry run prints it)."""
+    by_spec = {_mark(j)["spec"]: j for j in owned}
+    create = tuple(d for d in want if d.spec not in by_spec)
+    current = {d.spec: d for d in want}
+    enable, disable, delete = [], [], []
+    for job in owned:
+        wanted = current.get(_mark(job)["spec"])
+        if wanted is None:
+            if job.enabled:
+                disable.append(job)
+            delete.append(job)
+        elif wanted.schedule.enabled != job.enabled:
+            (enable if wanted.schedule.enabled else disable).append(job)
+    return Changes(create, tuple(enable), tuple(disable), tuple(delete))
+
+
+def reconcile(
+    client: DSPClient,
+    *,
+    experiment_id: str,
+    pipeline_id: str,
+    version_id: str,
+    want: list[DesiredJob],
+    owned: list[ServerJob],
+    log,
+) -> Changes:
+    """Carry out `changes` in the order that never has two enabled jobs for one schedule."""
+    plan = changes(want, owned)
+    made = {}
+    for d in plan.create:
+        made[d.spec] = client.create_job(
+            experiment_id=experiment_id,
+            name=d.name,
+            description=d.description,
+            pipeline_id=pipeline_id,
+            version_id=version_id,
+            cron=d.schedule.cron,
+            max_concurrency=d.schedule.max_concurrency,
+            catchup=d.schedule.catchup,
+            enabled=False,
+            params=d.params,
+        )
+        log.info("schedule_created", schedule=d.key, job=d.name, job_id=made[d.spec].id)
+    for job in plan.disable:
+        client.set_job_enabled(job.id, False)
+        log.info("schedule_disabled", job=job.name, job_id=job.id)
+    to_enable = [*plan.enable, *(made[d.spec] for d in plan.create if d.schedule.enabled)]
+    for job in to_enable:
+        client.set_job_enabled(job.id, True)
+        log.info("schedule_enabled", job=job.name, job_id=job.id)
+    for job in plan.delete:
+        client.delete_job(job.id)
+        log.info("schedule_removed", job=job.name, job_id=job.id)
+    return plan
+
+
+def _mark(job: ServerJob):
+    return MARK.match(job.description)
+
+
+def _spec_hash(version_name: str, experiment: str, schedule: Schedule, params) -> str:
+    spec = {
+        "version": version_name,
+        "experiment": experiment,
+        **dataclasses.asdict(schedule),
+        "arguments": params,
+    }
+    canonical = json.dumps(spec, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:SPEC_LENGTH]
