@@ -53,6 +53,10 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
         "versions_created": 3,
         "unchanged": 0,
         "runs_started": 3,
+        "schedule_changes": 0,
+        "runs_succeeded": 0,
+        "runs_failed": 0,
+        "runs_unfinished": 0,
         "failed": 0,
     }
     assert "3 pipeline(s): 3 created, 3 new version(s), 0 unchanged, 3 run(s) started" in result.out
