@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from runner import plan as planning
-from runner import schedules
+from runner import schedules, stopping
 from runner.client import DSPClient
 from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError
 
@@ -120,6 +120,10 @@ def _apply_one(
         version_name=item.version_name,
     )
     log = Recorder(pipeline=pipeline.name, version=item.version_name)
+    if stopping.requested():
+        outcome.error = "not started: the job was asked to stop (SIGTERM)"
+        log.warning("pipeline_skipped", reason=outcome.error)
+        return outcome, log
     if item.error:
         outcome.error = item.error
         log.error("pipeline_rejected", error=item.error)

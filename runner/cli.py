@@ -28,7 +28,8 @@ EXIT_CODES = """exit codes:
   4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
   5    the server refused the token (403) or its TLS certificate
   70   internal error (a bug: please report it with the traceback)
-  130  interrupted"""
+  130  interrupted (Ctrl-C)
+  143  stopped by SIGTERM: nothing new was started, the summary was written"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"dsp-runner: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
-    from runner import commands, logs
+    from runner import commands, logs, stopping
 
     logs.configure(settings.log_format, settings.log_level)
+    stopping.install()
     command = {
         "deploy": commands.deploy,
         "plan": commands.plan,

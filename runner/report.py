@@ -12,6 +12,7 @@ from pathlib import Path
 
 import structlog
 
+from runner import stopping
 from runner.apply import Outcome
 from runner.compiler import ModuleFailure
 
@@ -53,8 +54,10 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """A failed run outranks a wait that timed out, which outranks a pipeline that failed."""
+        """Worst first: a stop request, a failed run, a wait that timed out, a failed pipeline."""
         counts = self.counts
+        if stopping.requested():
+            return stopping.EXIT_CODE
         if counts["runs_failed"]:
             return RUN_FAILED
         if counts["runs_unfinished"]:

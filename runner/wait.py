@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import structlog
 
+from runner import stopping
 from runner.client import DSPClient, ServerRun
 from runner.errors import AuthError, ServerError
 
@@ -81,7 +82,7 @@ def wait_for(
                     error=run.error or None,
                 )
         now = clock()
-        for run_id in [r for r in pending if now >= deadlines[r]]:
+        for run_id in [r for r in pending if now >= deadlines[r] or stopping.requested()]:
             pending.remove(run_id)
             run = last.get(run_id) or ServerRun(run_id, "", "", "", "")
             done[run_id] = Finished(run, "running", None)
