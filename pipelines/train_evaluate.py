@@ -4,58 +4,70 @@ Several typed parameters and a final step that gathers every upstream output. Th
 one-feature least-squares fit in plain Python, so the steps need no extra packages.
 """
 
-from typing import NamedTuple
-
 import kfp
 from kfp import dsl
+from kfp.components import InputPath, OutputPath
 
 PYTHON_IMAGE = "image-registry.openshift-image-registry.svc:5000/openshift/python:latest"
 
 
-def prepare_data(samples: int, noise: float, seed: int) -> NamedTuple(
-    "Data", [("train", str), ("test", str)]
+def prepare_data(
+    samples: int,
+    noise: float,
+    seed: int,
+    train_path: OutputPath("JSON"),
+    test_path: OutputPath("JSON"),
 ):
-    """Make y = 3x + 2 with noise, split 80/20; points travel as JSON strings."""
+    """Make y = 3x + 2 with noise and split it 80/20 into two files (data travels as files, not
+    as Tekton results, which are limited to 4 KiB)."""
     import json
     import random
-    from collections import namedtuple
 
     rng = random.Random(seed)
-    points = [
-        (x, 3 * x + 2 + rng.gauss(0, noise)) for x in (rng.uniform(0, 10) for _ in range(samples))
-    ]
+    xs = [rng.uniform(0, 10) for _ in range(samples)]
+    points = [(x, 3 * x + 2 + rng.gauss(0, noise)) for x in xs]
     cut = int(len(points) * 0.8)
-    return namedtuple("Data", ["train", "test"])(json.dumps(points[:cut]), json.dumps(points[cut:]))
+    with open(train_path, "w") as f:
+        json.dump(points[:cut], f)
+    with open(test_path, "w") as f:
+        json.dump(points[cut:], f)
 
 
-def train(train_points: str, epochs: int, learning_rate: float) -> str:
-    """Fit slope and intercept by gradient descent; returns the model as JSON."""
+def train(
+    train_path: InputPath("JSON"), epochs: int, learning_rate: float, model_path: OutputPath("JSON")
+):
+    """Fit slope and intercept by gradient descent and save the model."""
     import json
 
-    points = json.loads(train_points)
+    with open(train_path) as f:
+        points = json.load(f)
     slope, intercept = 0.0, 0.0
     for _ in range(epochs):
         grad_s = sum(2 * (slope * x + intercept - y) * x for x, y in points) / len(points)
         grad_i = sum(2 * (slope * x + intercept - y) for x, y in points) / len(points)
         slope -= learning_rate * grad_s
         intercept -= learning_rate * grad_i
-    return json.dumps({"slope": slope, "intercept": intercept})
+    with open(model_path, "w") as f:
+        json.dump({"slope": slope, "intercept": intercept}, f)
 
 
-def evaluate(model: str, test_points: str) -> float:
+def evaluate(model_path: InputPath("JSON"), test_path: InputPath("JSON")) -> float:
     """Mean squared error of the model on the held-out points."""
     import json
 
-    m = json.loads(model)
-    points = json.loads(test_points)
+    with open(model_path) as f:
+        m = json.load(f)
+    with open(test_path) as f:
+        points = json.load(f)
     return sum((m["slope"] * x + m["intercept"] - y) ** 2 for x, y in points) / len(points)
 
 
-def report(model: str, mse: float, max_mse: float) -> str:
+def report(model_path: InputPath("JSON"), mse: float, max_mse: float) -> str:
     """Summarise the run; fails the step when the model is worse than allowed."""
     import json
 
-    m = json.loads(model)
+    with open(model_path) as f:
+        m = json.load(f)
     verdict = "accepted" if mse <= max_mse else "rejected"
     print(f"slope={m['slope']:.3f} intercept={m['intercept']:.3f} mse={mse:.4f} -> {verdict}")
     if verdict == "rejected":
@@ -78,5 +90,5 @@ def train_evaluate(
 ):
     data = prepare_op(samples, noise, seed)
     model = train_op(data.outputs["train"], epochs, learning_rate)
-    mse = evaluate_op(model.output, data.outputs["test"])
-    report_op(model.output, mse.output, max_mse)
+    mse = evaluate_op(model.outputs["model"], data.outputs["test"])
+    report_op(model.outputs["model"], mse.output, max_mse)
