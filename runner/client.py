@@ -44,6 +44,7 @@ PAGE_SIZE = 200
 NAMES_PER_FILTER = 50
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 300.0
+_NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +176,16 @@ class DSPClient:
         return found[0].id if found else None
 
     def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
-        """The runs of an experiment with these names, a few filtered listings for any number."""
-        wanted = sorted(set(names))
+        """The runs of an experiment with these names (the first of any duplicates)."""
         runs: dict[str, ServerRun] = {}
+        for run in self._runs_named(experiment_id, names):
+            runs.setdefault(run.name, run)
+        return runs
+
+    def _runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]:
+        """A few filtered listings for any number of names, oldest first."""
+        wanted = sorted(set(names))
+        runs: list[ServerRun] = []
         for start in range(0, len(wanted), NAMES_PER_FILTER):
             batch = wanted[start : start + NAMES_PER_FILTER]
             for run in self._pages(
@@ -189,9 +197,10 @@ class DSPClient:
                     resource_reference_key_type="EXPERIMENT",
                     resource_reference_key_id=experiment_id,
                     filter=_names_filter(batch),
+                    sort_by="created_at",
                 ),
             ):
-                runs.setdefault(run.name, _run(run))
+                runs.append(_run(run))
         return runs
 
     def get_run(self, run_id: str) -> ServerRun:
@@ -341,7 +350,7 @@ class DSPClient:
         params: dict[str, str],
     ) -> ServerRun:
         """Start a run of exactly this version (never 'the default'), once per name."""
-        return self._create(
+        mine = self._create(
             "start run",
             lambda: _run(
                 self._kfp.run_pipeline(
@@ -354,6 +363,30 @@ class DSPClient:
             ),
             lambda: self.find_runs(experiment_id, [name]).get(name),
         )
+        return self._settle_duplicate_runs(experiment_id, name, mine)
+
+    def _settle_duplicate_runs(self, experiment_id: str, name: str, mine: ServerRun) -> ServerRun:
+        """Run names are not unique on the server, so two runners racing (a webhook delivered
+        twice) can each start one. Each then lists the name: the oldest run stays, and the
+        others are stopped and deleted by whichever runner sees them. Both agree on the keeper."""
+        same = self._runs_named(experiment_id, [name])
+        if len(same) <= 1:
+            return mine
+        keeper, *extra = sorted(same, key=lambda r: (r.created_at or _NEVER, r.id))
+        for run in extra:
+            self._remove_run(run.id)
+            logger.warning("duplicate_run_removed", run=name, run_id=run.id, kept=keeper.id)
+        return keeper
+
+    def _remove_run(self, run_id: str) -> None:
+        for operation, call in (
+            ("terminate duplicate run", self._kfp.runs.terminate_run),
+            ("delete duplicate run", self._kfp.runs.delete_run),
+        ):
+            try:
+                self._call(operation, lambda call=call: call(run_id))
+            except (NotFoundError, ServerError) as exc:
+                logger.info("duplicate_run_cleanup", operation=operation, error=str(exc))
 
     # Retry machinery ---------------------------------------------------------------------
 

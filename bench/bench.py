@@ -1,0 +1,323 @@
+"""Benchmark dsp-runner against the seed article's way, in one run, and print a table.
+
+For N generated pipeline modules, against localdsp with a fixed added latency per request
+(modelling a cluster route through the OAuth proxy), it measures side by side:
+- seed way: one process per module that imports kfp, compiles with TektonCompiler, uploads with
+  kfp_tekton's client (a unique version name so re-runs work) and starts a run, sequentially;
+- dsp-runner deploy with everything new, with nothing changed, and with one pipeline changed;
+and prints wall time, the ratio to the seed way, requests per pipeline (from localdsp's request
+log), peak RSS, and the floor: import time + compile CPU / cores + minimal requests x latency /
+concurrency. Also the time `--help` and a configuration error take to exit.
+
+Usage: python bench/bench.py [--sizes 1 10 50] [--latency-ms 20] [--scale 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+MODULE = '''
+"""Generated benchmark pipeline {index}: prepare, train, evaluate, report."""
+import kfp
+from kfp import dsl
+
+IMAGE = "registry.access.redhat.com/ubi9/python-311:latest"
+
+
+def prepare(samples: int, seed: int) -> str:
+    import json
+    import random
+    rng = random.Random(seed)
+    return json.dumps([[x, 3 * x + rng.random()] for x in range(samples)])
+
+
+def train(data: str, epochs: int, rate: float) -> str:
+    import json
+    points = json.loads(data)
+    slope = 0.0
+    for _ in range(epochs):
+        slope -= rate * sum(2 * (slope * x - y) * x for x, y in points) / len(points)
+    return json.dumps({{"slope": slope}})
+
+
+def evaluate(model: str, data: str) -> float:
+    import json
+    slope = json.loads(model)["slope"]
+    points = json.loads(data)
+    return sum((slope * x - y) ** 2 for x, y in points) / len(points)
+
+
+def report(mse: float, limit: float) -> str:
+    return "accepted" if mse <= limit else "rejected"
+
+
+prepare_op = kfp.components.create_component_from_func(prepare, base_image=IMAGE)
+train_op = kfp.components.create_component_from_func(train, base_image=IMAGE)
+evaluate_op = kfp.components.create_component_from_func(evaluate, base_image=IMAGE)
+report_op = kfp.components.create_component_from_func(report, base_image=IMAGE)
+
+
+@dsl.pipeline(name="Bench Pipeline {index:03d}", description="generated for the benchmark")
+def bench_pipeline_{index}(samples="{samples}", seed="{index}", epochs="10", rate="0.001",
+                           limit="1.0"):
+    data = prepare_op(samples, seed)
+    model = train_op(data.output, epochs, rate)
+    mse = evaluate_op(model.output, data.output)
+    report_op(mse.output, limit)
+'''
+
+SEED_SCRIPT = '''
+import importlib.util, os, sys, time
+import kfp_tekton
+
+path, index = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("bench_module", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+func = getattr(module, f"bench_pipeline_{index}")
+package = path.replace(".py", ".yaml")
+kfp_tekton.compiler.TektonCompiler().compile(func, package)
+client = kfp_tekton.TektonClient(host=os.environ["DSP_HOST"],
+                                 existing_token=os.environ["DSP_TOKEN"])
+name = func._component_human_name
+pipeline_id = client.get_pipeline_id(name)
+if pipeline_id is None:
+    pipeline_id = client.upload_pipeline(package, pipeline_name=name).id
+version = client.upload_pipeline_version(package, f"seed-{time.time_ns()}",
+                                         pipeline_id=pipeline_id)
+experiment = client.create_experiment("seed-way")
+client.run_pipeline(experiment.id, f"seed-run-{time.time_ns()}", pipeline_id=pipeline_id,
+                    version_id=version.id)
+'''
+
+
+@dataclass
+class Measure:
+    label: str
+    wall_s: float
+    requests: int
+    pipelines: int
+    peak_rss_mb: float
+    exit_code: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """localdsp in its own process, so the runner's measurements are its own."""
+
+    def __init__(self, data: Path, latency_ms: int):
+        self.token = secrets.token_urlsafe(24)
+        self.url = f"http://127.0.0.1:{free_port()}"
+        port = self.url.rsplit(":", 1)[1]
+        self.process = subprocess.Popen(
+            [PYTHON, "-m", "localdsp", "serve", "--port", port, "--data-dir", str(data),
+             "--latency-ms", str(latency_ms)],
+            cwd=REPO, env={**os.environ, "LOCALDSP_TOKEN": self.token},
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.admin("GET", "requests")
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("localdsp did not start")
+
+    def admin(self, method: str, path: str):
+        request = urllib.request.Request(f"{self.url}/_localdsp/{path}", method=method)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def count_requests(self) -> int:
+        return len([r for r in self.admin("GET", "requests") if r["path"].startswith("/apis/")])
+
+    def clear_requests(self) -> None:
+        self.admin("DELETE", "requests")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+
+
+def timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[float, float, int]:
+    """Wall time, peak RSS (MB) of the largest process in the tree, exit code."""
+    probe = (
+        "import resource, subprocess, sys, json, time\n"
+        "t = time.perf_counter()\n"
+        "code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, "
+        "stderr=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - t\n"
+        "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps([wall, rss, code]))\n"
+    )
+    done = subprocess.run([PYTHON, "-c", probe, *command], env=env, cwd=cwd,
+                          capture_output=True, text=True, check=True)
+    wall, rss, code = json.loads(done.stdout)
+    return wall, rss, code
+
+
+def generate(folder: Path, count: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        (folder / f"bench_{index:03d}.py").write_text(MODULE.format(index=index, samples=50))
+
+
+def runner_env(server: Server, root: Path, pipelines: Path) -> dict[str, str]:
+    return {
+        **os.environ, "DSP_HOST": server.url, "DSP_TOKEN": server.token,
+        "DSP_PIPELINES_DIR": str(pipelines), "DSP_OUTPUT_DIR": str(root / "out"),
+        "DSP_GIT_COMMIT": "0" * 40, "LOG_FORMAT": "json",
+    }
+
+
+def measure_seed(server: Server, pipelines: Path, count: int) -> Measure:
+    script = pipelines.parent / "seed_way.py"
+    script.write_text(SEED_SCRIPT)
+    env = {**os.environ, "DSP_HOST": server.url, "DSP_TOKEN": server.token}
+    server.clear_requests()
+    started = time.perf_counter()
+    peak, code = 0.0, 0
+    for index in range(count):
+        _, rss, rc = timed([PYTHON, str(script), str(pipelines / f"bench_{index:03d}.py"),
+                            str(index)], env)
+        peak, code = max(peak, rss), code or rc
+    wall = time.perf_counter() - started
+    return Measure("seed way (a process per module)", wall, server.count_requests(), count,
+                   peak, code)
+
+
+def measure_runner(label: str, server: Server, env: dict[str, str], count: int) -> Measure:
+    server.clear_requests()
+    wall, rss, code = timed([PYTHON, "-m", "runner", "deploy"], env)
+    return Measure(label, wall, server.count_requests(), count, rss, code)
+
+
+def import_time() -> float:
+    wall, _, _ = timed([PYTHON, "-c", "import kfp_tekton"], dict(os.environ))
+    return wall
+
+
+def compile_cpu(pipelines: Path) -> float:
+    """CPU seconds to compile every module once, in one process, imports excluded."""
+    probe = textwrap.dedent(f"""
+        import importlib.util, pathlib, resource, tempfile, time
+        import kfp_tekton
+        from kfp.compiler.main import PipelineCollectorContext
+        start = resource.getrusage(resource.RUSAGE_SELF)
+        for i, path in enumerate(sorted(pathlib.Path({str(pipelines)!r}).glob("*.py"))):
+            spec = importlib.util.spec_from_file_location(f"m{{i}}", path)
+            module = importlib.util.module_from_spec(spec)
+            with PipelineCollectorContext() as funcs:
+                spec.loader.exec_module(module)
+            for func in funcs:
+                with tempfile.NamedTemporaryFile(suffix=".yaml") as out:
+                    kfp_tekton.compiler.TektonCompiler().compile(func, out.name)
+        end = resource.getrusage(resource.RUSAGE_SELF)
+        print((end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime))
+        """)
+    done = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def scenario(count: int, latency_ms: int, with_seed: bool) -> tuple[list[Measure], float]:
+    root = Path(tempfile.mkdtemp(prefix=f"dsp-bench-{count}-"))
+    try:
+        pipelines = root / "pipelines"
+        generate(pipelines, count)
+        server = Server(root / "server", latency_ms)
+        try:
+            measures = []
+            if with_seed:
+                measures.append(measure_seed(server, pipelines, count))
+                server.admin("POST", "reset")
+            env = runner_env(server, root, pipelines)
+            measures.append(measure_runner("dsp-runner deploy, all new", server, env, count))
+            measures.append(measure_runner("dsp-runner deploy, nothing changed", server, env,
+                                           count))
+            first = pipelines / "bench_000.py"
+            first.write_text(first.read_text().replace('epochs="10"', 'epochs="11"'))
+            measures.append(measure_runner(f"dsp-runner deploy, 1 of {count} changed", server,
+                                           env, count))
+        finally:
+            server.stop()
+        floor = (import_time() + compile_cpu(pipelines) / (os.cpu_count() or 1)
+                 + minimal_requests(count) * latency_ms / 1000 / 4)
+        return measures, floor
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def minimal_requests(count: int) -> int:
+    """All new: per pipeline upload + version upload + set default + run; plus healthz, the
+    listings (pipelines, jobs, experiment, runs) and the experiment's creation."""
+    return 4 * count + 6
+
+
+def print_table(count: int, measures: list[Measure], floor: float) -> None:
+    seed = next((m for m in measures if m.label.startswith("seed")), None)
+    print(f"\nN = {count} pipelines; floor for 'all new' = {floor:.2f} s")
+    print(f"{'scenario':<40} {'wall s':>8} {'vs seed':>8} {'vs floor':>9} "
+          f"{'req/pipeline':>13} {'peak RSS MB':>12} {'exit':>5}")
+    for m in measures:
+        vs_seed = f"{seed.wall_s / m.wall_s:.1f}x" if seed and m is not seed else "-"
+        vs_floor = f"{m.wall_s / floor:.2f}x"
+        print(f"{m.label:<40} {m.wall_s:>8.2f} {vs_seed:>8} {vs_floor:>9} "
+              f"{m.requests / m.pipelines:>13.2f} {m.peak_rss_mb:>12.0f} {m.exit_code:>5}")
+
+
+def startup_figures() -> None:
+    import_s = import_time()
+    help_s, _, _ = timed([PYTHON, "-m", "runner", "--help"], dict(os.environ))
+    bad = {**os.environ, "DSP_RETRIES": "many"}
+    config_s, _, code = timed([PYTHON, "-m", "runner", "deploy"], bad)
+    print(f"\n`import kfp_tekton` in a fresh process: {import_s:.2f} s")
+    print(f"`python -m runner --help`: {help_s:.2f} s")
+    print(f"configuration error (exit {code}): {config_s:.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--scale", type=int, default=200,
+                        help="a larger N run without the seed way, for memory (0: skip)")
+    parser.add_argument("--latency-ms", type=int, default=20)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}, {platform.platform()}")
+    print(f"localdsp added latency: {args.latency_ms} ms per request")
+    startup_figures()
+    for count in args.sizes:
+        measures, floor = scenario(count, args.latency_ms, with_seed=True)
+        print_table(count, measures, floor)
+    if args.scale:
+        measures, floor = scenario(args.scale, args.latency_ms, with_seed=False)
+        print_table(args.scale, measures, floor)
+    resource.getrusage(resource.RUSAGE_SELF)
+
+
+if __name__ == "__main__":
+    main()
