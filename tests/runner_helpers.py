@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +37,12 @@ class Project:
         shutil.copytree(REPO / "pipelines", self.pipelines)
 
     def env(self, monkeypatch, **extra: str) -> None:
-        values = {
+        for key, value in self.values(**extra).items():
+            monkeypatch.setenv(key, value)
+
+    def values(self, **extra: str) -> dict[str, str]:
+        """The runner's environment for this project (also for a runner in a subprocess)."""
+        return {
             "DSP_HOST": self.url,
             "DSP_TOKEN_PATH": str(self.token_file),
             "DSP_PIPELINES_DIR": str(self.pipelines),
@@ -46,8 +54,18 @@ class Project:
             "LOG_FORMAT": "json",
             **extra,
         }
-        for key, value in values.items():
-            monkeypatch.setenv(key, value)
+
+    def spawn(self, **extra: str) -> subprocess.Popen:
+        """`python -m runner deploy` in its own process, as CI runs it."""
+        env = {**os.environ, **self.values(**extra)}
+        return subprocess.Popen(
+            [sys.executable, "-m", "runner", "deploy"],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
 
     def run(self, capsys, *argv: str) -> Result:
         code = cli.main(list(argv) or ["deploy"])

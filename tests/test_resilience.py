@@ -1,0 +1,69 @@
+"""The runner as a process: killed, terminated, or doubled, the server still converges."""
+
+import json
+import signal
+import time
+
+import pytest
+from test_faults import assert_no_duplicates
+
+from runner_helpers import Project, events
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def project(tmp_path, localdsp):
+    return Project(tmp_path, localdsp.url, "test-token")
+
+
+def wait_for_request(localdsp, method, path, timeout=60):
+    """Block until the server has seen (at least the start of) this request."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r["method"] == method and r["path"] == path for r in localdsp.requests()):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {method} {path} within {timeout} s")
+
+
+def test_sigkill_mid_deploy_then_a_rerun_converges_without_duplicates(
+    project, localdsp, kfp_client
+):
+    localdsp.inject(method="POST", path="/apis/v1beta1/runs", action="delay", seconds=1.5, times=1)
+    runner = project.spawn()
+    wait_for_request(localdsp, "POST", "/apis/v1beta1/runs")
+    runner.send_signal(signal.SIGKILL)
+    runner.wait(30)
+    time.sleep(2)
+    rerun = project.spawn()
+    out, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert_no_duplicates(kfp_client)
+
+
+def test_sigterm_stops_new_work_writes_the_summary_and_exits_143(project, localdsp):
+    localdsp.inject(
+        method="POST", path="/apis/v1beta1/pipelines/upload", action="delay", seconds=2, times=1
+    )
+    runner = project.spawn(DSP_CONCURRENCY="1")
+    wait_for_request(localdsp, "POST", "/apis/v1beta1/pipelines/upload")
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=120)
+    assert runner.returncode == 143, err
+    summary = json.loads((project.output / "summary.json").read_text())
+    errors = [p["error"] for p in summary["pipelines"]]
+    assert errors.count("not started: the job was asked to stop (SIGTERM)") == 2
+    assert summary["exit_code"] == 143
+    assert any(e["event"] == "pipeline_skipped" for e in events(err))
+
+
+def test_two_runners_deploying_one_commit_at_once_make_one_version_and_run_each(
+    project, localdsp, kfp_client
+):
+    localdsp.inject(method="POST", path=".*", action="delay", seconds=0.2, times=1000)
+    first, second = project.spawn(), project.spawn()
+    for runner in (first, second):
+        _, err = runner.communicate(timeout=180)
+        assert runner.returncode == 0, err
+    assert_no_duplicates(kfp_client)
