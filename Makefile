@@ -33,7 +33,7 @@ endif
 compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-request check)
 	$(BIN)/python -m runner compile $(ARGS)
 
-test: $(STAMP)  ## Run the whole test suite
+test: $(STAMP) tools  ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff over the project
@@ -42,8 +42,36 @@ lint: $(STAMP)  ## ruff over the project
 
 lock:  ## Re-pin requirements*.txt (with hashes) from requirements*.in
 	$(PYTHON) -m venv .tools/piptools && .tools/piptools/bin/pip install --quiet pip-tools
-	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras -o requirements.txt requirements.in
-	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras -o requirements-dev.txt requirements-dev.in
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
 
 clean:  ## Remove the venv, build output and local server data
 	rm -rf $(VENV) build $(LOCAL_DATA) .tools
+
+# --- Shipping to OpenShift: manifest linters and the container image -----------------------------
+.PHONY: tools image
+
+TOOLS_STAMP := .tools/tekton-lint/.installed
+CONTAINER_TOOL ?= $(shell command -v podman || command -v buildah)
+IMAGE ?= dsp-runner
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' runner/__init__.py)
+
+tools: $(TOOLS_STAMP)  ## Install @ibm/tekton-lint (npm, exact lockfile) into .tools/ for the tests
+
+$(TOOLS_STAMP): tekton/lint/package.json tekton/lint/package-lock.json
+	@command -v npm >/dev/null || { echo "make tools: npm not found; the manifest tests need node >= 20 and npm for @ibm/tekton-lint"; exit 2; }
+	rm -rf .tools/tekton-lint && mkdir -p .tools/tekton-lint
+	cp tekton/lint/package.json tekton/lint/package-lock.json .tools/tekton-lint/
+	cd .tools/tekton-lint && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+image:  ## Build the container image dsp-runner:<runner version> with podman or buildah
+	@test -n "$(CONTAINER_TOOL)" || { echo "make image: neither podman nor buildah is on PATH; install one (or run: make image CONTAINER_TOOL=docker)"; exit 2; }
+	rm -rf build/image && mkdir -p build/image
+	cp -R Containerfile requirements.txt runner pipelines build/image/
+	find build/image -name __pycache__ -prune -exec rm -rf {} +
+	$(CONTAINER_TOOL) build -f build/image/Containerfile -t $(IMAGE):$(VERSION) \
+		--build-arg VERSION=$(VERSION) \
+		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
+		build/image
+	@echo "built $(IMAGE):$(VERSION); push it and set it in tekton/kustomization.yaml (images:)"

