@@ -761,10 +761,10 @@ def section(markdown: str, heading: str) -> str:
 
 
 def test_the_deploy_doc_names_every_object_and_command(rendered):
-    doc = (REPO / "docs" / "deploy-openshift.md").read_text()
+    doc = (REPO / "README.md").read_text()
     for kind, name in EXPECTED_OBJECTS:
         shown = name.replace("my-data-science-project", "<namespace>")
-        assert f"`{shown}`" in doc, f"{kind} {name} is not named in docs/deploy-openshift.md"
+        assert f"`{shown}`" in doc, f"{kind} {name} is not named in the README"
         assert kind in doc
     pipeline = find(rendered, "Pipeline")
     ship = pipeline["spec"]["tasks"][1]["name"]
