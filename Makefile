@@ -25,7 +25,8 @@ venv: $(STAMP)  ## Create .venv from the pinned requirements
 
 run: $(STAMP)  ## Deploy pipelines/: to DSP_HOST if set, else to a local DSP stand-in
 ifeq ($(strip $(DSP_HOST)),)
-	$(BIN)/python -m localdsp exec --data-dir $(LOCAL_DATA) -- $(BIN)/python -m runner deploy $(ARGS)
+	DSP_POLL_INTERVAL=1 $(BIN)/python -m localdsp exec --data-dir $(LOCAL_DATA) -- \
+		$(BIN)/python -m runner deploy --wait $(ARGS)
 else
 	$(BIN)/python -m runner deploy $(ARGS)
 endif
