@@ -90,28 +90,47 @@ def apply(
     packages: dict[str, Path],
     experiments: Experiments,
     concurrency: int = 1,
-) -> list[Outcome]:
-    """Upload what changed and start the planned runs; return one outcome per pipeline."""
+) -> tuple[list[Outcome], RunnerError | None]:
+    """Upload what changed and start the planned runs: one outcome per pipeline, and the error
+    that halted the job, if one did (the caller reports the outcomes, then raises it)."""
+    halt = _Halt()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
         futures = [
-            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiments)
+            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiments, halt)
             for p in plans
         ]
         outcomes = []
-        try:
-            for future in futures:
-                outcome, log = future.result()
-                log.emit()
-                outcomes.append(outcome)
-        except BaseException:
-            pool.shutdown(cancel_futures=True)
-            raise
-    return outcomes
+        for future in futures:
+            outcome, log = future.result()
+            log.emit()
+            outcomes.append(outcome)
+    return outcomes, halt.error
+
+
+class _Halt:
+    """The first whole-job error (token refused, TLS): no pipeline starts after it."""
+
+    def __init__(self):
+        self.error: RunnerError | None = None
+        self._lock = threading.Lock()
+
+    def set(self, error: RunnerError) -> None:
+        with self._lock:
+            self.error = self.error or error
+
+    def reason(self) -> str:
+        if stopping.requested():
+            return "the job was asked to stop (SIGTERM)"
+        return f"the job halted: {self.error}" if self.error else ""
 
 
 def _apply_one(
-    item: planning.PipelinePlan, client: DSPClient, package: Path, experiments: Experiments
-) -> Outcome:
+    item: planning.PipelinePlan,
+    client: DSPClient,
+    package: Path,
+    experiments: Experiments,
+    halt: _Halt,
+) -> tuple[Outcome, Recorder]:
     pipeline = item.pipeline
     outcome = Outcome(
         pipeline=pipeline.name,
@@ -120,21 +139,35 @@ def _apply_one(
         version_name=item.version_name,
     )
     log = Recorder(pipeline=pipeline.name, version=item.version_name)
-    if stopping.requested():
-        outcome.error = "not started: the job was asked to stop (SIGTERM)"
+    if halt.reason():
+        outcome.error = f"not started: {halt.reason()}"
         log.warning("pipeline_skipped", reason=outcome.error)
         return outcome, log
     if item.error:
         outcome.error = item.error
         log.error("pipeline_rejected", error=item.error)
         return outcome, log
-    with contained(outcome, log):
-        _ship_version(item, client, package, outcome, log)
-        if item.run is not None:
-            start_run(client, experiments, outcome, item.run, log)
-        if item.schedule_changes:
-            _reconcile_schedules(item, client, experiments, outcome, log)
+    with structlog.contextvars.bound_contextvars(pipeline=pipeline.name):
+        try:
+            with contained(outcome, log):
+                _ship_version(item, client, package, outcome, log)
+                if item.run is not None and not _halted(halt, log, "start run"):
+                    start_run(client, experiments, outcome, item.run, log)
+                if item.schedule_changes and not _halted(halt, log, "reconcile schedules"):
+                    _reconcile_schedules(item, client, experiments, outcome, log)
+        except (AuthError, TLSError, ConfigurationError) as exc:
+            outcome.error = str(exc)
+            halt.set(exc)
+            log.error("job_halted", error=str(exc))
     return outcome, log
+
+
+def _halted(halt: _Halt, log, step: str) -> bool:
+    """Checked before each step that starts something new."""
+    if halt.reason():
+        log.warning("step_skipped", step=step, reason=halt.reason())
+        return True
+    return False
 
 
 def _reconcile_schedules(item, client, experiments: Experiments, outcome: Outcome, log) -> None:

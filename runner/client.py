@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import re
+import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -43,7 +45,7 @@ T = TypeVar("T")
 PAGE_SIZE = 200
 NAMES_PER_FILTER = 50
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
-MAX_RETRY_AFTER = 300.0
+MAX_RETRY_AFTER = 120.0
 _NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
 
@@ -122,7 +124,7 @@ class DSPClient:
 
     def list_pipelines(self) -> list[ServerPipeline]:
         """Every pipeline with its default version: one paged listing answers 'what changed?'."""
-        return [
+        pipelines = [
             _pipeline(p)
             for p in self._pages(
                 "list pipelines",
@@ -132,6 +134,18 @@ class DSPClient:
                 ),
             )
         ]
+        return [self._with_version_description(p) for p in pipelines]
+
+    def _with_version_description(self, pipeline: ServerPipeline) -> ServerPipeline:
+        """Some KFP v1 stores leave the default version's description out of the pipeline
+        listing; the commit it names decides run names, so read the version then."""
+        default = pipeline.default_version
+        if default is None or default.description:
+            return pipeline
+        version = self._call(
+            "get pipeline version", lambda: self._kfp.pipelines.get_pipeline_version(default.id)
+        )
+        return dataclasses.replace(pipeline, default_version=_version(version, pipeline.id))
 
     def find_pipeline(self, name: str) -> ServerPipeline | None:
         found = [
@@ -263,7 +277,11 @@ class DSPClient:
         enabled: bool,
         params: dict[str, str],
     ) -> ServerJob:
-        """A recurring run of exactly this version; it embeds the manifest at creation."""
+        """A recurring run of exactly this version; it embeds the manifest at creation. Job names
+        are not unique on the server, so look first: a racing deploy may have made it."""
+        existing = self.find_job(name)
+        if existing is not None:
+            return existing
         return self._create(
             "create recurring run",
             lambda: _job(
@@ -284,11 +302,17 @@ class DSPClient:
         )
 
     def set_job_enabled(self, job_id: str, enabled: bool) -> None:
+        """Disabling a job another deploy already deleted is done, not an error."""
         jobs = self._kfp.jobs
         call = jobs.enable_job if enabled else jobs.disable_job
-        self._call(
-            "enable recurring run" if enabled else "disable recurring run", lambda: call(job_id)
-        )
+        try:
+            self._call(
+                "enable recurring run" if enabled else "disable recurring run",
+                lambda: call(job_id),
+            )
+        except NotFoundError:
+            if enabled:
+                raise
 
     def delete_job(self, job_id: str) -> None:
         """Deleting what is already gone (a retried delete) is success."""
@@ -298,10 +322,13 @@ class DSPClient:
             pass
 
     def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
-        """Create the pipeline (and the server's implicit first version named after it)."""
+        """Create the pipeline (and the server's implicit first version named after it). The
+        server URL-decodes this description a second time, so it is encoded once more here."""
         return self._create(
             "upload pipeline",
-            lambda: _pipeline(self._kfp.upload_pipeline(str(path), name, description)),
+            lambda: _pipeline(
+                self._kfp.upload_pipeline(str(path), name, urllib.parse.quote(description))
+            ),
             lambda: self.find_pipeline(name),
         )
 
@@ -459,6 +486,7 @@ class _GuardedTektonClient(TektonClient):
     def __init__(self, *, request_timeout: float, **kwargs):
         self._request_timeout = request_timeout
         super().__init__(**kwargs)
+        _guard_transport(self._healthz_api.api_client.rest_client, request_timeout)
 
     def _load_config(self, *args, **kwargs):
         config = super()._load_config(*args, **kwargs)
@@ -477,21 +505,65 @@ def _guard_transport(rest_client, timeout: float) -> None:
     original = rest_client.request
 
     def request(method, url, *args, _request_timeout=None, **kwargs):
-        response = original(
-            method, url, *args, _request_timeout=_request_timeout or (timeout, timeout), **kwargs
-        )
-        content_type = (response.getheader("Content-Type") or "").lower()
-        if 200 <= response.status < 300 and "json" not in content_type:
+        try:
+            response = original(
+                method,
+                url,
+                *args,
+                _request_timeout=_request_timeout or (timeout, timeout),
+                **kwargs,
+            )
+        except ApiException as exc:
+            if exc.status == 0:
+                raise _tls_failure(exc.reason) from None
+            raise
+        if 200 <= response.status < 300 and not _is_json(response):
             path = url.split("?", 1)[0]
             raise UnexpectedResponse(
-                f"{method} {path} answered {response.status} with {content_type or 'no type'}, "
-                "not JSON: is DSP_HOST the DSP API route (not the dashboard) and is the token "
-                "accepted?"
+                f"{method} {path} answered {response.status} with a non-JSON page: is DSP_HOST "
+                "the DSP API route (not the dashboard) and is the token accepted?"
             )
         return response
 
     rest_client.request = request
     rest_client._dsp_guarded = True
+
+
+def _is_json(response) -> bool:
+    """Judge the body, not the header: DSP v1's healthz sends its JSON as text/plain."""
+    if "html" in (response.getheader("Content-Type") or "").lower():
+        return False
+    body = (response.data or b"").strip()
+    if not body:
+        return True
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+class TLSHandshakeDropped(ConnectionError):
+    """A TLS connection closed mid-handshake (a router dropping an idle connection): transient."""
+
+
+def _tls_failure(reason) -> Exception:
+    """The generated client turns urllib3's SSLError into ApiException(status=0) and then
+    crashes on its empty body; tell a bad certificate (permanent) from a dropped handshake."""
+    text = str(reason)
+    if any(mark in text for mark in ("CERTIFICATE_VERIFY_FAILED", "hostname", "WRONG_VERSION")):
+        return TLSError(
+            f"TLS verification failed ({_certificate_problem(text)}); set DSP_CA_BUNDLE to the "
+            "CA that signed the server's certificate"
+        )
+    return TLSHandshakeDropped(f"TLS connection dropped: {text[:200]}")
+
+
+def _certificate_problem(text: str) -> str:
+    match = re.search(r"certificate verify failed: ([^(]+)", text)
+    if match:
+        return match.group(1).strip()
+    return "wrong protocol: is the host really https?" if "WRONG_VERSION" in text else "hostname"
 
 
 def _status(exc: BaseException | None) -> int | None:
@@ -500,12 +572,13 @@ def _status(exc: BaseException | None) -> int | None:
 
 def _is_transient(exc: BaseException | None) -> bool:
     if isinstance(exc, ApiException):
-        if exc.status == 0:
-            return "SSL" not in str(exc.reason)
-        return exc.status in RETRYABLE_STATUS and not _already_exists(exc)
-    if isinstance(exc, urllib3.exceptions.SSLError):
-        return False
+        return exc.status in RETRYABLE_STATUS and not _already_exists(exc) and not _invalid(exc)
     return isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError))
+
+
+def _invalid(exc: ApiException) -> bool:
+    """The upload endpoints answer 500 for a file the server will never accept."""
+    return exc.status == 500 and "unknown template format" in (exc.body or "")
 
 
 def _already_exists(exc: ApiException) -> bool:
@@ -529,22 +602,12 @@ def _translate(operation: str, host: str, exc: Exception) -> RunnerError:
                 f"{operation}: the server refused the token (403): check that it is valid and "
                 "that its account may `get` the route ds-pipeline-<dspa> in the DSP namespace"
             )
-        if exc.status == 0 or isinstance(exc, urllib3.exceptions.SSLError):
-            return TLSError(
-                f"{operation}: TLS verification of {host} failed: {exc.reason}; "
-                "set DSP_CA_BUNDLE to the CA that signed the server's certificate"
-            )
         message = _error_message(exc.body) or exc.reason
         if _already_exists(exc):
             return ConflictError(f"{operation}: {message}")
         if exc.status == 404:
             return NotFoundError(f"{operation}: {message}")
         return ServerError(f"{operation}: HTTP {exc.status}: {message}")
-    if isinstance(exc, urllib3.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
-        return TLSError(
-            f"{operation}: TLS verification of {host} failed; set DSP_CA_BUNDLE to "
-            "the CA that signed the server's certificate"
-        )
     return ServerError(
         f"{operation}: could not reach {host}: {type(exc).__name__}: {_first_line(exc)}"
     )

@@ -72,15 +72,19 @@ def deploy(settings: Settings, *, stdout) -> int:
     started = time.monotonic()
     client = _client(settings)
     result, packages, plans = _plan(settings, client)
-    outcomes = apply.apply(
+    outcomes, halted = apply.apply(
         plans,
         client=client,
         packages=packages,
         experiments=apply.Experiments(client, EXPERIMENT_DESCRIPTION),
         concurrency=settings.concurrency,
     )
-    _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
-    return _finish(settings, "deploy", outcomes, result.failures, started, stdout)
+    if halted is None:
+        _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
+    code = _finish(settings, "deploy", outcomes, result.failures, started, stdout)
+    if halted is not None:
+        raise halted
+    return code
 
 
 def trigger(settings: Settings, *, stdout) -> int:
@@ -199,13 +203,22 @@ def _wait(settings: Settings, client, pairs) -> None:
     waiting = [(o, opts) for o, opts in pairs if opts.wait and o.run_id and not o.error]
     if not waiting:
         return
+    names = {o.run_id: (opts.experiment, o.run_name) for o, opts in waiting}
+
+    def relocate(run_id: str):
+        experiment, name = names[run_id]
+        experiment_id = client.find_experiment(experiment)
+        return client.find_runs(experiment_id, [name]).get(name) if experiment_id else None
+
     finished = wait.wait_for(
         client,
         {o.run_id: opts.wait_timeout for o, opts in waiting},
         interval=settings.poll_interval,
+        relocate=relocate,
     )
     for outcome, _ in waiting:
         done = finished[outcome.run_id]
+        outcome.run_id = done.run.id or outcome.run_id
         outcome.run_status, outcome.run_outcome = done.run.status, done.outcome
         outcome.run_duration_s, outcome.run_outputs = done.duration_s, done.run.outputs
         if settings.ui_host:

@@ -151,7 +151,9 @@ def _receive(reader, process, path: Path) -> list[CompiledPipeline | ModuleFailu
 
 
 def _child(writer, path: Path, index: int) -> None:
-    """Runs in the fork: import, compile, send the outcome, and leave without running atexit."""
+    """Runs in the fork: import, compile, send the outcome, and leave without running atexit.
+    The user's module runs here, so the bearer token is taken out of its environment first."""
+    os.environ.pop("DSP_TOKEN", None)
     try:
         with _captured_output():
             outcome = compile_module(path, module_name=f"_dsp_pipeline_{index}_{path.stem}")
@@ -271,10 +273,11 @@ def _check_server_rules(pipelines: list[CompiledPipeline]):
                 f"pipeline name {pipeline.name!r} must be 1 to 100 characters of letters, "
                 "digits, space, '.', '_' or '-' (the server double-decodes '+' and '%')"
             )
-        elif pipeline.name.lower() in seen:
+        elif pipeline.name.lower() in seen or pipeline.slug in seen:
+            other = seen.get(pipeline.name.lower()) or seen[pipeline.slug]
             problem = (
-                f"pipeline name {pipeline.name!r} is already defined by "
-                f"{seen[pipeline.name.lower()].source}"
+                f"pipeline name {pipeline.name!r} (file name {pipeline.slug}.yaml) is already "
+                f"taken by {other.source}"
             )
         elif len(pipeline.yaml_text.encode()) > MAX_UPLOAD_BYTES:
             problem = (
@@ -284,6 +287,6 @@ def _check_server_rules(pipelines: list[CompiledPipeline]):
         if problem:
             rejected.append(ModuleFailure(pipeline.source, None, problem, pipeline.function))
             continue
-        seen[pipeline.name.lower()] = pipeline
+        seen[pipeline.name.lower()] = seen[pipeline.slug] = pipeline
         accepted.append(pipeline)
     return accepted, rejected

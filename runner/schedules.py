@@ -24,6 +24,7 @@ from runner.config import Schedule
 
 MARK = re.compile(r"^dsp-runner schedule (?P<slug>[^/\s]+)/(?P<key>\S+) spec (?P<spec>[0-9a-f]+)")
 SPEC_LENGTH = 10
+MAX_DESCRIPTION = 255
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +74,10 @@ def desired(
             DesiredJob(
                 key=schedule.name,
                 name=f"{slug}-{schedule.name}-{spec}"[-100:],
-                description=f"dsp-runner schedule {slug}/{schedule.name} spec {spec}; "
-                f"version {version_name}; cron {schedule.cron}",
+                description=(
+                    f"dsp-runner schedule {slug}/{schedule.name} spec {spec}; "
+                    f"version {version_name}; cron {schedule.cron}"
+                )[:MAX_DESCRIPTION],
                 spec=spec,
                 schedule=schedule,
                 params=job_params,
@@ -90,14 +93,21 @@ def owned_by(slug: str, jobs: list[ServerJob]) -> list[ServerJob]:
 
 
 def changes(want: list[DesiredJob], owned: list[ServerJob]) -> Changes:
-    """Compare declared and existing jobs (pure: a dry run prints it)."""
-    by_spec = {_mark(j)["spec"]: j for j in owned}
-    create = tuple(d for d in want if d.spec not in by_spec)
+    """Compare declared and existing jobs (pure: a dry run prints it).
+
+    One job per current spec stays (an enabled one first, then the lowest id): a duplicate left
+    by two racing deploys is disabled and deleted like any other superseded job.
+    """
     current = {d.spec: d for d in want}
+    keepers: dict[str, ServerJob] = {}
+    for job in sorted(owned, key=lambda j: (not j.enabled, j.id)):
+        keepers.setdefault(_mark(job)["spec"], job)
+    create = tuple(d for d in want if d.spec not in keepers)
     enable, disable, delete = [], [], []
     for job in owned:
-        wanted = current.get(_mark(job)["spec"])
-        if wanted is None:
+        spec = _mark(job)["spec"]
+        wanted = current.get(spec)
+        if wanted is None or keepers[spec] is not job:
             if job.enabled:
                 disable.append(job)
             delete.append(job)

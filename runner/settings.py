@@ -27,9 +27,11 @@ LOG_FORMATS = ("auto", "json", "console")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
-def _setting(env: str, flag: str | None, help: str, default: Any = None) -> Any:
+def _setting(env: str, flag: str | None, help: str, default: Any = None, factory=None) -> Any:
     """Declare a setting: its environment variable, its flag and its one-line help."""
     metadata = {"env": env, "flag": flag, "help": help}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -95,7 +97,7 @@ class Settings:
         "--arg",
         "Run argument override PIPELINE.PARAM=VALUE (repeatable). The variable takes JSON: "
         '{"add-pipeline": {"a": "7"}}.',
-        default=dataclasses.MISSING,
+        factory=dict,
     )
     only: tuple[str, ...] = _setting(
         "DSP_ONLY",
@@ -207,11 +209,15 @@ class Settings:
         default=None,
     )
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), metadata={})
-    """Settings given by a flag or variable for this job: they win over the repository file."""
 
-    def __post_init__(self) -> None:
-        if self.run_args is dataclasses.MISSING:
-            object.__setattr__(self, "run_args", {})
+    def __repr__(self) -> str:
+        """Never show the token, even in a test failure or a debug line."""
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if shown["token"]:
+            shown["token"] = "<hidden>"  # noqa: S105 - a placeholder, not a password
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
+
+    """Settings given by a flag or variable for this job: they win over the repository file."""
 
     def given(self, name: str, file_value: Any) -> Any:
         """This job's flag or variable, else the repository file's value, else the default."""

@@ -16,7 +16,7 @@ import structlog
 
 from runner import stopping
 from runner.client import DSPClient, ServerRun
-from runner.errors import AuthError, ServerError
+from runner.errors import AuthError, NotFoundError, ServerError
 
 logger = structlog.get_logger()
 
@@ -57,6 +57,7 @@ def wait_for(
     interval: float,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    relocate: Callable[[str], ServerRun | None] = lambda run_id: None,
 ) -> dict[str, Finished]:
     """Poll until every run is final or its timeout passes; unfinished runs come back 'running'."""
     start = clock()
@@ -66,7 +67,7 @@ def wait_for(
     last: dict[str, ServerRun] = {}
     while pending:
         for run_id in list(pending):
-            run = _poll(client, run_id)
+            run = _poll(client, run_id, relocate)
             if run is None:
                 continue
             last[run_id] = run
@@ -93,11 +94,19 @@ def wait_for(
     return done
 
 
-def _poll(client: DSPClient, run_id: str) -> ServerRun | None:
+def _poll(client: DSPClient, run_id: str, relocate) -> ServerRun | None:
+    """One status read. A run deleted under us (a racing runner kept the other one of two
+    duplicates) is followed to the run that now carries its name."""
     try:
         return client.get_run(run_id)
     except AuthError:
         raise
+    except NotFoundError:
+        survivor = relocate(run_id)
+        if survivor is None:
+            return ServerRun(run_id, "", "NotFound", "the run no longer exists on the server", "")
+        logger.info("run_replaced", run_id=run_id, now=survivor.id, run=survivor.name)
+        return _poll(client, survivor.id, lambda _: None)
     except ServerError as exc:
         logger.warning("run_poll_failed", run_id=run_id, error=str(exc))
         return None

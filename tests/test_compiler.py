@@ -143,7 +143,17 @@ def test_two_pipelines_with_one_name_the_second_is_refused(tmp_path):
     assert len(result.pipelines) == 1
     (failure,) = result.failures
     assert failure.source == second
-    assert "is already defined by" in failure.reason
+    assert "is already taken by" in failure.reason
+
+
+def test_two_names_with_one_file_name_the_second_is_refused(tmp_path):
+    write(tmp_path, "a.py", GOOD.format(name="Add Pipeline", default="x"))
+    second = write(tmp_path, "b.py", GOOD.format(name="add_pipeline", default="y"))
+    result = compile_folder(tmp_path)
+    assert [p.name for p in result.pipelines] == ["Add Pipeline"]
+    (failure,) = result.failures
+    assert failure.source == second
+    assert "(file name add-pipeline.yaml) is already taken by" in failure.reason
 
 
 @pytest.mark.parametrize("name", ["x" * 101, "a+b", "100%"])
