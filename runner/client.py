@@ -108,7 +108,7 @@ class DSPClient:
         self.host = host
         self._timeout = request_timeout
         self._retries = retries
-        self._backoff = tenacity.wait_exponential_jitter(initial=0.5, max=retry_max_wait)
+        self._backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=retry_max_wait)
         self._kfp = self._call(
             "connect",
             lambda: _GuardedTektonClient(

@@ -53,7 +53,7 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
         "versions_created": 3,
         "unchanged": 0,
         "runs_started": 3,
-        "schedule_changes": 0,
+        "schedule_changes": 1,
         "runs_succeeded": 0,
         "runs_failed": 0,
         "runs_unfinished": 0,

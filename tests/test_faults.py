@@ -135,4 +135,4 @@ def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, local
     )
     result = project.run(capsys)
     assert result.code == 1
-    assert "not JSON: is DSP_HOST the DSP API route" in result.err
+    assert "with a non-JSON page: is DSP_HOST the DSP API route" in result.err
