@@ -125,7 +125,11 @@ def _run_plan(plan: PipelinePlan, params, origin: Origin, run_policy: str) -> Ru
     commit = origin.commit
     if run_policy == "on-change" and plan.existing_version is not None:
         commit = versions.commit_of(plan.existing_version.description) or commit
-    return RunPlan(versions.run_name(plan.version_name, commit), params, plan.options.experiment)
+    return RunPlan(
+        versions.run_name(plan.version_name, versions.short_commit(commit)),
+        params,
+        plan.options.experiment,
+    )
 
 
 def _mark_existing_runs(plans: list[PipelinePlan], client) -> list[PipelinePlan]:

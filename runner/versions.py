@@ -57,6 +57,11 @@ def commit_of(description: str | None) -> str:
     return match.group(1) if match else ""
 
 
-def run_name(version: str, commit: str) -> str:
-    """The one run of `version` for `commit`: a second deploy of that commit finds it by name."""
-    return f"{version}@{commit[:HASH_LENGTH] if commit else 'unknown'}"
+def run_name(version: str, key: str) -> str:
+    """The one run of `version` for `key` (a commit, or a schedule slot): a second job with the
+    same key finds it by name instead of starting another."""
+    return f"{version}@{key or 'unknown'}"
+
+
+def short_commit(commit: str) -> str:
+    return commit[:HASH_LENGTH]

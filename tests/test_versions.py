@@ -30,11 +30,10 @@ def test_description_carries_commit_and_repo_and_is_parsed_back():
     assert versions.commit_of(None) == ""
 
 
-def test_run_name_ties_version_and_commit():
-    assert (
-        versions.run_name("add-pipeline-abc", "0123456789abcdef0123")
-        == "add-pipeline-abc@0123456789ab"
-    )
+def test_run_name_ties_version_and_commit_or_slot():
+    short = versions.short_commit("0123456789abcdef0123")
+    assert versions.run_name("add-pipeline-abc", short) == "add-pipeline-abc@0123456789ab"
+    assert versions.run_name("v", "cron-job-29123456") == "v@cron-job-29123456"
     assert versions.run_name("v", "") == "v@unknown"
 
 

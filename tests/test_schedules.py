@@ -1,0 +1,116 @@
+"""Schedules in the settings file become the server's recurring runs, and follow the file."""
+
+import textwrap
+
+import pytest
+
+from runner import schedules
+from runner.client import ServerJob
+from runner.config import Schedule
+from runner_helpers import Project
+
+pytestmark = pytest.mark.integration
+
+SETTINGS = """
+pipelines:
+  Add Pipeline:
+    schedules:
+{schedules}
+"""
+
+
+@pytest.fixture
+def project(tmp_path, localdsp, monkeypatch):
+    project = Project(tmp_path, localdsp.url, "test-token")
+    project.env(monkeypatch, DSP_RUN_POLICY="never")
+    return project
+
+
+def declare(project, *lines):
+    body = "\n".join(f"      - {line}" for line in lines) if lines else "      []"
+    (project.pipelines / "dsp-runner.yaml").write_text(
+        textwrap.dedent(SETTINGS).format(schedules=body)
+    )
+
+
+def jobs(client):
+    """(name, enabled, cron) of every recurring run on the server."""
+    found = client.list_recurring_runs(page_size=100).jobs or []
+    return sorted((j.name, bool(j.enabled), j.trigger.cron_schedule.cron) for j in found)
+
+
+def test_add_change_remove_follow_the_file_and_a_second_deploy_is_a_no_op(
+    project, capsys, kfp_client, localdsp
+):
+    declare(project, '{name: hourly, cron: "0 0 * * * *"}')
+    assert project.run(capsys).code == 0
+    (first,) = jobs(kfp_client)
+    assert first[0].startswith("add-pipeline-hourly-") and first[1:] == (True, "0 0 * * * *")
+
+    localdsp.clear_requests()
+    result = project.run(capsys)
+    assert result.code == 0
+    assert result.summary["counts"]["schedule_changes"] == 0
+    writes = [r for r in localdsp.requests() if r["method"] in ("POST", "DELETE")]
+    assert writes == []
+
+    declare(project, '{name: hourly, cron: "0 30 * * * *"}')
+    assert project.run(capsys).code == 0
+    (changed,) = jobs(kfp_client)
+    assert changed[1:] == (True, "0 30 * * * *") and changed[0] != first[0]
+
+    declare(project, '{name: hourly, cron: "0 30 * * * *", enabled: false}')
+    assert project.run(capsys).code == 0
+    assert [j[1] for j in jobs(kfp_client)] == [False]
+
+    declare(project)
+    assert project.run(capsys).code == 0
+    assert jobs(kfp_client) == []
+
+
+def test_a_users_own_job_is_never_touched(project, capsys, kfp_client):
+    declare(project, '{name: hourly, cron: "0 0 * * * *"}')
+    assert project.run(capsys).code == 0
+    pipeline_id = kfp_client.get_pipeline_id("Add Pipeline")
+    experiment = kfp_client.create_experiment("by-hand")
+    kfp_client.create_recurring_run(
+        experiment.id, "my own job", cron_expression="0 0 5 * * *", pipeline_id=pipeline_id
+    )
+    declare(project)
+    assert project.run(capsys).code == 0
+    assert jobs(kfp_client) == [("my own job", True, "0 0 5 * * *")]
+
+
+def test_a_failure_between_create_and_delete_is_finished_by_the_next_deploy(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    declare(project, '{name: hourly, cron: "0 0 * * * *"}')
+    assert project.run(capsys).code == 0
+    declare(project, '{name: hourly, cron: "0 15 * * * *"}')
+    monkeypatch.setenv("DSP_RETRIES", "1")
+    localdsp.inject(
+        method="POST",
+        path=r"/apis/v1beta1/jobs/[^/]+/disable",
+        action="status",
+        status=503,
+        times=1,
+    )
+    assert project.run(capsys).code == 1
+    half_done = jobs(kfp_client)
+    assert len(half_done) == 2
+    assert sum(enabled for _, enabled, _ in half_done) == 1
+    localdsp.clear_faults()
+    assert project.run(capsys).code == 0
+    assert [(enabled, cron) for _, enabled, cron in jobs(kfp_client)] == [(True, "0 15 * * * *")]
+
+
+def test_duplicates_left_by_racing_deploys_are_reduced_to_one():
+    want = schedules.desired("p", "p-abc", "e", {}, [Schedule("hourly", "0 0 * * * *")])
+    mark = want[0].description
+    twins = [
+        ServerJob("b", want[0].name, mark, True, "e"),
+        ServerJob("a", want[0].name, mark, True, "e"),
+    ]
+    plan = schedules.changes(want, twins)
+    assert [j.id for j in plan.disable] == ["b"] and [j.id for j in plan.delete] == ["b"]
+    assert plan.create == () and plan.enable == ()
