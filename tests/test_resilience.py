@@ -37,7 +37,7 @@ def test_sigkill_mid_deploy_then_a_rerun_converges_without_duplicates(
     runner.wait(30)
     time.sleep(2)
     rerun = project.spawn()
-    out, err = rerun.communicate(timeout=120)
+    _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err
     assert_no_duplicates(kfp_client)
 
@@ -49,7 +49,7 @@ def test_sigterm_stops_new_work_writes_the_summary_and_exits_143(project, locald
     runner = project.spawn(DSP_CONCURRENCY="1")
     wait_for_request(localdsp, "POST", "/apis/v1beta1/pipelines/upload")
     runner.send_signal(signal.SIGTERM)
-    out, err = runner.communicate(timeout=120)
+    _, err = runner.communicate(timeout=120)
     assert runner.returncode == 143, err
     summary = json.loads((project.output / "summary.json").read_text())
     errors = [p["error"] for p in summary["pipelines"]]
