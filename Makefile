@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DATA ?= .localdsp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv run compile test lint lock clean
+.PHONY: help venv run compile test lint lock clean bench soak
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,6 +36,12 @@ compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-req
 
 test: $(STAMP) tools  ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+bench: $(STAMP)  ## Benchmark against the seed article's way; prints a table (minutes)
+	$(BIN)/python bench/bench.py $(ARGS)
+
+soak: $(STAMP)  ## Many deploys through injected faults and kills; prints duplicates and lost updates
+	$(BIN)/python bench/soak.py $(ARGS)
 
 lint: $(STAMP)  ## ruff over the project
 	$(BIN)/ruff check .

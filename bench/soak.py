@@ -29,10 +29,10 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import PYTHON, REPO, free_port, generate  # noqa: E402
+from bench import PYTHON, REPO, free_port, generate
 
 sys.path.insert(0, str(REPO))
-from runner import versions  # noqa: E402
+from runner import versions
 
 
 class FaultyServer:
