@@ -518,7 +518,7 @@ def _guard_transport(rest_client, timeout: float) -> None:
                 raise _tls_failure(exc.reason) from None
             raise
         if 200 <= response.status < 300 and not _is_json(response):
-            path = url.split("?", 1)[0]
+            path = urllib.parse.urlsplit(url).path
             raise UnexpectedResponse(
                 f"{method} {path} answered {response.status} with a non-JSON page: is DSP_HOST "
                 "the DSP API route (not the dashboard) and is the token accepted?"

@@ -21,11 +21,17 @@ def discover(pipelines_dir: Path) -> list[Path]:
         )
     if not os.access(pipelines_dir, os.R_OK | os.X_OK):
         raise ConfigurationError(f"DSP_PIPELINES_DIR: cannot read folder {pipelines_dir}")
-    return sorted(
+    modules = sorted(
         path
         for path in pipelines_dir.rglob("*.py")
         if not _skipped(path.relative_to(pipelines_dir))
     )
+    if not modules:
+        raise ConfigurationError(
+            f"DSP_PIPELINES_DIR: no pipeline modules (*.py) in {pipelines_dir}; add one, or point "
+            "DSP_PIPELINES_DIR at the folder that has them"
+        )
+    return modules
 
 
 def _skipped(relative: Path) -> bool:

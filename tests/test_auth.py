@@ -118,3 +118,27 @@ def test_the_canary_token_never_reaches_logs_summary_or_errors(
     for written in project.output.rglob("*"):
         if written.is_file():
             assert CANARY not in written.read_text()
+
+
+@pytest.mark.integration
+def test_the_token_never_appears_in_any_process_arguments(tmp_path, localdsp):
+    """/proc/<pid>/cmdline of the runner and of its compile children."""
+    import time
+    from pathlib import Path
+
+    localdsp.set_tokens([CANARY])
+    localdsp.inject(method="POST", path="/apis/v1beta1/runs", action="delay", seconds=2, times=1)
+    project = Project(tmp_path, localdsp.url, CANARY)
+    runner = project.spawn(DSP_TOKEN=CANARY)
+    seen = []
+    while runner.poll() is None:
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit():
+                try:
+                    seen.append((proc / "cmdline").read_bytes())
+                except OSError:
+                    continue
+        time.sleep(0.1)
+    assert runner.returncode == 0, runner.stderr.read()
+    assert any(b"runner" in cmdline for cmdline in seen)
+    assert not any(CANARY.encode() in cmdline for cmdline in seen)

@@ -1,5 +1,6 @@
 """Discovery and isolated compilation: broken modules are reported, the others still compile."""
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -196,3 +197,18 @@ def test_discovery_skips_private_and_cache_files(tmp_path):
 def test_missing_pipelines_folder_is_a_configuration_error_naming_it(tmp_path):
     with pytest.raises(ConfigurationError, match=r"DSP_PIPELINES_DIR: .*nope is not a folder"):
         discovery.discover(tmp_path / "nope")
+
+
+def test_an_empty_pipelines_folder_is_a_configuration_error(tmp_path):
+    (tmp_path / "README.md").write_text("no pipelines here")
+    with pytest.raises(ConfigurationError, match=r"DSP_PIPELINES_DIR: no pipeline modules"):
+        discovery.discover(tmp_path)
+
+
+def test_a_compiled_pipeline_over_the_upload_limit_is_refused(tmp_path):
+    write(tmp_path, "p.py", GOOD.format(name="Big", default="x"))
+    (pipeline,) = compile_folder(tmp_path).pipelines
+    huge = dataclasses.replace(pipeline, yaml_text="x" * (compiler.MAX_UPLOAD_BYTES + 1))
+    accepted, rejected = compiler._check_server_rules([huge])
+    assert accepted == []
+    assert "over the server's upload limit of 33554432" in rejected[0].reason

@@ -136,3 +136,20 @@ def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, local
     result = project.run(capsys)
     assert result.code == 1
     assert "with a non-JSON page: is DSP_HOST the DSP API route" in result.err
+
+
+def test_a_truncated_json_answer_is_an_error_not_a_traceback(project, capsys, localdsp):
+    localdsp.inject(
+        method="GET",
+        path="/apis/v1beta1/pipelines",
+        action="status",
+        status=200,
+        body='{"pipelines": [{"id": "',
+        content_type="application/json",
+        times=1000,
+    )
+    result = project.run(capsys)
+    assert result.code == 1
+    (last,) = result.err.strip().splitlines()[-1:]
+    assert last.startswith("dsp-runner: UnexpectedResponse: GET /apis/v1beta1/pipelines answered")
+    assert "Traceback" not in result.err
