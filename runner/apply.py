@@ -96,7 +96,7 @@ def apply(
     halt = _Halt()
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
         futures = [
-            pool.submit(_apply_one, p, client, packages[p.pipeline.slug], experiments, halt)
+            pool.submit(_apply_one, p, client, packages.get(p.pipeline.slug), experiments, halt)
             for p in plans
         ]
         outcomes = []

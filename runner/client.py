@@ -55,6 +55,7 @@ class ServerVersion:
     name: str
     description: str
     pipeline_id: str
+    parameters: tuple[tuple[str, str | None], ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -667,7 +668,11 @@ def _pipeline(api) -> ServerPipeline:
 
 def _version(api, pipeline_id: str) -> ServerVersion:
     return ServerVersion(
-        id=api.id, name=api.name, description=api.description or "", pipeline_id=pipeline_id
+        id=api.id,
+        name=api.name,
+        description=api.description or "",
+        pipeline_id=pipeline_id,
+        parameters=tuple((p.name, p.value) for p in api.parameters or []),
     )
 
 

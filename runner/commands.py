@@ -26,7 +26,7 @@ def compile_pipelines(settings: Settings, *, stdout) -> int:
     from runner.apply import Outcome
 
     started = time.monotonic()
-    result, packages, selected = _compile(settings)
+    result, packages, selected = _compile(settings, twice=True)
     outcomes = [
         Outcome(
             pipeline=p.name,
@@ -46,7 +46,7 @@ def plan(settings: Settings, *, stdout) -> int:
 
     started = time.monotonic()
     client = _client(settings)
-    result, _, plans = _plan(settings, client)
+    result, _, plans = _plan(settings, client, twice=True)
     outcomes = [
         Outcome(
             pipeline=p.pipeline.name,
@@ -71,7 +71,7 @@ def deploy(settings: Settings, *, stdout) -> int:
 
     started = time.monotonic()
     client = _client(settings)
-    result, packages, plans = _plan(settings, client)
+    result, packages, plans = _plan(settings, client, twice=False)
     outcomes, halted = apply.apply(
         plans,
         client=client,
@@ -178,12 +178,18 @@ def _client(settings: Settings):
     )
 
 
-def _plan(settings: Settings, client):
+def _plan(settings: Settings, client, *, twice: bool):
     from runner import plan as planning
 
-    result, packages, selected = _compile(settings)
-    origin = _origin(settings)
-    plans = planning.make_plan(selected, client=client, origin=origin)
+    server = client.list_pipelines()
+    result, packages, selected = _compile(settings, twice=twice, server=server)
+    plans = planning.make_plan(
+        selected,
+        client=client,
+        origin=_origin(settings),
+        server=server,
+        folder=settings.pipelines_dir,
+    )
     return result, packages, plans
 
 
@@ -241,14 +247,36 @@ def _finish(settings: Settings, command: str, outcomes, failures, started: float
     return summary.exit_code
 
 
-def _compile(settings: Settings):
-    """Discover, compile and resolve each pipeline's options; write each YAML for upload."""
-    from runner import compiler
+def _compile(settings: Settings, *, twice: bool = True, server=None):
+    """Discover, compile (or reuse what the server holds) and resolve each pipeline's options;
+    write each compiled YAML where the upload and reviewers find it."""
+    from runner import compiler, reuse, versions
 
     repo = config.load(settings.config_path, required=settings.config is not None)
     modules = discovery.discover(settings.pipelines_dir)
     logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
-    result = compiler.compile_all(modules, timeout=settings.compile_timeout)
+    fingerprints = versions.module_fingerprints(
+        settings.pipelines_dir, modules, [settings.config_path]
+    )
+    reused, to_compile = [], modules
+    if server is not None and not repo.renames:
+        reused, to_compile = reuse.split(modules, fingerprints, server, settings.pipelines_dir)
+    if reused:
+        logger.info(
+            "compile_skipped",
+            modules=len(modules) - len(to_compile),
+            reason="the server's default versions were compiled from these exact files",
+        )
+    result = (
+        compiler.compile_all(to_compile, timeout=settings.compile_timeout, twice=twice)
+        if to_compile
+        else compiler.CompileResult([], [])
+    )
+    compiled = reuse.mark(result.pipelines, {f.source for f in result.failures}, fingerprints)
+    order = {module: index for index, module in enumerate(modules)}
+    result = dataclasses.replace(
+        result, pipelines=sorted(reused + compiled, key=lambda p: order.get(p.source, 0))
+    )
     names = {p.name for p in result.pipelines} | {p.slug for p in result.pipelines}
     for unknown in repo.unknown_entries(names):
         logger.warning(
@@ -278,7 +306,9 @@ def _compile(settings: Settings):
                 "every deploy will upload a new version",
             )
         selected.append((pipeline, options))
-    packages = _write_packages([p for p, _ in selected], settings.output_dir / "pipelines")
+    packages = _write_packages(
+        [p for p, _ in selected if p.yaml_text], settings.output_dir / "pipelines"
+    )
     logger.info("pipelines_compiled", pipelines=len(selected), failed=len(result.failures))
     return result, packages, selected
 

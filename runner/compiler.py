@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import importlib.util
 import json
 import multiprocessing
@@ -53,6 +54,8 @@ class CompiledPipeline:
     parameters: tuple[Parameter, ...]
     content_hash: str
     deterministic: bool = True
+    module: str = ""
+    """The module's compile fingerprint and pipeline count, "<hash> of <n>", when known."""
 
     @property
     def defaults(self) -> dict[str, str]:
@@ -79,13 +82,17 @@ class CompileResult:
     failures: list[ModuleFailure]
 
 
-def compile_all(modules: list[Path], *, timeout: float, workers: int = 0) -> CompileResult:
-    """Compile every module, at most `workers` at a time, each bounded by `timeout` seconds."""
-    import kfp_tekton.compiler  # noqa: F401  (imported once here, inherited by every fork)
+def compile_all(
+    modules: list[Path], *, timeout: float, workers: int = 0, twice: bool = True
+) -> CompileResult:
+    """Compile every module, at most `workers` at a time, each bounded by `timeout` seconds;
+    `twice` compiles each pipeline a second time to catch output that is not deterministic."""
+    _warm_up()
+    gc.freeze()
 
     workers = workers or os.cpu_count() or 1
     outcomes: dict[int, list[CompiledPipeline | ModuleFailure]] = {}
-    for index, outcome in _run_children(list(enumerate(modules)), timeout, workers):
+    for index, outcome in _run_children(list(enumerate(modules)), timeout, workers, twice):
         outcomes[index] = outcome
     ordered = [item for index in sorted(outcomes) for item in outcomes[index]]
     pipelines = [item for item in ordered if isinstance(item, CompiledPipeline)]
@@ -94,7 +101,25 @@ def compile_all(modules: list[Path], *, timeout: float, workers: int = 0) -> Com
     return CompileResult(pipelines=pipelines, failures=failures + rejected)
 
 
-def _run_children(jobs, timeout, workers):
+def _warm_up() -> None:
+    """Import kfp and kfp_tekton and let them load what they load lazily, once, in the parent:
+    every forked child then starts warm instead of paying for it again."""
+    import kfp
+    from kfp_tekton.compiler import TektonCompiler
+
+    def warm_up(x: str) -> str:
+        return x
+
+    op = kfp.components.create_component_from_func(warm_up, base_image="python")
+
+    @kfp.dsl.pipeline(name="warm-up")
+    def pipeline(x: str = "x"):
+        op(x)
+
+    _compile_once(TektonCompiler, pipeline)
+
+
+def _run_children(jobs, timeout, workers, twice):
     """Fork one child per module and collect each child's answer, or say why there is none."""
     context = multiprocessing.get_context("fork")
     pending = list(jobs)
@@ -103,7 +128,7 @@ def _run_children(jobs, timeout, workers):
         while pending and len(running) < workers:
             index, path = pending.pop(0)
             reader, writer = context.Pipe(duplex=False)
-            process = context.Process(target=_child, args=(writer, path, index), daemon=True)
+            process = context.Process(target=_child, args=(writer, path, index, twice), daemon=True)
             process.start()
             writer.close()
             running[reader] = (index, path, process, time.monotonic() + timeout)
@@ -150,13 +175,17 @@ def _receive(reader, process, path: Path) -> list[CompiledPipeline | ModuleFailu
     return outcome
 
 
-def _child(writer, path: Path, index: int) -> None:
+def _child(writer, path: Path, index: int, twice: bool) -> None:
     """Runs in the fork: import, compile, send the outcome, and leave without running atexit.
-    The user's module runs here, so the bearer token is taken out of its environment first."""
+    The user's module runs here, so the bearer token is taken out of its environment first.
+    The collector stays off: it would touch, and so copy, the whole heap shared with the parent."""
+    gc.disable()
     os.environ.pop("DSP_TOKEN", None)
     try:
         with _captured_output():
-            outcome = compile_module(path, module_name=f"_dsp_pipeline_{index}_{path.stem}")
+            outcome = compile_module(
+                path, module_name=f"_dsp_pipeline_{index}_{path.stem}", twice=twice
+            )
         writer.send(outcome)
     finally:
         writer.close()
@@ -179,7 +208,9 @@ def _captured_output():
             os.dup2(saved[1], 2)
 
 
-def compile_module(path: Path, *, module_name: str) -> list[CompiledPipeline | ModuleFailure]:
+def compile_module(
+    path: Path, *, module_name: str, twice: bool = True
+) -> list[CompiledPipeline | ModuleFailure]:
     """Import one module with kfp's collector hook and compile each pipeline it defines."""
     from kfp.compiler.main import PipelineCollectorContext
 
@@ -193,23 +224,19 @@ def compile_module(path: Path, *, module_name: str) -> list[CompiledPipeline | M
         return [_failure(path, exc, "import failed")]
     if not functions:
         return [ModuleFailure(path, None, "defines no function decorated with @kfp.dsl.pipeline")]
-    return [_compile_function(path, function) for function in functions]
+    return [_compile_function(path, function, twice) for function in functions]
 
 
-def _compile_function(path: Path, function) -> CompiledPipeline | ModuleFailure:
+def _compile_function(path: Path, function, twice: bool) -> CompiledPipeline | ModuleFailure:
     from kfp_tekton.compiler import TektonCompiler
 
     try:
         first = _compile_once(TektonCompiler, function)
-        second = _compile_once(TektonCompiler, function)
+        second = _compile_once(TektonCompiler, function) if twice else first
     except BaseException as exc:
         return _failure(path, exc, f"compiling {function.__name__} failed", function.__name__)
-    return _describe(
-        path,
-        function.__name__,
-        first,
-        deterministic=(versions.content_hash(first) == versions.content_hash(second)),
-    )
+    deterministic = first == second or versions.content_hash(first) == versions.content_hash(second)
+    return _describe(path, function.__name__, first, deterministic=deterministic)
 
 
 def _compile_once(compiler_class, function) -> str:
@@ -221,9 +248,7 @@ def _compile_once(compiler_class, function) -> str:
 
 def _describe(path: Path, function_name: str, yaml_text: str, *, deterministic: bool):
     """Read name, description and parameters back from what the compiler wrote."""
-    import yaml
-
-    document = yaml.safe_load(yaml_text)
+    document = versions.load_yaml(yaml_text)
     metadata = document.get("metadata", {})
     spec = json.loads(
         metadata.get("annotations", {}).get("pipelines.kubeflow.org/pipeline_spec", "{}")
@@ -240,7 +265,7 @@ def _describe(path: Path, function_name: str, yaml_text: str, *, deterministic: 
         description=spec.get("description") or "",
         yaml_text=yaml_text,
         parameters=parameters,
-        content_hash=versions.content_hash(yaml_text),
+        content_hash=versions.document_hash(document),
         deterministic=deterministic,
     )
 

@@ -115,6 +115,11 @@ class RepoConfig:
         )
         return PipelineSettings(**merged)
 
+    @property
+    def renames(self) -> bool:
+        """Whether any entry gives a pipeline another name on the server."""
+        return any("display_name" in entry for entry in self.entries.values())
+
     def unknown_entries(self, known: set[str]) -> list[str]:
         """Entries that name no discovered pipeline: a typo, or a module that failed."""
         return sorted(name for name in self.entries if name not in known)

@@ -7,6 +7,7 @@ costs one paged pipeline listing, because each pipeline arrives with its default
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from runner import schedules, versions
 from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
@@ -72,20 +73,30 @@ def make_plan(
     *,
     client: DSPClient,
     origin: Origin,
+    server: list[ServerPipeline],
+    folder: Path,
 ) -> list[PipelinePlan]:
-    on_server = {p.name.lower(): p for p in client.list_pipelines()}
+    """`server` is the pipeline listing the caller already read (one paged request); `folder`
+    is the pipelines folder, which version descriptions name files relative to."""
+    on_server = {p.name.lower(): p for p in server}
     jobs = client.list_jobs()
     plans = [
-        _plan_one(pipeline, options, on_server.get(pipeline.name.lower()), client, origin, jobs)
+        _plan_one(
+            pipeline, options, on_server.get(pipeline.name.lower()), client, origin, jobs, folder
+        )
         for pipeline, options in pipelines
     ]
     return _mark_existing_runs(plans, client)
 
 
-def _plan_one(pipeline, options, server_pipeline, client, origin, jobs) -> PipelinePlan:
+def _plan_one(pipeline, options, server_pipeline, client, origin, jobs, folder) -> PipelinePlan:
     name = versions.version_name(pipeline.slug, pipeline.content_hash)
     description = versions.version_description(
-        pipeline.content_hash, origin.commit, origin.repo, pipeline.source.name
+        pipeline.content_hash,
+        origin.commit,
+        origin.repo,
+        _relative(pipeline.source, folder),
+        pipeline.module,
     )
     plan = PipelinePlan(pipeline, options, CREATE, name, description, server_pipeline)
     if server_pipeline is not None:
@@ -104,6 +115,10 @@ def _plan_one(pipeline, options, server_pipeline, client, origin, jobs) -> Pipel
         ),
         jobs_owned=tuple(schedules.owned_by(pipeline.slug, jobs)),
     )
+
+
+def _relative(path: Path, folder: Path) -> str:
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else path.name
 
 
 def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client) -> PipelinePlan:

@@ -170,3 +170,32 @@ def test_a_run_lost_by_a_crash_after_upload_is_started_by_the_next_deploy(
     assert result.code == 0
     assert result.summary["counts"]["runs_started"] == 3
     assert result.summary["counts"]["versions_created"] == 0
+
+
+def test_an_unchanged_module_is_not_compiled_again_a_changed_one_is(project, capsys):
+    assert project.run(capsys).code == 0
+    second = events(project.run(capsys).err)
+    (skipped,) = [e for e in second if e["event"] == "compile_skipped"]
+    assert skipped["modules"] == 3
+    project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+    third = project.run(capsys)
+    assert [e["modules"] for e in events(third.err) if e["event"] == "compile_skipped"] == [2]
+    assert third.summary["counts"]["versions_created"] == 1
+
+
+def test_a_shared_file_change_compiles_every_module_again(project, capsys):
+    assert project.run(capsys).code == 0
+    (project.pipelines / "_shared.py").write_text("THRESHOLD = 1\n")
+    result = project.run(capsys)
+    assert not any(e["event"] == "compile_skipped" for e in events(result.err))
+    assert result.summary["counts"]["versions_created"] == 0
+
+
+def test_a_broken_module_is_reported_on_every_deploy(project, capsys):
+    (project.pipelines / "broken.py").write_text("raise RuntimeError('still broken')\n")
+    assert project.run(capsys).code == 1
+    again = project.run(capsys)
+    assert again.code == 1
+    assert [f["reason"] for f in again.summary["failures"]] == [
+        "import failed: RuntimeError: still broken"
+    ]

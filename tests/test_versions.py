@@ -21,7 +21,7 @@ def test_version_name_is_slug_and_hash_within_the_server_limit():
 def test_description_carries_commit_and_repo_and_is_parsed_back():
     text = versions.version_description("f" * 64, "0123456789abcdef", "https://git/x.git", "add.py")
     assert text.startswith(
-        "dsp-runner: commit 0123456789abcdef of https://git/x.git, add.py; sha256 "
+        "dsp-runner: commit 0123456789abcdef of https://git/x.git, file add.py; sha256 "
     )
     assert versions.is_runner_version(text)
     assert not versions.is_runner_version("uploaded by hand")
@@ -40,3 +40,28 @@ def test_run_name_ties_version_and_commit_or_slot():
 def test_slug_is_read_back_from_a_version_name():
     assert versions.slug_of(versions.version_name("add-pipeline", "c" * 64)) == "add-pipeline"
     assert versions.slug_of("Add Pipeline") == "Add Pipeline"
+
+
+def test_description_is_read_back_with_its_module_mark():
+    text = versions.version_description("a" * 64, "", "", "sub/add.py", "0123456789abcdef of 2")
+    assert versions.read_description(text) == {
+        "source": "sub/add.py",
+        "digest": "a" * 64,
+        "module": "0123456789abcdef of 2",
+    }
+    assert versions.read_description("made by hand") == {}
+
+
+def test_module_fingerprints_follow_own_file_shared_files_and_nothing_else(tmp_path):
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    helper = tmp_path / "_helpers.py"
+    for path in (a, b, helper):
+        path.write_text("x = 1\n")
+    first = versions.module_fingerprints(tmp_path, [a, b], [])
+    assert first[a] != first[b]
+    b.write_text("x = 2\n")
+    second = versions.module_fingerprints(tmp_path, [a, b], [])
+    assert second[a] == first[a] and second[b] != first[b]
+    helper.write_text("x = 3\n")
+    third = versions.module_fingerprints(tmp_path, [a, b], [])
+    assert third[a] != second[a] and third[b] != second[b]
