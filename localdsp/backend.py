@@ -1,0 +1,1144 @@
+"""State and rules of the DSP v1 API server (kfp-tekton 1.5.x in single-user mode).
+
+The models are plain frozen dataclasses. `Store` keeps them in SQLite, one JSON document per row,
+with the real server's unique indexes as SQLite constraints, so "already exists" comes from the
+database as it does on MariaDB. `Backend` holds the rules (validation, default versions, which
+manifest a run uses, terminate/retry) and raises `errors.ApiError`s with the server's wording; it
+knows nothing of HTTP. Run execution is delegated to an optional `RunExecutor`.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import re
+import sqlite3
+import tarfile
+import threading
+import time
+import typing
+import uuid
+import zipfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import yaml
+
+from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
+from localdsp.filters import Fields, ListOptions, go_query_unescape, list_options, paginate
+
+MAX_NAME_LENGTH = 100
+MAX_FILE_SIZE = 32 << 20
+MAX_PARAMETER_BYTES = 10_000
+DEFAULT_EXPERIMENT = "Default"
+DEFAULT_EXPERIMENT_DESCRIPTION = (
+    "All runs created without specifying an experiment will be grouped here."
+)
+# DSP sets DEFAULTPIPELINERUNNERSERVICEACCOUNT to pipeline-runner-<dspa>; "dspa" is the usual name.
+DEFAULT_SERVICE_ACCOUNT = "pipeline-runner-dspa"
+SDK_SERVICE_ACCOUNT = "pipeline-runner"
+TERMINATE_STATUS = "Cancelled"
+AVAILABLE = "STORAGESTATE_AVAILABLE"
+ARCHIVED = "STORAGESTATE_ARCHIVED"
+TERMINATING = "Terminating"
+TERMINABLE = frozenset({"Running", "Pending", "", "PipelineRunStopping"})
+IN_PROGRESS = frozenset(
+    {"", "Running", "Started", "Pending", "PipelineRunPending", "PipelineRunStopping", TERMINATING}
+)
+SUCCEEDED = frozenset({"Succeeded", "Completed"})
+_CRON_DESCRIPTOR = re.compile(
+    r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every\s+(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)"
+)
+_CRON_FIELDS = (  # robfig/cron v1: seconds first, day of week optional
+    ("seconds", 0, 59, ()),
+    ("minutes", 0, 59, ()),
+    ("hours", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())),
+    ("day of week", 0, 6, tuple("SUN MON TUE WED THU FRI SAT".split())),
+)
+
+
+# libyaml's safe loader when PyYAML has it: uploads are parsed on every request.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A resource reference: which object (type, id) and how it relates (OWNER, CREATOR)."""
+
+    type: str
+    id: str
+    relationship: str = ""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """What a run or job executes: a pipeline (version) or an inline manifest, and arguments."""
+
+    pipeline_id: str = ""
+    pipeline_name: str = ""
+    workflow_manifest: str = ""
+    pipeline_manifest: str = ""
+    parameters: tuple[Parameter, ...] = ()
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A job's schedule, by `kind`: "cron" (6 fields, seconds first), "periodic" or none ("").
+
+    Start and end times are epoch seconds, 0 when not set.
+    """
+
+    kind: str = ""
+    cron: str = ""
+    interval_second: int = 0
+    start_time: int = 0
+    end_time: int = 0
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: str
+    name: str
+    description: str
+    created_at: int
+    parameters: tuple[Parameter, ...] = ()
+    default_version_id: str = ""
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class PipelineVersion:
+    id: str
+    pipeline_id: str
+    name: str
+    description: str
+    created_at: int
+    parameters: tuple[Parameter, ...] = ()
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Experiment:
+    id: str
+    name: str
+    description: str
+    created_at: int
+    storage_state: str = AVAILABLE
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run; `status` is the PipelineRun's condition reason, `manifest` the live PipelineRun."""
+
+    id: str
+    name: str
+    description: str
+    created_at: int
+    pipeline_spec: PipelineSpec
+    references: tuple[Reference, ...]
+    service_account: str
+    manifest: str
+    scheduled_at: int = 0
+    finished_at: int = 0
+    status: str = ""
+    error: str = ""
+    storage_state: str = AVAILABLE
+    seq: int = 0
+
+    def references_of(self, kind: str) -> list[str]:
+        return [r.id for r in self.references if r.type == kind]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A recurring run; it embeds its manifest when created (new versions do not change it)."""
+
+    id: str
+    name: str
+    description: str
+    created_at: int
+    pipeline_spec: PipelineSpec
+    references: tuple[Reference, ...]
+    service_account: str
+    max_concurrency: int
+    trigger: Trigger
+    enabled: bool
+    no_catchup: bool = False
+    updated_at: int = 0
+    seq: int = 0
+
+    @property
+    def status(self) -> str:
+        """What the ScheduledWorkflow controller reports once it has seen the job."""
+        return "Enabled" if self.enabled else "Disabled"
+
+    def references_of(self, kind: str) -> list[str]:
+        return [r.id for r in self.references if r.type == kind]
+
+
+M = TypeVar("M")
+StatusCallback = Callable[[str, dict], None]
+
+
+class Page(NamedTuple):
+    items: list
+    total_size: int
+    next_page_token: str
+
+
+class ListRequest(NamedTuple):
+    """A list call's paging, sorting and filtering as sent (`filter` decoded once)."""
+
+    page_token: str = ""
+    page_size: str = ""
+    sort_by: str = ""
+    filter: str = ""
+
+
+class RunExecutor(Protocol):
+    """Runs PipelineRuns for localdsp, in place of Tekton and the persistence agent.
+
+    `start` is called after a run is committed (and again on retry, with the same id); it must
+    not block. It reports progress through `on_status(reason, pipelinerun_with_status)`, where
+    `reason` is the PipelineRun's `status.conditions[0].reason`. `terminate` asks it to cancel.
+    An executor may also offer `read_log(run_id, node_id) -> str | None` for the log endpoint.
+    """
+
+    def start(self, run_id: str, pipelinerun: dict, on_status: StatusCallback) -> None: ...
+
+    def terminate(self, run_id: str) -> None: ...
+
+
+# The API fields each list can sort and filter on, and how to read them.
+PIPELINE_FIELDS: Fields = {
+    "id": lambda p: p.id,
+    "name": lambda p: p.name,
+    "created_at": lambda p: p.created_at,
+    "description": lambda p: p.description,
+    "namespace": lambda p: "",
+}
+VERSION_FIELDS: Fields = {
+    "id": lambda v: v.id,
+    "name": lambda v: v.name,
+    "created_at": lambda v: v.created_at,
+    "status": lambda v: "READY",
+}
+EXPERIMENT_FIELDS: Fields = {
+    "id": lambda e: e.id,
+    "name": lambda e: e.name,
+    "created_at": lambda e: e.created_at,
+    "description": lambda e: e.description,
+    "namespace": lambda e: "",
+    "storage_state": lambda e: e.storage_state,
+}
+RUN_FIELDS: Fields = {
+    "id": lambda r: r.id,
+    "name": lambda r: r.name,
+    "created_at": lambda r: r.created_at,
+    "description": lambda r: r.description,
+    "scheduled_at": lambda r: r.scheduled_at,
+    "storage_state": lambda r: r.storage_state,
+    "status": lambda r: r.status,
+}
+JOB_FIELDS: Fields = {
+    "id": lambda j: j.id,
+    "name": lambda j: j.name,
+    "created_at": lambda j: j.created_at,
+    "package_id": lambda j: j.pipeline_spec.pipeline_id,
+}
+
+
+# Reference types whose objects the server names in the references it returns.
+_NAMED_REFERENCES: dict[str, tuple[type, str]] = {
+    "EXPERIMENT": (Experiment, "Experiment"),
+    "PIPELINE_VERSION": (PipelineVersion, "Version"),
+}
+
+
+# --------------------------------------------------------------------------- storage
+
+
+class DuplicateName(Exception):
+    """A unique index refused the row: the name is taken."""
+
+
+class StoreClosed(Exception):
+    """The store was closed (its server stopped); nothing more can be recorded."""
+
+
+_TABLES: dict[type, tuple[str, str]] = {
+    Pipeline: ("pipelines", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
+    PipelineVersion: (
+        "versions",
+        "name TEXT NOT NULL COLLATE NOCASE, pipeline_id TEXT NOT NULL, template TEXT NOT NULL, "
+        "UNIQUE (pipeline_id, name)",
+    ),
+    Experiment: ("experiments", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
+    Run: ("runs", "name TEXT NOT NULL"),
+    Job: ("jobs", "name TEXT NOT NULL"),
+}
+
+
+class Store:
+    """SQLite persistence, safe to share between threads (one connection behind one lock).
+
+    Names are unique without regard to ASCII case, as MariaDB's default collation makes them on
+    the real server *(inference)*. `seq` is the row's insertion order: every sort's tie-breaker.
+    """
+
+    def __init__(self, path: Path):
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._closed = False
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        with self._db:
+            for kind, (_, columns) in _TABLES.items():
+                statement = (
+                    "CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    f"id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, {columns})"
+                )
+                self._db.execute(_sql(statement, kind))
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Everything inside commits together or not at all, and no other thread interleaves.
+
+        Transactions nest: only the outermost one commits (or rolls back).
+        """
+        with self._lock:
+            if self._closed:
+                raise StoreClosed("the localdsp store is closed")
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._depth = 1
+            try:
+                with self._db:
+                    yield
+            finally:
+                self._depth = 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._db.close()
+
+    def insert(self, obj: M, **columns: str) -> M:
+        values = {"id": obj.id, "name": obj.name, **columns, "doc": _encode(obj)}
+        names = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        # Column names come from this module's callers, values are bound: no input in the SQL.
+        statement = _sql(f"INSERT INTO {{table}} ({names}) VALUES ({marks})", type(obj))  # noqa: S608
+        with self.transaction():
+            try:
+                cursor = self._db.execute(statement, tuple(values.values()))
+            except sqlite3.IntegrityError as err:
+                raise DuplicateName(str(err)) from err
+        return replace(obj, seq=cursor.lastrowid)
+
+    def save(self, obj: Any) -> None:
+        statement = _sql("UPDATE {table} SET doc = ? WHERE id = ?", type(obj))
+        with self.transaction():
+            self._db.execute(statement, (_encode(obj), obj.id))
+
+    def get(self, kind: type[M], object_id: str) -> M | None:
+        statement = _sql("SELECT seq, doc FROM {table} WHERE id = ?", kind)
+        with self._lock:
+            row = self._db.execute(statement, (object_id,)).fetchone()
+        return _decode_row(kind, row) if row else None
+
+    def all(self, kind: type[M]) -> list[M]:
+        statement = _sql("SELECT seq, doc FROM {table} ORDER BY seq", kind)
+        with self._lock:
+            rows = self._db.execute(statement).fetchall()
+        return [_decode_row(kind, row) for row in rows]
+
+    def delete(self, kind: type, object_id: str) -> None:
+        with self.transaction():
+            self._db.execute(_sql("DELETE FROM {table} WHERE id = ?", kind), (object_id,))
+
+    def template(self, version_id: str) -> str:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT template FROM versions WHERE id = ?", (version_id,)
+            ).fetchone()
+        return row[0] if row else ""
+
+    def clear(self) -> None:
+        with self.transaction():
+            for kind in _TABLES:
+                self._db.execute(_sql("DELETE FROM {table}", kind))
+
+
+def _sql(statement: str, kind: type) -> str:
+    """`statement` on the table of `kind` (table names come from _TABLES, never from input)."""
+    return statement.replace("{table}", _TABLES[kind][0])
+
+
+def _encode(obj: Any) -> str:
+    document = asdict(obj)
+    document.pop("seq")
+    return json.dumps(document)
+
+
+def _decode_row(kind: type[M], row: tuple[int, str]) -> M:
+    seq, doc = row
+    return _decode(kind, {**json.loads(doc), "seq": seq})
+
+
+def _decode(kind: type[M], data: dict) -> M:
+    """Rebuild a dataclass (and its nested dataclasses and tuples) from `asdict` output."""
+    hints = typing.get_type_hints(kind)
+    values = {f.name: _decode_value(hints[f.name], data[f.name]) for f in fields(kind)}
+    return kind(**values)
+
+
+def _decode_value(hint: Any, value: Any) -> Any:
+    if is_dataclass(hint):
+        return _decode(hint, value)
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_decode_value(item, v) for v in value)
+    return value
+
+
+# --------------------------------------------------------------------------- upload rules
+
+
+def read_pipeline_file(filename: str, data: bytes) -> bytes:
+    """The pipeline inside an upload: chosen by file name, else sniffed as zip or tar.gz.
+
+    Mirrors the server's ReadPipelineFile, size limit and messages included.
+    """
+    if len(data) > MAX_FILE_SIZE:
+        raise InvalidInput(f"File size too large. Maximum supported size: {MAX_FILE_SIZE}").wrap(
+            "Error read pipeline file."
+        )
+    if filename.endswith((".yaml", ".yml", ".json")):
+        return data
+    if len(data) > 2 and data[:2] == b"PK":
+        return _from_archive(_zip_members, data, "zip")
+    if len(data) > 2 and data[:2] == b"\x1f\x8b":
+        return _from_archive(_tarball_members, data, "tarball")
+    raise InvalidInput("Unexpected pipeline file format. Support .zip, .tar.gz, .json or YAML.")
+
+
+def _zip_members(data: bytes) -> list[tuple[str, Callable[[], bytes]]]:
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    return [(info.filename, lambda info=info: archive.read(info)) for info in archive.infolist()]
+
+
+def _tarball_members(data: bytes) -> list[tuple[str, Callable[[], bytes]]]:
+    archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
+    members = [m for m in archive.getmembers() if m.isfile()]
+    return [(m.name, lambda m=m: archive.extractfile(m).read()) for m in members]
+
+
+def _from_archive(
+    members_of: Callable[[bytes], list[tuple[str, Callable[[], bytes]]]], data: bytes, kind: str
+) -> bytes:
+    """`pipeline.yaml` if the archive has one, else its first entry, which must be YAML."""
+    try:
+        members = members_of(data)
+    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as err:
+        raise InvalidInput(
+            f"Error extracting pipeline from the {kind} file. Not a valid {kind} file."
+        ).wrap("Error decompress the pipeline file") from err
+    if not members:
+        raise InvalidInput(
+            f"Error extracting pipeline from the {kind} file. Empty {kind} file."
+        ).wrap("Error decompress the pipeline file")
+    name, read = next(((n, r) for n, r in members if n == "pipeline.yaml"), members[0])
+    if not name.endswith((".yaml", ".yml")):
+        raise InvalidInput(
+            f"Error extracting pipeline from the {kind} file. Expecting a pipeline.yaml file "
+            f"inside the {kind}. Got: {name}"
+        ).wrap("Error decompress the pipeline file")
+    return read()
+
+
+def upload_name(query_value: str, filename: str) -> str:
+    """The name of an upload: the `name` query value decoded once more, else the file name."""
+    try:
+        name = go_query_unescape(query_value)
+    except ValueError as err:
+        raise InvalidInput("Pipeline name in the query string has invalid format.") from err
+    name = name or filename
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"Pipeline name too long. Support maximum length of {MAX_NAME_LENGTH}")
+    return name
+
+
+def upload_description(query_value: str) -> str:
+    """A pipeline upload's description, decoded once more (version uploads skip this)."""
+    try:
+        return go_query_unescape(query_value)
+    except ValueError as err:
+        raise InvalidInput("Error read pipeline description.") from err
+
+
+def parse_pipelinerun(content: bytes | str) -> dict:
+    """The uploaded template as a Tekton PipelineRun, the only v1 format the server accepts."""
+    try:
+        document = yaml.load(content, Loader=_YAML_LOADER)  # noqa: S506 - a safe loader
+    except yaml.YAMLError:
+        document = None
+    if (
+        not isinstance(document, dict)
+        or not str(document.get("apiVersion", "")).startswith("tekton.dev/")
+        or document.get("kind") != "PipelineRun"
+    ):
+        raise InvalidInput(
+            "unknown template format",
+            internal="Invalid input error: unknown template format: pipeline spec is invalid",
+        )
+    return document
+
+
+def template_parameters(pipelinerun: dict) -> tuple[Parameter, ...]:
+    """The pipeline's parameters: `spec.params`, non-string values as JSON."""
+    parameters = []
+    for param in (pipelinerun.get("spec") or {}).get("params") or []:
+        value = param.get("value", "")
+        text = value if isinstance(value, str) else json.dumps(value)
+        parameters.append(Parameter(str(param.get("name", "")), text))
+    _check_parameter_size(parameters)
+    return tuple(parameters)
+
+
+def _check_parameter_size(parameters: list[Parameter] | tuple[Parameter, ...]) -> None:
+    encoded = json.dumps([{"name": p.name, "value": p.value} for p in parameters])
+    if len(encoded) > MAX_PARAMETER_BYTES:
+        raise InvalidInput(
+            f"The input parameter length exceed maximum size of {MAX_PARAMETER_BYTES}."
+        )
+
+
+def check_cron(expression: str) -> None:
+    """robfig/cron's Parse as the job server uses it: 5 or 6 fields, seconds first."""
+    try:
+        _parse_cron(expression.strip())
+    except ValueError as err:
+        raise InvalidInput(
+            "Schedule cron is not a supported format(https://godoc.org/github.com/robfig/cron). "
+            f"Error: {err}"
+        ) from err
+
+
+def _parse_cron(expression: str) -> None:
+    if expression.startswith("@"):
+        if not _CRON_DESCRIPTOR.fullmatch(expression):
+            raise ValueError(f"Unrecognized descriptor: {expression}")
+        return
+    parts = expression.split()
+    if not 5 <= len(parts) <= 6:
+        raise ValueError(f"Expected 5 to 6 fields, found {len(parts)}: {expression}")
+    for part, (what, low, high, names) in zip(parts, _CRON_FIELDS, strict=False):
+        for item in part.split(","):
+            _check_cron_item(item, what, low, high, names)
+
+
+def _check_cron_item(item: str, what: str, low: int, high: int, names: tuple[str, ...]) -> None:
+    span, _, step = item.partition("/")
+    if step and (not step.isdigit() or int(step) == 0):
+        raise ValueError(f"Failed to parse int from {step}")
+    if span in ("*", "?"):
+        return
+    for bound in span.split("-", 1):
+        number = names.index(bound.upper()) + low if bound.upper() in names else None
+        if number is None and not bound.isdigit():
+            raise ValueError(f"Failed to parse int from {bound}")
+        if not low <= (number if number is not None else int(bound)) <= high:
+            raise ValueError(f"{what}: {bound} out of range [{low}, {high}]")
+
+
+# --------------------------------------------------------------------------- the backend
+
+
+class Backend:
+    """The server's resource manager: every rule, over a `Store` in `data_dir`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        executor: RunExecutor | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data_dir / "localdsp.sqlite")
+        self.executor = executor
+        self._clock = clock
+        self._default_experiment()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # ---- pipelines and versions
+
+    def create_pipeline(self, name: str, description: str, content: bytes) -> Pipeline:
+        """Upload: the pipeline and its first version, same id and name, that version default."""
+        try:
+            template = parse_pipelinerun(content)
+            parameters = template_parameters(template)
+        except ApiError as err:
+            raise err.wrap("Create pipeline failed") from err
+        pipeline_id, now = str(uuid.uuid4()), self._now()
+        pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id)
+        version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters)
+        with self.store.transaction():
+            try:
+                pipeline = self.store.insert(pipeline)
+            except DuplicateName as err:
+                raise AlreadyExists(
+                    f"Failed to create a new pipeline. The name {name} already exist. "
+                    "Please specify a new name."
+                ).wrap("Create pipeline failed") from err
+            self.store.insert(version, pipeline_id=pipeline_id, template=json.dumps(template))
+        return pipeline
+
+    def pipeline_namespace(self, pipeline_id: str) -> str:
+        """The pipeline's namespace: always "" in single-user mode, once the pipeline exists."""
+        self.get_pipeline(pipeline_id)
+        return ""
+
+    def create_version(
+        self, pipeline_id: str, name: str, description: str, content: bytes
+    ) -> PipelineVersion:
+        """Upload a version; it becomes the default (AUTO_UPDATE_PIPELINE_DEFAULT_VERSION)."""
+        try:
+            template = parse_pipelinerun(content)
+            parameters = template_parameters(template)
+        except ApiError as err:
+            raise err.wrap("Create pipeline version failed") from err
+        version = PipelineVersion(
+            str(uuid.uuid4()), pipeline_id, name, description, self._now(), parameters
+        )
+        with self.store.transaction():
+            pipeline = self.get_pipeline(pipeline_id)
+            try:
+                version = self.store.insert(
+                    version, pipeline_id=pipeline_id, template=json.dumps(template)
+                )
+            except DuplicateName as err:
+                raise AlreadyExists(
+                    f"Failed to create a new pipeline version. The name {name} already exist. "
+                    "Please specify a new name."
+                ).wrap("Create pipeline version failed") from err
+            self.store.save(replace(pipeline, default_version_id=version.id))
+        return version
+
+    def get_pipeline(self, pipeline_id: str) -> Pipeline:
+        return self._get(Pipeline, "Pipeline", pipeline_id)
+
+    def default_version(self, pipeline: Pipeline) -> PipelineVersion | None:
+        if not pipeline.default_version_id:
+            return None
+        return self.store.get(PipelineVersion, pipeline.default_version_id)
+
+    def list_pipelines(self, request: ListRequest) -> Page:
+        return self._list(self.store.all(Pipeline), request, "Pipeline", PIPELINE_FIELDS)
+
+    def delete_pipeline(self, pipeline_id: str) -> None:
+        with self.store.transaction():
+            self._get(Pipeline, "Pipeline", pipeline_id, "Delete pipeline failed")
+            for version in self._versions_of(pipeline_id):
+                self.store.delete(PipelineVersion, version.id)
+            self.store.delete(Pipeline, pipeline_id)
+
+    def set_default_version(self, pipeline_id: str, version_id: str) -> None:
+        """Make `version_id` the default; localdsp also checks that it belongs to the pipeline."""
+        with self.store.transaction():
+            pipeline = self.get_pipeline(pipeline_id)
+            version = self.get_version(version_id)
+            if version.pipeline_id != pipeline_id:
+                raise InvalidInput(
+                    f"Pipeline version {version_id} does not belong to pipeline {pipeline_id}."
+                )
+            self.store.save(replace(pipeline, default_version_id=version_id))
+
+    def pipeline_template(self, pipeline_id: str) -> str:
+        pipeline = self._get(Pipeline, "Pipeline", pipeline_id, "Get pipeline template failed")
+        if not pipeline.default_version_id:
+            raise Internal("Get pipeline template failed since no default version is defined")
+        return self.store.template(pipeline.default_version_id)
+
+    def get_version(self, version_id: str) -> PipelineVersion:
+        return self._get(PipelineVersion, "Version", version_id)
+
+    def version_template(self, version_id: str) -> str:
+        self._get(PipelineVersion, "Version", version_id, "Get pipeline version template failed")
+        return self.store.template(version_id)
+
+    def list_versions(self, key_type: str, key_id: str, request: ListRequest) -> Page:
+        if not key_type and not key_id:
+            raise InvalidInput("ResourceKey must be set in the input")
+        return self._list(self._versions_of(key_id), request, "PipelineVersion", VERSION_FIELDS)
+
+    def delete_version(self, version_id: str) -> None:
+        """Delete a version; if it was the default, the newest remaining one takes over."""
+        with self.store.transaction():
+            version = self._get(
+                PipelineVersion, "Version", version_id, "Delete pipeline version failed"
+            )
+            self.store.delete(PipelineVersion, version_id)
+            pipeline = self.store.get(Pipeline, version.pipeline_id)
+            if pipeline is not None and pipeline.default_version_id == version_id:
+                remaining = self._versions_of(pipeline.id)
+                newest = max(remaining, key=lambda v: (v.created_at, v.seq), default=None)
+                self.store.save(replace(pipeline, default_version_id=newest.id if newest else ""))
+
+    def _versions_of(self, pipeline_id: str) -> list[PipelineVersion]:
+        return [v for v in self.store.all(PipelineVersion) if v.pipeline_id == pipeline_id]
+
+    # ---- experiments
+
+    def create_experiment(
+        self, name: str, description: str, references: tuple[Reference, ...] = ()
+    ) -> Experiment:
+        if references:
+            raise InvalidInput(
+                "In single-user mode, CreateExperimentRequest shouldn't contain resource "
+                "references."
+            )
+        if not name:
+            raise InvalidInput("Experiment name is empty. Please specify a valid experiment name.")
+        experiment = Experiment(str(uuid.uuid4()), name, description, self._now())
+        try:
+            return self.store.insert(experiment)
+        except DuplicateName as err:
+            raise AlreadyExists(
+                f"Failed to create a new experiment. The name {name} already exists. "
+                "Please specify a new name."
+            ).wrap("Failed to create a new experiment") from err
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._get(Experiment, "Experiment", experiment_id)
+
+    def list_experiments(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
+        self._refuse_namespace(key_type, key_id, "ListExperiment")
+        return self._list(self.store.all(Experiment), request, "Experiment", EXPERIMENT_FIELDS)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        with self.store.transaction():
+            self._get(Experiment, "Experiment", experiment_id, "Delete experiment failed")
+            self.store.delete(Experiment, experiment_id)
+
+    def archive_experiment(self, experiment_id: str) -> None:
+        """Archive the experiment and its runs, and disable its jobs."""
+        with self.store.transaction():
+            experiment = self.get_experiment(experiment_id)
+            self.store.save(replace(experiment, storage_state=ARCHIVED))
+            for run in self.store.all(Run):
+                if experiment_id in run.references_of("EXPERIMENT"):
+                    self.store.save(replace(run, storage_state=ARCHIVED))
+            for job in self.store.all(Job):
+                if experiment_id in job.references_of("EXPERIMENT"):
+                    self.store.save(replace(job, enabled=False, updated_at=self._now()))
+
+    def unarchive_experiment(self, experiment_id: str) -> None:
+        with self.store.transaction():
+            experiment = self.get_experiment(experiment_id)
+            self.store.save(replace(experiment, storage_state=AVAILABLE))
+
+    def _default_experiment(self) -> Experiment:
+        """The experiment of runs created without one; the server creates it at start-up."""
+        with self.store.transaction():
+            for experiment in self.store.all(Experiment):
+                if experiment.name == DEFAULT_EXPERIMENT:
+                    return experiment
+            return self.create_experiment(DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_DESCRIPTION)
+
+    # ---- runs
+
+    def create_run(
+        self,
+        *,
+        name: str,
+        description: str = "",
+        pipeline_spec: PipelineSpec,
+        references: tuple[Reference, ...] = (),
+        service_account: str = "",
+    ) -> Run:
+        """Create a run from a pipeline version (or the pipeline's default) or a manifest."""
+        if not name:
+            raise InvalidInput("The run name is empty. Please specify a valid name.")
+        with self.store.transaction():
+            spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            run_id = str(uuid.uuid4())
+            service_account = _service_account(template, service_account)
+            pipelinerun = runtime_pipelinerun(template, run_id, name, spec.parameters)
+            pipelinerun["spec"]["serviceAccountName"] = service_account
+            now = self._now()
+            run = self.store.insert(
+                Run(
+                    id=run_id,
+                    name=name,
+                    description=description,
+                    created_at=now,
+                    scheduled_at=now,
+                    pipeline_spec=spec,
+                    references=references,
+                    service_account=service_account,
+                    manifest=json.dumps(pipelinerun),
+                )
+            )
+        self._start(run.id, pipelinerun)
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        return self._get(Run, "Run", run_id)
+
+    def list_runs(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
+        self._refuse_namespace(key_type, key_id, "ListRuns")
+        runs = self.store.all(Run)
+        if key_type and key_type != "NAMESPACE":
+            runs = [r for r in runs if key_id in r.references_of(key_type)]
+        return self._list(runs, request, "Run", RUN_FIELDS)
+
+    def delete_run(self, run_id: str) -> None:
+        run = self._get(Run, "Run", run_id, "Delete run failed")
+        self.store.delete(Run, run_id)
+        if run.status in IN_PROGRESS and self.executor is not None:
+            self.executor.terminate(run_id)
+
+    def terminate_run(self, run_id: str) -> None:
+        """Mark a running run Terminating and patch its PipelineRun's spec.status to cancel it."""
+        with self.store.transaction():
+            run = self._get(Run, "Run", run_id, "Terminate run failed")
+            if run.status not in TERMINABLE:
+                raise InvalidInput(f"Failed to terminate run {run_id}. Row not found.").wrap(
+                    "Terminate run failed"
+                )
+            pipelinerun = json.loads(run.manifest)
+            pipelinerun.setdefault("spec", {})["status"] = TERMINATE_STATUS
+            self.store.save(replace(run, status=TERMINATING, manifest=json.dumps(pipelinerun)))
+        if self.executor is not None:
+            self.executor.terminate(run_id)
+
+    def retry_run(self, run_id: str) -> None:
+        """Start a failed run again under the same id, as the server re-creates its PipelineRun."""
+        with self.store.transaction():
+            run = self._get(Run, "Run", run_id, "Retry run failed")
+            if run.status in IN_PROGRESS or run.status in SUCCEEDED:
+                raise InvalidInput("Workflow must be Failed/Error to retry").wrap(
+                    "Retry run failed."
+                )
+            pipelinerun = json.loads(run.manifest)
+            pipelinerun.pop("status", None)
+            pipelinerun.get("spec", {}).pop("status", None)
+            self.store.save(
+                replace(run, status="", finished_at=0, error="", manifest=json.dumps(pipelinerun))
+            )
+        self._start(run_id, pipelinerun)
+
+    def archive_run(self, run_id: str, archived: bool = True) -> None:
+        with self.store.transaction():
+            run = self.get_run(run_id)
+            self.store.save(replace(run, storage_state=ARCHIVED if archived else AVAILABLE))
+
+    def record_run_status(self, run_id: str, status: str, pipelinerun: dict) -> None:
+        """What the persistence agent does: copy the PipelineRun's reason and body into the run.
+
+        Reports on deleted runs, or arriving after the server stopped, are dropped.
+        """
+        try:
+            with self.store.transaction():
+                run = self.store.get(Run, run_id)
+                if run is None:
+                    return
+                final = status not in IN_PROGRESS
+                finished_at = (run.finished_at or self._now()) if final else 0
+                manifest = json.dumps(pipelinerun)
+                self.store.save(
+                    replace(run, status=status, finished_at=finished_at, manifest=manifest)
+                )
+        except StoreClosed:
+            return
+
+    def read_run_log(self, run_id: str, node_id: str) -> str:
+        """A step's log, if the executor keeps logs (the real server reads the pod's log)."""
+        self.get_run(run_id)
+        read_log = getattr(self.executor, "read_log", None)
+        text = read_log(run_id, node_id) if read_log is not None else None
+        if text is None:
+            raise Internal(f"Failed to read the log of node {node_id} of run {run_id}.")
+        return text
+
+    def _start(self, run_id: str, pipelinerun: dict) -> None:
+        if self.executor is None:
+            return
+
+        def on_status(status: str, live: dict) -> None:
+            self.record_run_status(run_id, status, live)
+
+        self.executor.start(run_id, copy.deepcopy(pipelinerun), on_status)
+
+    # ---- jobs
+
+    def create_job(
+        self,
+        *,
+        name: str,
+        description: str = "",
+        pipeline_spec: PipelineSpec,
+        references: tuple[Reference, ...] = (),
+        service_account: str = "",
+        max_concurrency: int = 0,
+        trigger: Trigger = Trigger(),
+        enabled: bool = False,
+        no_catchup: bool = False,
+    ) -> Job:
+        """Create a recurring run; its manifest is fixed now (later versions do not change it)."""
+        with self.store.transaction():
+            spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            _check_job_settings(max_concurrency, trigger)
+            now = self._now()
+            return self.store.insert(
+                Job(
+                    id=str(uuid.uuid4()),
+                    name=name,
+                    description=description,
+                    created_at=now,
+                    updated_at=now,
+                    pipeline_spec=spec,
+                    references=references,
+                    service_account=_service_account(template, service_account),
+                    max_concurrency=max_concurrency,
+                    trigger=trigger,
+                    enabled=enabled,
+                    no_catchup=no_catchup,
+                )
+            )
+
+    def get_job(self, job_id: str) -> Job:
+        return self._get(Job, "Job", job_id)
+
+    def list_jobs(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
+        self._refuse_namespace(key_type, key_id, "ListJobs")
+        jobs = self.store.all(Job)
+        if key_type and key_type != "NAMESPACE":
+            jobs = [j for j in jobs if key_id in j.references_of(key_type)]
+        return self._list(jobs, request, "Job", JOB_FIELDS)
+
+    def enable_job(self, job_id: str, enabled: bool) -> None:
+        with self.store.transaction():
+            job = self._get(Job, "Job", job_id, "Enable/Disable job failed")
+            self.store.save(replace(job, enabled=enabled, updated_at=self._now()))
+
+    def delete_job(self, job_id: str) -> None:
+        with self.store.transaction():
+            self._get(Job, "Job", job_id, "Delete job failed")
+            self.store.delete(Job, job_id)
+
+    # ---- shared rules
+
+    def _resolve_pipeline(
+        self, spec: PipelineSpec, references: tuple[Reference, ...]
+    ) -> tuple[PipelineSpec, tuple[Reference, ...], dict]:
+        """Which PipelineRun a run or job uses, with its references completed.
+
+        A version reference wins; a pipeline id alone means its current default version, which
+        is added as a reference; otherwise the inline manifest. The owning experiment defaults
+        to "Default". Reference names are filled in, as the server does.
+        """
+        _check_pipeline_source(spec, references)
+        version_id = _version_reference(references)
+        if spec.pipeline_id:
+            pipeline = self._get(Pipeline, "Pipeline", spec.pipeline_id, "Get pipelineId failed.")
+            spec = replace(spec, pipeline_name=pipeline.name)
+            if not version_id:
+                version_id = self._default_version_id(pipeline)
+                references = (*references, Reference("PIPELINE_VERSION", version_id, "CREATOR"))
+        if version_id:
+            version = self._get(
+                PipelineVersion, "Version", version_id, "Get pipelineVersionId failed."
+            )
+            if spec.pipeline_id and version.pipeline_id != spec.pipeline_id:
+                raise InvalidInput("pipeline ID should be parent of pipeline version.")
+            template = json.loads(self.store.template(version_id))
+            spec = replace(spec, workflow_manifest=json.dumps(template))
+        else:
+            template = _manifest_pipelinerun(spec.workflow_manifest)
+        _check_parameter_size(spec.parameters)
+        if not any(r.type == "EXPERIMENT" and r.relationship == "OWNER" for r in references):
+            default = self._default_experiment()
+            references = (*references, Reference("EXPERIMENT", default.id, "OWNER"))
+        return spec, tuple(self._named(r) for r in references), template
+
+    def _default_version_id(self, pipeline: Pipeline) -> str:
+        if not pipeline.default_version_id:
+            raise InvalidInput(f"Pipeline {pipeline.id} has no default version.").wrap(
+                "Failed to find default version to create run with pipeline id."
+            )
+        return pipeline.default_version_id
+
+    def _named(self, reference: Reference) -> Reference:
+        """The reference with its object's name; an unknown experiment is a 404."""
+        if reference.type not in _NAMED_REFERENCES:
+            return reference
+        kind, label = _NAMED_REFERENCES[reference.type]
+        return replace(reference, name=self._get(kind, label, reference.id).name)
+
+    def _get(self, kind: type[M], label: str, object_id: str, context: str = "") -> M:
+        found = self.store.get(kind, object_id)
+        if found is None:
+            error = NotFound.of(label, object_id)
+            raise error.wrap(context) if context else error
+        return found
+
+    def _list(self, items: list, request: ListRequest, kind: str, fields_: Fields) -> Page:
+        try:
+            options: ListOptions = list_options(
+                kind=kind,
+                fields=fields_,
+                page_token=request.page_token,
+                page_size=request.page_size,
+                sort_by=request.sort_by,
+                filter_json=request.filter,
+            )
+        except ApiError as err:
+            raise err.wrap("Failed to create list options") from err
+        return Page(*paginate(items, options, fields_))
+
+    @staticmethod
+    def _refuse_namespace(key_type: str, key_id: str, call: str) -> None:
+        """Single-user mode lists everything in namespace "": naming another one is an error.
+
+        (kfp.Client.list_experiments always sends NAMESPACE with an empty id.)
+        """
+        if key_type == "NAMESPACE" and key_id:
+            raise InvalidInput(f"In single-user mode, {call} cannot filter by namespace.")
+
+    # ---- admin
+
+    def reset(self) -> None:
+        """Forget everything (runs in progress are terminated first), as a fresh install."""
+        in_progress = [r.id for r in self.store.all(Run) if r.status in IN_PROGRESS]
+        self.store.clear()
+        if self.executor is not None:
+            for run_id in in_progress:
+                self.executor.terminate(run_id)
+        self._default_experiment()
+
+    def dump(self) -> dict[str, list]:
+        """Every object by kind, for the state endpoint."""
+        return {
+            "pipelines": self.store.all(Pipeline),
+            "versions": self.store.all(PipelineVersion),
+            "experiments": self.store.all(Experiment),
+            "runs": self.store.all(Run),
+            "jobs": self.store.all(Job),
+        }
+
+
+def _check_pipeline_source(spec: PipelineSpec, references: tuple[Reference, ...]) -> None:
+    """The server's ValidatePipelineSpecAndResourceReferences, messages included."""
+    version_id = _version_reference(references)
+    if spec.pipeline_manifest:
+        raise InvalidInput("localdsp does not run KFP v2 pipeline_manifest; use a Tekton YAML.")
+    if spec.workflow_manifest:
+        if spec.pipeline_id or version_id:
+            raise InvalidInput(
+                "Please don't specify a pipeline version or pipeline ID when you specify a "
+                "workflow manifest or pipeline manifest."
+            )
+    elif not spec.pipeline_id and not version_id:
+        raise InvalidInput(
+            "Please specify a pipeline by providing a (workflow manifest or pipeline manifest) "
+            "or (pipeline id or/and pipeline version)."
+        )
+
+
+def _version_reference(references: tuple[Reference, ...]) -> str:
+    return next(
+        (
+            r.id
+            for r in reversed(references)
+            if r.type == "PIPELINE_VERSION" and r.relationship == "CREATOR"
+        ),
+        "",
+    )
+
+
+def _manifest_pipelinerun(manifest: str) -> dict:
+    """An inline workflow_manifest: JSON, and (for Tekton to accept it) a PipelineRun."""
+    try:
+        json.loads(manifest)
+    except ValueError as err:
+        raise InvalidInput(f"Invalid argo workflow format. Workflow: {manifest}") from err
+    try:
+        return parse_pipelinerun(manifest)
+    except ApiError as err:
+        raise Internal(
+            "Failed to create a workflow: the manifest is not a Tekton PipelineRun"
+        ) from err
+
+
+def _check_job_settings(max_concurrency: int, trigger: Trigger) -> None:
+    if not 1 <= max_concurrency <= 10:
+        raise InvalidInput(
+            "The max concurrency of the job is out of range. Support 1-10. "
+            f"Received {max_concurrency}."
+        )
+    if trigger.kind == "cron":
+        check_cron(trigger.cron)
+    elif trigger.kind == "periodic" and trigger.interval_second < 1:
+        raise InvalidInput(
+            f"Found invalid period schedule interval {trigger.interval_second}. "
+            "Set at interval to least 1 second."
+        )
+
+
+def _service_account(template: dict, requested: str) -> str:
+    """The request's account, else the manifest's, unless that is the SDK default."""
+    if requested:
+        return requested
+    own = (template.get("spec") or {}).get("serviceAccountName", "")
+    return own if own and own != SDK_SERVICE_ACCOUNT else DEFAULT_SERVICE_ACCOUNT
+
+
+def runtime_pipelinerun(
+    template: dict, run_id: str, run_name: str, parameters: tuple[Parameter, ...]
+) -> dict:
+    """The PipelineRun the server creates for a run: named `<name>-<run id[:5]>`, arguments set.
+
+    Arguments override `spec.params` by name; unknown names are ignored (the server only logs).
+    """
+    pipelinerun = copy.deepcopy(template)
+    metadata = pipelinerun.setdefault("metadata", {})
+    metadata["name"] = f"{metadata.get('name', 'pipeline')}-{run_id[:5]}"
+    metadata.setdefault("labels", {})["pipeline/runid"] = run_id
+    metadata.setdefault("annotations", {})["pipelines.kubeflow.org/run_name"] = run_name
+    spec = pipelinerun.setdefault("spec", {})
+    given = {p.name: p.value for p in parameters}
+    spec["params"] = [
+        {**param, "value": given[param["name"]]} if param.get("name") in given else param
+        for param in spec.get("params") or []
+    ]
+    return pipelinerun

@@ -1,0 +1,370 @@
+"""Listing as the v1beta1 list calls do it: the `filter` JSON, `sort_by`, page sizes and tokens.
+
+Quirks kept on purpose, because clients trip over them on the real server:
+* `filter` is URL-decoded a second time before it is parsed, so `+` becomes a space and a stray
+  `%` is an error;
+* the Filter message is parsed like protobuf's jsonpb: camelCase or snake_case field names, enum
+  names or numbers, one value field per predicate;
+* string comparisons ignore case, like MariaDB's default collation *(inference)*;
+* a page token replays its own sort and filter; a request that sends a different one is refused;
+* `total_size` counts every match, not just the page.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+from urllib.parse import unquote_to_bytes
+
+from localdsp.errors import InvalidInput
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 200
+
+OPS = {
+    "UNKNOWN": 0,
+    "EQUALS": 1,
+    "NOT_EQUALS": 2,
+    "GREATER_THAN": 3,
+    "GREATER_THAN_EQUALS": 5,
+    "LESS_THAN": 6,
+    "LESS_THAN_EQUALS": 7,
+    "IN": 8,
+    "IS_SUBSTRING": 9,
+}
+_OP_NAMES = {number: name for name, number in OPS.items()}
+_SCALAR_OPS = {
+    "EQUALS",
+    "NOT_EQUALS",
+    "GREATER_THAN",
+    "GREATER_THAN_EQUALS",
+    "LESS_THAN",
+    "LESS_THAN_EQUALS",
+}
+
+# Value fields of a Predicate (snake_case) with the Go type name the server's messages show.
+_VALUE_TYPES = {
+    "int_value": "*api.Predicate_IntValue",
+    "long_value": "*api.Predicate_LongValue",
+    "string_value": "*api.Predicate_StringValue",
+    "timestamp_value": "*api.Predicate_TimestampValue",
+    "int_values": "*api.Predicate_IntValues",
+    "long_values": "*api.Predicate_LongValues",
+    "string_values": "*api.Predicate_StringValues",
+}
+_ARRAY_FIELDS = {"int_values", "long_values", "string_values"}
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+class FilterSyntaxError(ValueError):
+    """The filter is not a valid Filter message (jsonpb would not parse it)."""
+
+
+def go_query_unescape(text: str) -> str:
+    """Go's url.QueryUnescape: `+` is a space, `%XX` a byte, a malformed escape an error."""
+    bad = _BAD_ESCAPE.search(text)
+    if bad:
+        raise ValueError(f"invalid URL escape {json.dumps(text[bad.start() : bad.start() + 3])}")
+    return unquote_to_bytes(text.replace("+", " ")).decode("utf-8", errors="replace")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+
+
+@dataclass(frozen=True)
+class Predicate:
+    """One condition: `key` compared with `value` (a string, a number or a tuple for IN)."""
+
+    key: str
+    op: str
+    field: str  # which value field was set, e.g. "string_value"; "" when none was
+    value: Any = None
+
+    def matches(self, actual: str | int) -> bool:
+        """True if an object whose `key` has the value `actual` passes this predicate."""
+        if isinstance(self.value, tuple):
+            return _comparable(actual) in {_coerce(v, actual) for v in self.value}
+        want, have = _coerce(self.value, actual), _comparable(actual)
+        if self.op == "IS_SUBSTRING":
+            return str(want) in str(have)
+        return {
+            "EQUALS": have == want,
+            "NOT_EQUALS": have != want,
+            "GREATER_THAN": have > want,
+            "GREATER_THAN_EQUALS": have >= want,
+            "LESS_THAN": have < want,
+            "LESS_THAN_EQUALS": have <= want,
+        }[self.op]
+
+    def as_json(self) -> list:
+        value = list(self.value) if isinstance(self.value, tuple) else self.value
+        return [self.key, self.op, self.field, value]
+
+    @classmethod
+    def from_json(cls, item: list) -> Predicate:
+        key, op, field, value = item
+        return cls(key, op, field, tuple(value) if isinstance(value, list) else value)
+
+
+def _comparable(value: str | int) -> str | int:
+    """Strings compare case-insensitively, like the server's MariaDB collation."""
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _coerce(wanted: Any, actual: str | int) -> str | int | float:
+    """The predicate's value converted to the column's type, as SQL would convert it."""
+    if isinstance(actual, str):
+        return str(wanted).casefold()
+    try:
+        return float(wanted)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def parse_filter(text: str, keys: Sequence[str]) -> tuple[Predicate, ...]:
+    """The predicates of a `filter` query value (decoded once by HTTP, once more here).
+
+    `keys` are the API fields this list can filter on. Raises InvalidInput with the server's
+    messages.
+    """
+    if not text:
+        return ()
+    try:
+        predicates = _parse_predicates(go_query_unescape(text))
+    except (ValueError, TypeError) as err:
+        raise InvalidInput(f"failed to parse valid filter from {json.dumps(text)}: {err}") from err
+    for predicate in predicates:
+        if predicate.key not in keys:
+            raise InvalidInput(
+                f"no support for filtering on unrecognized field {json.dumps(predicate.key)}"
+            )
+    for predicate in predicates:
+        _check_predicate(predicate)
+    return predicates
+
+
+def _parse_predicates(decoded: str) -> tuple[Predicate, ...]:
+    document = json.loads(decoded)
+    if not isinstance(document, dict):
+        raise FilterSyntaxError("a Filter must be a JSON object")
+    unknown = set(document) - {"predicates"}
+    if unknown:
+        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in api.Filter")
+    items = document.get("predicates") or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise FilterSyntaxError("predicates must be a list of objects")
+    return tuple(_parse_predicate(item) for item in items)
+
+
+def _parse_predicate(item: dict) -> Predicate:
+    fields = {_snake(name): value for name, value in item.items()}
+    unknown = set(fields) - {"op", "key", *_VALUE_TYPES}
+    if unknown:
+        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in api.Predicate")
+    values = [name for name in _VALUE_TYPES if fields.get(name) is not None]
+    if len(values) > 1:
+        raise FilterSyntaxError(f"oneof field already set: {values[0]} and {values[1]}")
+    key = fields.get("key", "")
+    if not isinstance(key, str):
+        raise FilterSyntaxError("key must be a string")
+    op = _parse_op(fields.get("op", 0))
+    if not values:
+        return Predicate(key, op, "")
+    field = values[0]
+    return Predicate(key, op, field, _parse_value(field, fields[field]))
+
+
+def _parse_op(op: Any) -> str:
+    if isinstance(op, bool) or not isinstance(op, int | str):
+        raise FilterSyntaxError(f"invalid op {op!r}")
+    if isinstance(op, str):
+        if op not in OPS:
+            raise FilterSyntaxError(f'unknown value "{op}" for enum api.Predicate_Op')
+        return op
+    return _OP_NAMES.get(op, str(op))
+
+
+def _parse_value(field: str, value: Any) -> Any:
+    if field in _ARRAY_FIELDS:
+        if not isinstance(value, dict) or not isinstance(value.get("values", []), list):
+            raise FilterSyntaxError(f"{field} must be an object with a list of values")
+        scalar = field.removesuffix("s")
+        return tuple(_parse_value(scalar, v) for v in value.get("values", []))
+    if field == "string_value":
+        if not isinstance(value, str):
+            raise FilterSyntaxError("string_value must be a string")
+        return value
+    if field == "timestamp_value":
+        return _timestamp_seconds(value)
+    return _integer(value)
+
+
+def _integer(value: Any) -> int:
+    """jsonpb takes integers as JSON numbers or as strings ("int64 as string")."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise FilterSyntaxError(f"invalid integer {value!r}")
+    return int(value)
+
+
+def _timestamp_seconds(value: Any) -> int:
+    if not isinstance(value, str):
+        raise FilterSyntaxError("timestamp_value must be an RFC 3339 string")
+    try:
+        return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp())
+    except ValueError as err:
+        raise FilterSyntaxError(f"invalid timestamp {value!r}") from err
+
+
+def _check_predicate(predicate: Predicate) -> None:
+    """The server's operator/value checks, in its order and with its messages."""
+    value_type = _VALUE_TYPES.get(predicate.field, "<nil>")
+    if predicate.op == "IN" and predicate.field and predicate.field not in _ARRAY_FIELDS:
+        raise InvalidInput(f"cannot use IN operator with scalar type {value_type}")
+    if predicate.op in _SCALAR_OPS and predicate.field in _ARRAY_FIELDS:
+        raise InvalidInput(f"cannot use scalar operator {predicate.op} on array type {value_type}")
+    if predicate.op == "IS_SUBSTRING" and predicate.field != "string_value":
+        raise InvalidInput(
+            f"cannot use non string value type {value_type} with operator {predicate.op}"
+        )
+    if predicate.op not in _SCALAR_OPS | {"IN", "IS_SUBSTRING"}:
+        raise InvalidInput(f"invalid predicate operation: {predicate.op}")
+    if not predicate.field:
+        raise InvalidInput(f"no value set for predicate on key {json.dumps(predicate.key)}")
+
+
+# --------------------------------------------------------------------------- sorting and pages
+
+
+class Listable(Protocol):
+    """What a listed object needs: its insertion order, the tie-breaker of every sort."""
+
+    seq: int
+
+
+Fields = Mapping[str, Callable[[Any], str | int]]
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    """One page request: sort, filter, page size and where the page starts."""
+
+    sort_key: str
+    desc: bool
+    predicates: tuple[Predicate, ...]
+    page_size: int
+    start: tuple[str | int, int] | None = None  # (sort value, seq) of the page's first object
+
+    def same_criteria(self, other: ListOptions) -> bool:
+        return (self.sort_key, self.desc, self.predicates) == (
+            other.sort_key,
+            other.desc,
+            other.predicates,
+        )
+
+    def token_for(self, first_of_next_page: tuple[str | int, int]) -> str:
+        document = {
+            "sort": self.sort_key,
+            "desc": self.desc,
+            "filter": [p.as_json() for p in self.predicates],
+            "start": list(first_of_next_page),
+        }
+        return base64.b64encode(json.dumps(document).encode()).decode()
+
+
+def list_options(
+    *,
+    kind: str,
+    fields: Fields,
+    page_token: str = "",
+    page_size: str | int = 0,
+    sort_by: str = "",
+    filter_json: str = "",
+) -> ListOptions:
+    """Validate a list request's paging, sorting and filtering, as the server does.
+
+    `kind` names the listable type in messages ("Pipeline"); `fields` maps each sortable and
+    filterable API key to a function reading it from an object.
+    """
+    size = _page_size(page_size)
+    if not page_token:
+        return _fresh_options(kind, fields, size, sort_by, filter_json)
+    options = _options_from_token(page_token, size, fields)
+    if (sort_by or filter_json) and not options.same_criteria(
+        _fresh_options(kind, fields, size, sort_by, filter_json)
+    ):
+        raise InvalidInput(
+            "page token does not match the supplied sort by and/or filtering criteria. Either "
+            "specify the same criteria or leave the latter empty if page token is specified."
+        )
+    return options
+
+
+def _page_size(raw: str | int) -> int:
+    try:
+        size = int(raw or 0)
+    except ValueError as err:
+        raise InvalidInput(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from err
+    if size < 0:
+        raise InvalidInput(f"The page size should be greater than 0. Got {size}")
+    return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+
+
+def _fresh_options(
+    kind: str, fields: Fields, size: int, sort_by: str, filter_json: str
+) -> ListOptions:
+    words = sort_by.lower().split()
+    if len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
+        raise InvalidInput(
+            f"Received invalid sort by format {json.dumps(sort_by)}. Supported format: "
+            '"field_name", "field_name desc", or "field_name asc"'
+        )
+    sort_key = words[0] if words else "created_at"
+    if sort_key not in fields:
+        raise InvalidInput(f"Invalid sorting field: {json.dumps(sort_key)} on listable type {kind}")
+    desc = len(words) == 2 and words[1] == "desc"
+    return ListOptions(sort_key, desc, parse_filter(filter_json, list(fields)), size)
+
+
+def _options_from_token(token: str, size: int, fields: Fields) -> ListOptions:
+    try:
+        document = json.loads(base64.b64decode(token, validate=True))
+        predicates = tuple(Predicate.from_json(p) for p in document["filter"])
+        value, seq = document["start"]
+        start = (value, int(seq))
+        options = ListOptions(document["sort"], bool(document["desc"]), predicates, size, start)
+    except (binascii.Error, ValueError, TypeError, KeyError) as err:
+        raise InvalidInput("Invalid package token.") from err
+    if options.sort_key not in fields or any(p.key not in fields for p in predicates):
+        raise InvalidInput("Invalid package token.")
+    return options
+
+
+T = TypeVar("T", bound=Listable)
+
+
+def paginate(items: Sequence[T], options: ListOptions, fields: Fields) -> tuple[list[T], int, str]:
+    """One page of `items`: (page, total_size of all matches, next_page_token or "")."""
+    matching = [i for i in items if all(p.matches(fields[p.key](i)) for p in options.predicates)]
+
+    def sort_key(item: T) -> tuple[str | int, int]:
+        return (_comparable(fields[options.sort_key](item)), item.seq)
+
+    ordered = sorted(matching, key=sort_key, reverse=options.desc)
+    if options.start is not None:
+        start = (_comparable(options.start[0]), options.start[1])
+        if options.desc:
+            ordered = [i for i in ordered if sort_key(i) <= start]
+        else:
+            ordered = [i for i in ordered if sort_key(i) >= start]
+    page, rest = ordered[: options.page_size], ordered[options.page_size :]
+    token = ""
+    if rest:
+        token = options.token_for((fields[options.sort_key](rest[0]), rest[0].seq))
+    return page, len(matching), token
