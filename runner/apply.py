@@ -22,6 +22,7 @@ from runner.client import DSPClient
 from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError
 
 logger = structlog.get_logger()
+UPLOADS = (planning.CREATE, planning.NEW_VERSION)
 
 
 @dataclasses.dataclass
@@ -104,7 +105,47 @@ def apply(
             outcome, log = future.result()
             log.emit()
             outcomes.append(outcome)
+    if halt.error is None:
+        _check_defaults(client, outcomes)
+        settle_runs(client, experiments, [(o, p.run) for o, p in zip(outcomes, plans, strict=True)])
     return outcomes, halt.error
+
+
+def _check_defaults(client: DSPClient, outcomes: list[Outcome]) -> None:
+    """A new version becomes the default on servers that auto-update it (DSP's default); one
+    listing afterwards finds the pipelines of a server that does not, and sets them."""
+    uploaded = {o.pipeline_id: o for o in outcomes if o.version_id and o.action in UPLOADS}
+    if not uploaded:
+        return
+    for pipeline in client.list_pipelines():
+        outcome = uploaded.get(pipeline.id)
+        default = pipeline.default_version
+        if outcome and (default is None or default.id != outcome.version_id):
+            client.set_default_version(pipeline.id, outcome.version_id)
+            logger.info(
+                "default_version_set", pipeline=outcome.pipeline, version_id=outcome.version_id
+            )
+
+
+def settle_runs(client: DSPClient, experiments: Experiments, started) -> None:
+    """One listing per experiment finds runs a racing runner started under the same names."""
+    by_experiment: dict[str, list[Outcome]] = {}
+    for outcome, run in started:
+        if outcome.run_started:
+            by_experiment.setdefault(run.experiment, []).append(outcome)
+    for experiment, outcomes in by_experiment.items():
+        try:
+            keepers = client.settle_duplicate_runs(
+                experiments.id(experiment), [o.run_name for o in outcomes]
+            )
+        except (AuthError, TLSError):
+            raise
+        except RunnerError as exc:
+            logger.warning("duplicate_run_check_failed", experiment=experiment, error=str(exc))
+            continue
+        for outcome in outcomes:
+            if outcome.run_name in keepers:
+                outcome.run_id = keepers[outcome.run_name].id
 
 
 class _Halt:
@@ -206,7 +247,6 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
         version = client.upload_version(
             package, outcome.pipeline_id, item.version_name, item.version_description
         )
-        client.set_default_version(outcome.pipeline_id, version.id)
         outcome.version_id = version.id
         log.info(
             "pipeline_version_uploaded", pipeline_id=outcome.pipeline_id, version_id=version.id

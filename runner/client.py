@@ -391,20 +391,24 @@ class DSPClient:
             ),
             lambda: self.find_runs(experiment_id, [name]).get(name),
         )
-        return self._settle_duplicate_runs(experiment_id, name, mine)
+        return mine
 
-    def _settle_duplicate_runs(self, experiment_id: str, name: str, mine: ServerRun) -> ServerRun:
+    def settle_duplicate_runs(self, experiment_id: str, names: list[str]) -> dict[str, ServerRun]:
         """Run names are not unique on the server, so two runners racing (a webhook delivered
-        twice) can each start one. Each then lists the name: the oldest run stays, and the
-        others are stopped and deleted by whichever runner sees them. Both agree on the keeper."""
-        same = self._runs_named(experiment_id, [name])
-        if len(same) <= 1:
-            return mine
-        keeper, *extra = sorted(same, key=lambda r: (r.created_at or _NEVER, r.id))
-        for run in extra:
-            self._remove_run(run.id)
-            logger.warning("duplicate_run_removed", run=name, run_id=run.id, kept=keeper.id)
-        return keeper
+        twice) can each start one. After starting its runs, each runner lists their names: the
+        oldest run of a name stays and the others are stopped and deleted, by whichever runner
+        sees them. Returns the run that stays, by name."""
+        by_name: dict[str, list[ServerRun]] = {}
+        for run in self._runs_named(experiment_id, names):
+            by_name.setdefault(run.name, []).append(run)
+        keepers = {}
+        for name, same in by_name.items():
+            keeper, *extra = sorted(same, key=lambda r: (r.created_at or _NEVER, r.id))
+            keepers[name] = keeper
+            for run in extra:
+                self._remove_run(run.id)
+                logger.warning("duplicate_run_removed", run=name, run_id=run.id, kept=keeper.id)
+        return keepers
 
     def _remove_run(self, run_id: str) -> None:
         for operation, call in (

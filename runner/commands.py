@@ -133,6 +133,7 @@ def trigger(settings: Settings, *, stdout) -> int:
             run = dataclasses.replace(run, existing_id=existing.get((run.experiment, run.name), ""))
             apply.start_run(client, experiments, outcome, run, log)
         log.emit()
+    apply.settle_runs(client, experiments, [(outcome, run) for outcome, run, _ in planned])
     outcomes = [outcome for outcome, _, _ in planned]
     _wait(settings, client, [(outcome, options) for outcome, _, options in planned])
     return _finish(settings, "trigger", outcomes, [], started, stdout)

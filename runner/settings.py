@@ -141,7 +141,7 @@ class Settings:
         "DSP_CONCURRENCY",
         "--concurrency",
         "Pipelines handled at once against the server (bounded thread pool).",
-        default=4,
+        default=8,
     )
     request_timeout: float = _setting(
         "DSP_REQUEST_TIMEOUT",
