@@ -84,7 +84,7 @@ def bench_pipeline_{index}(samples="{samples}", seed="{index}", epochs="10", rat
     report_op(mse.output, limit)
 '''
 
-SEED_SCRIPT = '''
+SEED_SCRIPT = """
 import importlib.util, os, sys, time
 import kfp_tekton
 
@@ -106,7 +106,7 @@ version = client.upload_pipeline_version(package, f"seed-{time.time_ns()}",
 experiment = client.create_experiment("seed-way")
 client.run_pipeline(experiment.id, f"seed-run-{time.time_ns()}", pipeline_id=pipeline_id,
                     version_id=version.id)
-'''
+"""
 
 
 @dataclass
@@ -133,10 +133,23 @@ class Server:
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "localdsp", "serve", "--port", port, "--data-dir", str(data),
-             "--latency-ms", str(latency_ms)],
-            cwd=REPO, env={**os.environ, "LOCALDSP_TOKEN": self.token},
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                PYTHON,
+                "-m",
+                "localdsp",
+                "serve",
+                "--port",
+                port,
+                "--data-dir",
+                str(data),
+                "--latency-ms",
+                str(latency_ms),
+            ],
+            cwd=REPO,
+            env={**os.environ, "LOCALDSP_TOKEN": self.token, "LOCALDSP_EXECUTE": "false"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -174,8 +187,14 @@ def timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[fl
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
         "print(json.dumps([wall, rss, code]))\n"
     )
-    done = subprocess.run([PYTHON, "-c", probe, *command], env=env, cwd=cwd,
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [PYTHON, "-c", probe, *command],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     wall, rss, code = json.loads(done.stdout)
     return wall, rss, code
 
@@ -188,9 +207,13 @@ def generate(folder: Path, count: int) -> None:
 
 def runner_env(server: Server, root: Path, pipelines: Path) -> dict[str, str]:
     return {
-        **os.environ, "DSP_HOST": server.url, "DSP_TOKEN": server.token,
-        "DSP_PIPELINES_DIR": str(pipelines), "DSP_OUTPUT_DIR": str(root / "out"),
-        "DSP_GIT_COMMIT": "0" * 40, "LOG_FORMAT": "json",
+        **os.environ,
+        "DSP_HOST": server.url,
+        "DSP_TOKEN": server.token,
+        "DSP_PIPELINES_DIR": str(pipelines),
+        "DSP_OUTPUT_DIR": str(root / "out"),
+        "DSP_GIT_COMMIT": "0" * 40,
+        "LOG_FORMAT": "json",
     }
 
 
@@ -202,12 +225,14 @@ def measure_seed(server: Server, pipelines: Path, count: int) -> Measure:
     started = time.perf_counter()
     peak, code = 0.0, 0
     for index in range(count):
-        _, rss, rc = timed([PYTHON, str(script), str(pipelines / f"bench_{index:03d}.py"),
-                            str(index)], env)
+        _, rss, rc = timed(
+            [PYTHON, str(script), str(pipelines / f"bench_{index:03d}.py"), str(index)], env
+        )
         peak, code = max(peak, rss), code or rc
     wall = time.perf_counter() - started
-    return Measure("seed way (a process per module)", wall, server.count_requests(), count,
-                   peak, code)
+    return Measure(
+        "seed way (a process per module)", wall, server.count_requests(), count, peak, code
+    )
 
 
 def measure_runner(label: str, server: Server, env: dict[str, str], count: int) -> Measure:
@@ -256,16 +281,21 @@ def scenario(count: int, latency_ms: int, with_seed: bool) -> tuple[list[Measure
                 server.admin("POST", "reset")
             env = runner_env(server, root, pipelines)
             measures.append(measure_runner("dsp-runner deploy, all new", server, env, count))
-            measures.append(measure_runner("dsp-runner deploy, nothing changed", server, env,
-                                           count))
+            measures.append(
+                measure_runner("dsp-runner deploy, nothing changed", server, env, count)
+            )
             first = pipelines / "bench_000.py"
             first.write_text(first.read_text().replace('epochs="10"', 'epochs="11"'))
-            measures.append(measure_runner(f"dsp-runner deploy, 1 of {count} changed", server,
-                                           env, count))
+            measures.append(
+                measure_runner(f"dsp-runner deploy, 1 of {count} changed", server, env, count)
+            )
         finally:
             server.stop()
-        floor = (import_time() + compile_cpu(pipelines) / (os.cpu_count() or 1)
-                 + minimal_requests(count) * latency_ms / 1000 / 4)
+        floor = (
+            import_time()
+            + compile_cpu(pipelines) / (os.cpu_count() or 1)
+            + minimal_requests(count) * latency_ms / 1000 / 4
+        )
         return measures, floor
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -280,13 +310,17 @@ def minimal_requests(count: int) -> int:
 def print_table(count: int, measures: list[Measure], floor: float) -> None:
     seed = next((m for m in measures if m.label.startswith("seed")), None)
     print(f"\nN = {count} pipelines; floor for 'all new' = {floor:.2f} s")
-    print(f"{'scenario':<40} {'wall s':>8} {'vs seed':>8} {'vs floor':>9} "
-          f"{'req/pipeline':>13} {'peak RSS MB':>12} {'exit':>5}")
+    print(
+        f"{'scenario':<40} {'wall s':>8} {'vs seed':>8} {'vs floor':>9} "
+        f"{'req/pipeline':>13} {'peak RSS MB':>12} {'exit':>5}"
+    )
     for m in measures:
         vs_seed = f"{seed.wall_s / m.wall_s:.1f}x" if seed and m is not seed else "-"
         vs_floor = f"{m.wall_s / floor:.2f}x"
-        print(f"{m.label:<40} {m.wall_s:>8.2f} {vs_seed:>8} {vs_floor:>9} "
-              f"{m.requests / m.pipelines:>13.2f} {m.peak_rss_mb:>12.0f} {m.exit_code:>5}")
+        print(
+            f"{m.label:<40} {m.wall_s:>8.2f} {vs_seed:>8} {vs_floor:>9} "
+            f"{m.requests / m.pipelines:>13.2f} {m.peak_rss_mb:>12.0f} {m.exit_code:>5}"
+        )
 
 
 def startup_figures() -> None:
@@ -302,12 +336,18 @@ def startup_figures() -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
-    parser.add_argument("--scale", type=int, default=200,
-                        help="a larger N run without the seed way, for memory (0: skip)")
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=200,
+        help="a larger N run without the seed way, for memory (0: skip)",
+    )
     parser.add_argument("--latency-ms", type=int, default=20)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}, {platform.platform()}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, {platform.platform()}"
+    )
     print(f"localdsp added latency: {args.latency_ms} ms per request")
     startup_figures()
     for count in args.sizes:

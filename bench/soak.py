@@ -40,12 +40,29 @@ class FaultyServer:
         self.token = secrets.token_urlsafe(24)
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "LOCALDSP_TOKEN": self.token}
+        env = {**os.environ, "LOCALDSP_TOKEN": self.token, "LOCALDSP_EXECUTE": "false"}
         self.process = subprocess.Popen(
-            [PYTHON, "-m", "localdsp", "serve", "--port", str(port), "--data-dir", str(data),
-             "--error-rate", str(fault_rate * 0.75), "--drop-after-commit-rate",
-             str(fault_rate * 0.25), "--seed", str(seed)],
-            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                PYTHON,
+                "-m",
+                "localdsp",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+                "--error-rate",
+                str(fault_rate * 0.75),
+                "--drop-after-commit-rate",
+                str(fault_rate * 0.25),
+                "--seed",
+                str(seed),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -57,9 +74,12 @@ class FaultyServer:
 
     def admin(self, method: str, path: str, body=None):
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(f"{self.url}/_localdsp/{path}", data=data,
-                                         method=method,
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/_localdsp/{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=30) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
@@ -76,8 +96,13 @@ class FaultyServer:
 
 
 def deploy(env: dict[str, str], kill_after: float | None) -> int:
-    process = subprocess.Popen([PYTHON, "-m", "runner", "deploy"], cwd=REPO, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "runner", "deploy"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     if kill_after is None:
         return process.wait()
     try:
@@ -91,8 +116,14 @@ def deploy(env: dict[str, str], kill_after: float | None) -> int:
 def expected_versions(pipelines: Path, env: dict[str, str]) -> dict[str, str]:
     """Pipeline name → the version name its current source compiles to."""
     out = Path(env["DSP_OUTPUT_DIR"]) / "expected"
-    subprocess.run([PYTHON, "-m", "runner", "compile", "--output-dir", str(out)], cwd=REPO,
-                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [PYTHON, "-m", "runner", "compile", "--output-dir", str(out)],
+        cwd=REPO,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     summary = json.loads((out / "summary.json").read_text())
     result = {}
     for p in summary["pipelines"]:
@@ -125,8 +156,12 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=100)
     parser.add_argument("--pipelines", type=int, default=10)
     parser.add_argument("--fault-rate", type=float, default=0.2)
-    parser.add_argument("--kill-every", type=int, default=10,
-                        help="SIGKILL the runner at a random moment every Nth round (0: never)")
+    parser.add_argument(
+        "--kill-every",
+        type=int,
+        default=10,
+        help="SIGKILL the runner at a random moment every Nth round (0: never)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
@@ -134,9 +169,16 @@ def main() -> int:
     pipelines = root / "pipelines"
     generate(pipelines, args.pipelines)
     server = FaultyServer(root / "server", args.fault_rate, args.seed)
-    env = {**os.environ, "DSP_HOST": server.url, "DSP_TOKEN": server.token,
-           "DSP_PIPELINES_DIR": str(pipelines), "DSP_OUTPUT_DIR": str(root / "out"),
-           "DSP_RETRY_MAX_WAIT": "0.5", "DSP_REQUEST_TIMEOUT": "10", "LOG_FORMAT": "json"}
+    env = {
+        **os.environ,
+        "DSP_HOST": server.url,
+        "DSP_TOKEN": server.token,
+        "DSP_PIPELINES_DIR": str(pipelines),
+        "DSP_OUTPUT_DIR": str(root / "out"),
+        "DSP_RETRY_MAX_WAIT": "0.5",
+        "DSP_REQUEST_TIMEOUT": "10",
+        "LOG_FORMAT": "json",
+    }
     codes: collections.Counter = collections.Counter()
     duplicates = lost = 0
     started = time.monotonic()
@@ -148,7 +190,7 @@ def main() -> int:
                 path.write_text(text.replace(f'epochs="{epochs}"', f'epochs="{epochs + 1}"'))
             env["DSP_GIT_COMMIT"] = f"{round_number:040x}"
             kill = args.kill_every and round_number % args.kill_every == 0
-            code = deploy(env, rng.uniform(1.0, 4.0) if kill else None)
+            code = deploy(env, rng.uniform(0.5, 2.5) if kill else None)
             codes[code] += 1
             if code == 0:
                 dup, missing = check(server.state(), expected_versions(pipelines, env))
@@ -157,6 +199,7 @@ def main() -> int:
     finally:
         server.stop()
     clean = FaultyServer(root / "server", 0.0, args.seed)
+    env.update(DSP_HOST=clean.url, DSP_TOKEN=clean.token)
     try:
         final_code = deploy(env, None)
         dup, missing = check(clean.state(), expected_versions(pipelines, env))
@@ -164,9 +207,11 @@ def main() -> int:
     finally:
         clean.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"deploys: {args.rounds} ({args.pipelines} pipelines, 2 changed per round, "
-          f"{args.fault_rate:.0%} faults, a SIGKILL every {args.kill_every} rounds) "
-          f"in {time.monotonic() - started:.0f} s")
+    print(
+        f"deploys: {args.rounds} ({args.pipelines} pipelines, 2 changed per round, "
+        f"{args.fault_rate:.0%} faults, a SIGKILL every {args.kill_every} rounds) "
+        f"in {time.monotonic() - started:.0f} s"
+    )
     print(f"faults injected: {faults}")
     print(f"exit codes: {dict(sorted(codes.items()))}; final clean deploy: {final_code}")
     print(f"duplicates found on the server: {duplicates}")
