@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import traceback
 
 from runner import __version__
 from runner.errors import ConfigurationError, RunnerError
 from runner.settings import Settings
 
+INTERNAL_ERROR = 70
 COMMANDS = {
     "deploy": "discover, compile, upload changed pipelines as new versions, start runs (default)",
     "plan": "compile and read the server; print what deploy would do, changing nothing",
@@ -88,3 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dsp-runner: interrupted", file=sys.stderr)
         return 130
+    except Exception:
+        traceback.print_exc()
+        print(
+            "dsp-runner: internal error (a bug): please report it with the traceback above",
+            file=sys.stderr,
+        )
+        return INTERNAL_ERROR

@@ -65,3 +65,16 @@ def test_compile_writes_yaml_and_a_summary_offline(tmp_path, capsys):
     written = sorted(p.name for p in (tmp_path / "pipelines").iterdir())
     assert written == ["add-pipeline.yaml", "data-quality-gate.yaml", "train-and-evaluate.yaml"]
     assert (tmp_path / "summary.json").exists()
+
+
+def test_an_unexpected_error_is_a_bug_with_its_traceback_and_exit_70(capsys, monkeypatch, tmp_path):
+    from runner import commands
+
+    def broken(settings, *, stdout):
+        raise KeyError("something the runner did not expect")
+
+    monkeypatch.setattr(commands, "compile_pipelines", broken)
+    assert cli.main(["compile", "--output-dir", str(tmp_path)]) == 70
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert err.strip().endswith("please report it with the traceback above")
