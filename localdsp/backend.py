@@ -865,7 +865,8 @@ class Backend:
     def record_run_status(self, run_id: str, status: str, pipelinerun: dict) -> None:
         """What the persistence agent does: copy the PipelineRun's reason and body into the run.
 
-        Reports on deleted runs, or arriving after the server stopped, are dropped.
+        Reports on deleted runs, or arriving after the server stopped, are dropped, and so are
+        progress reports on a Terminating run (it keeps that status until it ends).
         """
         try:
             with self.store.transaction():
@@ -873,6 +874,8 @@ class Backend:
                 if run is None:
                     return
                 final = status not in IN_PROGRESS
+                if run.status == TERMINATING and not final:
+                    return  # a progress report overtaken by a terminate: it stays Terminating
                 finished_at = (run.finished_at or self._now()) if final else 0
                 manifest = json.dumps(pipelinerun)
                 self.store.save(

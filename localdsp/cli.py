@@ -6,6 +6,9 @@
 `serve` runs in the foreground until Ctrl-C or SIGTERM. It checks bearer tokens only when
 LOCALDSP_TOKEN is set: a token is never a flag, because argv shows in process listings.
 
+Both execute created runs on this machine (steps as local processes, see localdsp.runs) and start
+enabled recurring runs on schedule, unless --no-execute (or LOCALDSP_EXECUTE=false).
+
 `exec` starts the server on a free loopback port with a new random token, runs CMD with
 DSP_HOST and DSP_TOKEN (and DSP_CA_BUNDLE with --tls) added to its environment, stops the
 server, says on stderr where it ran and where its data is, and exits with CMD's exit code.
@@ -61,11 +64,13 @@ def serve(args: argparse.Namespace, faults: RandomFaults) -> int:
         port=args.port,
         tls=args.tls,
         random_faults=faults,
+        execute=args.execute,
     )
     with dsp, _on_signal(signal.SIGTERM, stop.set):
         auth = "bearer token from LOCALDSP_TOKEN required" if token else "no token check"
+        runs = "runs execute locally" if args.execute else "runs do not execute"
         print(
-            f"localdsp: serving {dsp.url} ({auth}; data in {args.data_dir}); Ctrl-C stops",
+            f"localdsp: serving {dsp.url} ({auth}; {runs}; data in {args.data_dir}); Ctrl-C stops",
             file=sys.stderr,
         )
         try:
@@ -83,7 +88,12 @@ def exec_command(args: argparse.Namespace, faults: RandomFaults) -> int:
         return EXIT_USAGE
     token = secrets.token_urlsafe(32)
     with LocalDSP(
-        args.data_dir, tokens=[token], host="127.0.0.1", tls=args.tls, random_faults=faults
+        args.data_dir,
+        tokens=[token],
+        host="127.0.0.1",
+        tls=args.tls,
+        random_faults=faults,
+        execute=args.execute,
     ) as dsp:
         env = {**os.environ, "DSP_HOST": dsp.url, "DSP_TOKEN": token}
         if dsp.ca_file is not None:
@@ -168,6 +178,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=_env("LOCALDSP_TLS", "") not in ("", "0", "false"),
         help="serve HTTPS, self-signed certificate in the data folder (env LOCALDSP_TLS)",
+    )
+    parser.add_argument(
+        "--no-execute",
+        dest="execute",
+        action="store_false",
+        default=_env("LOCALDSP_EXECUTE", "true").lower() not in ("0", "false", "no", "off"),
+        help="store runs without running them; by default each run's PipelineRun executes "
+        "locally and enabled recurring runs start on schedule (env LOCALDSP_EXECUTE=false)",
     )
     parser.add_argument(
         "--error-rate",

@@ -1546,6 +1546,7 @@ class _Run:
         cancel: threading.Event | None,
         on_update: Callable[[dict], None] | None,
         max_parallel: int,
+        env: Mapping[str, str],
     ):
         self.plan = plan
         self.pipelinerun = pipelinerun
@@ -1562,9 +1563,9 @@ class _Run:
         self.interrupt: _Stop | None = None  # the first stop: decides the run's reason
         self.images: list[str] = []
         self.dirty = False
-        self.base_env = dict(os.environ)
+        self.base_env = dict(env)
         shim = _python_shim(plan.workdir)
-        self.base_env["PATH"] = os.pathsep.join([str(shim), os.environ.get("PATH", "")])
+        self.base_env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
         self.pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="localdsp-task")
 
     def run(self) -> Execution:
@@ -1914,12 +1915,15 @@ def execute(
     cancel: threading.Event | None = None,
     on_update: Callable[[dict], None] | None = None,
     max_parallel: int = 2,
+    env: Mapping[str, str] | None = None,
 ) -> Execution:
     """Run a kfp-tekton PipelineRun locally and return how it ended.
 
     Blocks until the run ends; call it from a worker thread and set `cancel` to stop it.
     `params` override the run's spec.params; `timeout` (seconds) caps the run's own timeout.
     `on_update` gets the live PipelineRun (with `status`) whenever a task starts or ends.
+    `env` is the steps' base environment (default: this process's), so a server can keep its
+    credentials out of the steps.
     Never raises for a bad manifest or a failing step: those end the run with a reason.
     """
     started = _now()
@@ -1928,7 +1932,14 @@ def execute(
         workdir = Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
         plan = _plan(pipelinerun, identity, workdir, params, timeout)
-        run = _Run(plan, pipelinerun, cancel=cancel, on_update=on_update, max_parallel=max_parallel)
+        run = _Run(
+            plan,
+            pipelinerun,
+            cancel=cancel,
+            on_update=on_update,
+            max_parallel=max_parallel,
+            env=os.environ if env is None else env,
+        )
     except RunError as err:
         return _rejected(pipelinerun, identity, started, err.reason, err.message, on_update)
     except Exception as exc:

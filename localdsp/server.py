@@ -29,6 +29,8 @@ import uvicorn
 from localdsp.app import Tokens, create_app
 from localdsp.backend import Backend, RunExecutor
 from localdsp.faults import ADMIN_PREFIX, FaultInjector, FaultRule, RandomFaults
+from localdsp.runs import LocalExecutor
+from localdsp.scheduler import Scheduler
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -89,12 +91,21 @@ class LocalDSP:
         executor: RunExecutor | None = None,
         tls: bool = False,
         random_faults: RandomFaults | None = None,
+        execute: bool = False,
+        schedule: bool | None = None,
     ):
+        """`execute=True` runs created runs on this machine with a `LocalExecutor` (unless an
+        `executor` is given); `schedule` (default: whether runs execute) starts the runs of
+        enabled recurring jobs on their schedule."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.tls = tls
         self.executor = executor
+        self.execute = execute
+        self.schedule = schedule if schedule is not None else bool(execute or executor)
+        self.scheduler: Scheduler | None = None
+        self._own_executor = False
         self.tokens = Tokens(tokens)
         settings = random_faults or RandomFaults()
         if latency_ms:
@@ -127,6 +138,9 @@ class LocalDSP:
         """Bind, serve in a thread, and return once the server answers; raises if it cannot."""
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]  # kept: a restart serves on the same URL
+        if self.execute and (self.executor is None or self._own_executor):
+            self.executor = LocalExecutor(self.data_dir)
+            self._own_executor = True
         self.backend = Backend(self.data_dir, executor=self.executor)
         app = create_app(self.backend, self.faults, self.tokens)
         config = uvicorn.Config(
@@ -150,14 +164,22 @@ class LocalDSP:
         except Exception:
             self.stop()
             raise
+        if self.schedule:
+            self.scheduler = Scheduler(self.backend).start()
         return self
 
     def stop(self) -> None:
-        """Stop serving (open connections are closed) and close the database."""
+        """Stop serving (open connections are closed), cancel runs still executing (waiting
+        briefly for them to record their end) and close the database."""
         if self._server is not None and self._thread is not None:
             self._server.stop_soon()
             self._thread.join(STOP_TIMEOUT)
         self._server = self._thread = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+        if isinstance(self.executor, LocalExecutor):
+            self.executor.close()
         if self.backend is not None:
             self.backend.close()
             self.backend = None

@@ -137,3 +137,10 @@ def argo_yaml(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("compiled-argo") / "add_argo.yaml"
     kfp.compiler.Compiler().compile(add_pipeline, str(path))
     return path
+
+
+@pytest.fixture
+def executing_localdsp(tmp_path):
+    """A started LocalDSP that really runs its runs (LocalExecutor) and recurring runs."""
+    with LocalDSP(tmp_path / "localdsp-data", tokens=[TOKEN], execute=True) as dsp:
+        yield dsp
