@@ -1929,7 +1929,7 @@ def execute(
     started = _now()
     identity = _identity(pipelinerun if isinstance(pipelinerun, dict) else {})
     try:
-        workdir = Path(workdir)
+        workdir = Path(workdir).resolve()  # steps run in their own folders: no relative paths
         workdir.mkdir(parents=True, exist_ok=True)
         plan = _plan(pipelinerun, identity, workdir, params, timeout)
         run = _Run(

@@ -589,3 +589,11 @@ def test_go_durations_read_and_print_like_tekton():
     assert executor.format_duration(3600) == "1h0m0s"
     assert executor.format_duration(90) == "1m30s"
     assert executor.format_duration(0.5) == "500ms"
+
+
+def test_a_relative_workdir_works_like_an_absolute_one(compiled, tmp_path, monkeypatch):
+    """`make run` keeps localdsp's data in the relative folder .localdsp."""
+    monkeypatch.chdir(tmp_path)
+    result = execute(copy.deepcopy(compiled["add_pipeline"]), workdir=Path("relative/run"),
+                     params={"a": "7", "b": "8"})
+    assert result.reason == "Succeeded", result.message
