@@ -536,7 +536,7 @@ def _guard_transport(rest_client, timeout: float) -> None:
 
 def _is_json(response) -> bool:
     """Judge the body, not the header: DSP v1's healthz sends its JSON as text/plain."""
-    if "html" in (response.getheader("Content-Type") or "").lower():
+    if "html" in (response.urllib3_response.headers.get("Content-Type") or "").lower():
         return False
     body = (response.data or b"").strip()
     if not body:
