@@ -12,7 +12,6 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import jsonschema
 import yaml
 
 from runner.errors import ConfigurationError
@@ -135,6 +134,8 @@ def load(path: Path, *, required: bool = False) -> RepoConfig:
         data = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"{path}: cannot read it as YAML: {_first_line(exc)}") from None
+    import jsonschema  # only when there is a file to check: it costs a tenth of a second
+
     problems = sorted(
         jsonschema.Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: list(e.path)
     )
@@ -144,7 +145,7 @@ def load(path: Path, *, required: bool = False) -> RepoConfig:
     return RepoConfig(path, data.get("defaults", {}), data.get("pipelines", {}))
 
 
-def _describe(error: jsonschema.ValidationError) -> str:
+def _describe(error) -> str:
     where = " > ".join(str(part) for part in error.absolute_path) or "(top level)"
     return f"{where}: {error.message}"
 
