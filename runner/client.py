@@ -250,6 +250,11 @@ class DSPClient:
         ]
 
     def find_job(self, name: str) -> ServerJob | None:
+        found = self.jobs_named(name)
+        return found[0] if found else None
+
+    def jobs_named(self, name: str) -> list[ServerJob]:
+        """Every job with this name, lowest id first (job names are not unique on the server)."""
         found = [
             _job(j)
             for j in self._pages(
@@ -260,7 +265,7 @@ class DSPClient:
                 ),
             )
         ]
-        return found[0] if found else None
+        return sorted(found, key=lambda job: job.id)
 
     # Writes (idempotent) -----------------------------------------------------------------
 

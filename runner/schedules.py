@@ -21,6 +21,7 @@ import re
 
 from runner.client import DSPClient, ServerJob
 from runner.config import Schedule
+from runner.errors import NotFoundError
 
 MARK = re.compile(r"^dsp-runner schedule (?P<slug>[^/\s]+)/(?P<key>\S+) spec (?P<spec>[0-9a-f]+)")
 SPEC_LENGTH = 10
@@ -130,7 +131,7 @@ def reconcile(
     plan = changes(want, owned)
     made = {}
     for d in plan.create:
-        made[d.spec] = client.create_job(
+        mine = client.create_job(
             experiment_id=experiment_id,
             name=d.name,
             description=d.description,
@@ -142,18 +143,36 @@ def reconcile(
             enabled=False,
             params=d.params,
         )
+        made[d.spec] = _one_copy(client, d, mine, log)
         log.info("schedule_created", schedule=d.key, job=d.name, job_id=made[d.spec].id)
     for job in plan.disable:
         client.set_job_enabled(job.id, False)
         log.info("schedule_disabled", job=job.name, job_id=job.id)
     to_enable = [*plan.enable, *(made[d.spec] for d in plan.create if d.schedule.enabled)]
     for job in to_enable:
-        client.set_job_enabled(job.id, True)
+        try:
+            client.set_job_enabled(job.id, True)
+        except NotFoundError:
+            log.info("schedule_taken_over", job=job.name, reason="a racing deploy kept its copy")
+            continue
         log.info("schedule_enabled", job=job.name, job_id=job.id)
     for job in plan.delete:
         client.delete_job(job.id)
         log.info("schedule_removed", job=job.name, job_id=job.id)
     return plan
+
+
+def _one_copy(client: DSPClient, wanted: DesiredJob, mine: ServerJob, log) -> ServerJob:
+    """Two deploys racing (a webhook delivered twice) can each create the job. Each, still
+    holding its copy disabled, lists the name: the lowest id stays, every other copy is
+    disabled and deleted, whoever made it. Both agree on which stays."""
+    copies = client.jobs_named(wanted.name) or [mine]
+    keeper, *extra = copies
+    for job in extra:
+        client.set_job_enabled(job.id, False)
+        client.delete_job(job.id)
+        log.info("schedule_duplicate_removed", job=job.name, job_id=job.id, kept=keeper.id)
+    return keeper
 
 
 def _mark(job: ServerJob):

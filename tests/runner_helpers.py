@@ -29,6 +29,7 @@ class Project:
 
     def __init__(self, root: Path, url: str, token: str):
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.pipelines = root / "pipelines"
         self.output = root / "out"
         self.token_file = root / "token"

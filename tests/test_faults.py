@@ -28,6 +28,10 @@ def assert_no_duplicates(client):
     assert len({r.name for r in runs}) == 3
     experiments = client.list_experiments(page_size=100).experiments or []
     assert [e.name for e in experiments if e.name == "dsp-runner"] == ["dsp-runner"]
+    jobs = client.list_recurring_runs(page_size=100).jobs or []
+    assert [(j.name.startswith("data-quality-gate-nightly-"), j.enabled) for j in jobs] == [
+        (True, True)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -88,6 +92,7 @@ def test_429_waits_as_long_as_retry_after_says(project, capsys, kfp_client, loca
         "/apis/v1beta1/pipelines/upload_version",
         "/apis/v1beta1/experiments",
         "/apis/v1beta1/runs",
+        "/apis/v1beta1/jobs",
     ],
 )
 def test_connection_dropped_after_the_server_committed_a_create(

@@ -67,3 +67,28 @@ def test_two_runners_deploying_one_commit_at_once_make_one_version_and_run_each(
         _, err = runner.communicate(timeout=180)
         assert runner.returncode == 0, err
     assert_no_duplicates(kfp_client)
+
+
+def test_a_token_revoked_mid_job_is_a_clear_failure_the_next_run_finishes(
+    project, localdsp, kfp_client
+):
+    localdsp.inject(
+        method="POST",
+        path="/apis/v1beta1/pipelines/upload_version",
+        action="delay",
+        seconds=1.5,
+        times=1,
+    )
+    runner = project.spawn(DSP_CONCURRENCY="1")
+    wait_for_request(localdsp, "POST", "/apis/v1beta1/pipelines/upload_version")
+    localdsp.set_tokens(["someone-elses-token"])
+    _, err = runner.communicate(timeout=120)
+    assert runner.returncode == 5, err
+    assert "AuthError" in err.strip().splitlines()[-1]
+    summary = json.loads((project.output / "summary.json").read_text())
+    assert any("not started: the job halted" in p["error"] for p in summary["pipelines"])
+    localdsp.set_tokens(["test-token"])
+    rerun = project.spawn()
+    _, err = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0, err
+    assert_no_duplicates(kfp_client)

@@ -1,0 +1,51 @@
+"""deploy --wait against a localdsp that really runs the steps: the job's exit code is the gate."""
+
+import pytest
+
+from runner_helpers import Project
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def project(tmp_path, executing_localdsp, monkeypatch):
+    project = Project(tmp_path, executing_localdsp.url, "test-token")
+    project.env(monkeypatch, DSP_POLL_INTERVAL="0.2", DSP_UI_HOST="https://dashboard.example.com")
+    return project
+
+
+def outcome(result, pipeline):
+    (found,) = [p for p in result.summary["pipelines"] if p["pipeline"] == pipeline]
+    return found
+
+
+def test_waits_for_success_and_shows_outputs_and_links(project, capsys):
+    result = project.run(capsys, "deploy", "--wait", "--only", "Add Pipeline")
+    assert result.code == 0, result.err
+    add = outcome(result, "Add Pipeline")
+    assert (add["run_status"], add["run_outcome"]) == ("Succeeded", "success")
+    assert add["run_outputs"]["add-2"] == {"Output": "19.0"}
+    assert add["run_url"] == f"https://dashboard.example.com/#/runs/details/{add['run_id']}"
+    assert "Succeeded" in result.out and "add-2.Output=19.0" in result.out
+
+
+def test_completed_with_a_skipped_task_is_success(project, capsys, monkeypatch):
+    monkeypatch.setenv("DSP_RUN_ARGS", '{"Data Quality Gate": {"threshold": "0.99"}}')
+    result = project.run(capsys, "deploy", "--wait", "--only", "Data Quality Gate")
+    assert result.code == 0, result.err
+    assert outcome(result, "Data Quality Gate")["run_status"] == "Completed"
+
+
+def test_a_failed_run_fails_the_job_with_exit_3(project, capsys, monkeypatch):
+    monkeypatch.setenv("DSP_RUN_ARGS", '{"Train and Evaluate": {"max_mse": "0.0"}}')
+    result = project.run(capsys, "deploy", "--wait", "--only", "Train and Evaluate")
+    assert result.code == 3
+    assert outcome(result, "Train and Evaluate")["run_status"] == "Failed"
+    assert result.summary["counts"]["runs_failed"] == 1
+
+
+def test_a_run_still_going_at_the_timeout_exits_4(project, capsys, monkeypatch):
+    monkeypatch.setenv("DSP_WAIT_TIMEOUT", "0.3")
+    result = project.run(capsys, "deploy", "--wait", "--only", "Train and Evaluate")
+    assert result.code == 4
+    assert outcome(result, "Train and Evaluate")["run_outcome"] == "running"
