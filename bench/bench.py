@@ -129,23 +129,13 @@ def free_port() -> int:
 class Server:
     """localdsp in its own process, so the runner's measurements are its own."""
 
-    def __init__(self, data: Path, latency_ms: int):
+    def __init__(self, data: Path, *flags: str):
+        """`flags` are `python -m localdsp serve`'s: latency, random faults."""
         self.token = secrets.token_urlsafe(24)
         self.url = f"http://127.0.0.1:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         self.process = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "localdsp",
-                "serve",
-                "--port",
-                port,
-                "--data-dir",
-                str(data),
-                "--latency-ms",
-                str(latency_ms),
-            ],
+            [PYTHON, "-m", "localdsp", "serve", "--port", port, "--data-dir", str(data), *flags],
             cwd=REPO,
             env={**os.environ, "LOCALDSP_TOKEN": self.token, "LOCALDSP_EXECUTE": "false"},
             stdout=subprocess.DEVNULL,
@@ -250,8 +240,9 @@ def measure_runner(
 
 def import_time(repeat: int = 5) -> float:
     """Median time of `import kfp_tekton` in a fresh process."""
-    samples = [timed([PYTHON, "-c", "import kfp_tekton"], dict(os.environ))[0]
-               for _ in range(repeat)]
+    samples = [
+        timed([PYTHON, "-c", "import kfp_tekton"], dict(os.environ))[0] for _ in range(repeat)
+    ]
     return statistics.median(samples)
 
 
@@ -282,7 +273,7 @@ def scenario(count: int, latency_ms: int, with_seed: bool) -> tuple[list[Measure
     try:
         pipelines = root / "pipelines"
         generate(pipelines, count)
-        server = Server(root / "server", latency_ms)
+        server = Server(root / "server", "--latency-ms", str(latency_ms))
         try:
             measures = []
             if with_seed:

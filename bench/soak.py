@@ -18,81 +18,29 @@ import collections
 import json
 import os
 import random
-import secrets
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import PYTHON, REPO, free_port, generate
+from bench import PYTHON, REPO, Server, generate
 
 sys.path.insert(0, str(REPO))
 from runner import versions
 
 
-class FaultyServer:
-    def __init__(self, data: Path, fault_rate: float, seed: int):
-        self.token = secrets.token_urlsafe(24)
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        env = {**os.environ, "LOCALDSP_TOKEN": self.token, "LOCALDSP_EXECUTE": "false"}
-        self.process = subprocess.Popen(
-            [
-                PYTHON,
-                "-m",
-                "localdsp",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data),
-                "--error-rate",
-                str(fault_rate * 0.75),
-                "--drop-after-commit-rate",
-                str(fault_rate * 0.25),
-                "--seed",
-                str(seed),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                self.admin("GET", "requests")
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("localdsp did not start")
-
-    def admin(self, method: str, path: str, body=None):
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(
-            f"{self.url}/_localdsp/{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            raw = response.read()
-        return json.loads(raw) if raw else None
-
-    def state(self) -> dict:
-        return self.admin("GET", "state")
-
-    def faults_injected(self) -> int:
-        return sum(1 for r in self.admin("GET", "requests") if r.get("fault"))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+def faulty_server(data: Path, fault_rate: float, seed: int) -> Server:
+    """localdsp answering a share of requests with errors and dropping some after commit."""
+    return Server(
+        data,
+        "--error-rate", str(fault_rate * 0.75),
+        "--drop-after-commit-rate", str(fault_rate * 0.25),
+        "--seed", str(seed),
+    )  # fmt: skip
 
 
 def deploy(env: dict[str, str], kill_after: float | None) -> int:
@@ -168,7 +116,7 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="dsp-soak-"))
     pipelines = root / "pipelines"
     generate(pipelines, args.pipelines)
-    server = FaultyServer(root / "server", args.fault_rate, args.seed)
+    server = faulty_server(root / "server", args.fault_rate, args.seed)
     env = {
         **os.environ,
         "DSP_HOST": server.url,
@@ -193,16 +141,18 @@ def main() -> int:
             code = deploy(env, rng.uniform(0.5, 2.5) if kill else None)
             codes[code] += 1
             if code == 0:
-                dup, missing = check(server.state(), expected_versions(pipelines, env))
+                dup, missing = check(
+                    server.admin("GET", "state"), expected_versions(pipelines, env)
+                )
                 duplicates, lost = max(duplicates, dup), lost + missing
-        faults = server.faults_injected()
+        faults = sum(1 for r in server.admin("GET", "requests") if r.get("fault"))
     finally:
         server.stop()
-    clean = FaultyServer(root / "server", 0.0, args.seed)
+    clean = faulty_server(root / "server", 0.0, args.seed)
     env.update(DSP_HOST=clean.url, DSP_TOKEN=clean.token)
     try:
         final_code = deploy(env, None)
-        dup, missing = check(clean.state(), expected_versions(pipelines, env))
+        dup, missing = check(clean.admin("GET", "state"), expected_versions(pipelines, env))
         duplicates, lost = max(duplicates, dup), lost + missing
     finally:
         clean.stop()

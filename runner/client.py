@@ -685,41 +685,33 @@ def _version(api, pipeline_id: str) -> ServerVersion:
     )
 
 
-def _run(api) -> ServerRun:
-    version_id = next(
-        (
-            ref.key.id
-            for ref in api.resource_references or []
-            if ref.key and ref.key.type == "PIPELINE_VERSION"
-        ),
+def _reference(api, kind: str) -> str:
+    """The id an object's resource references give for `kind` (EXPERIMENT, PIPELINE_VERSION)."""
+    return next(
+        (ref.key.id for ref in api.resource_references or [] if ref.key and ref.key.type == kind),
         "",
     )
+
+
+def _run(api) -> ServerRun:
     return ServerRun(
         id=api.id,
         name=api.name,
         status=api.status or "",
         error=api.error or "",
-        version_id=version_id,
+        version_id=_reference(api, "PIPELINE_VERSION"),
         created_at=_timestamp(api.created_at),
         finished_at=_timestamp(api.finished_at),
     )
 
 
 def _job(api) -> ServerJob:
-    experiment_id = next(
-        (
-            ref.key.id
-            for ref in api.resource_references or []
-            if ref.key and ref.key.type == "EXPERIMENT"
-        ),
-        "",
-    )
     return ServerJob(
         id=api.id,
         name=api.name,
         description=api.description or "",
         enabled=bool(api.enabled),
-        experiment_id=experiment_id,
+        experiment_id=_reference(api, "EXPERIMENT"),
     )
 
 

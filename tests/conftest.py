@@ -37,6 +37,17 @@ def localdsp(tmp_path):
 
 
 @pytest.fixture
+def project(tmp_path, localdsp, monkeypatch):
+    """The repository's pipelines in a temporary folder, the runner's environment pointed at
+    `localdsp` (tests that need another environment define their own)."""
+    from runner_helpers import Project
+
+    project = Project(tmp_path, localdsp.url, TOKEN)
+    project.env(monkeypatch)
+    return project
+
+
+@pytest.fixture
 def kfp_client(localdsp):
     """The real kfp-tekton client, as users construct it for DSP (host and token)."""
     return kfp_tekton.TektonClient(host=localdsp.url, existing_token=TOKEN)

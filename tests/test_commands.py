@@ -2,16 +2,7 @@
 
 import pytest
 
-from runner_helpers import Project
-
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def project(tmp_path, localdsp, monkeypatch):
-    project = Project(tmp_path, localdsp.url, "test-token")
-    project.env(monkeypatch)
-    return project
 
 
 def writes(localdsp):

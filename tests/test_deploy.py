@@ -2,16 +2,9 @@
 
 import pytest
 
-from runner_helpers import COMMIT, Project, events
+from runner_helpers import COMMIT, events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def project(tmp_path, localdsp, monkeypatch):
-    project = Project(tmp_path, localdsp.url, "test-token")
-    project.env(monkeypatch)
-    return project
 
 
 def server_state(client):

@@ -2,16 +2,9 @@
 
 import pytest
 
-from runner_helpers import Project, events
+from runner_helpers import events
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def project(tmp_path, localdsp, monkeypatch):
-    project = Project(tmp_path, localdsp.url, "test-token")
-    project.env(monkeypatch)
-    return project
 
 
 def assert_no_duplicates(client):
