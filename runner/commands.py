@@ -46,7 +46,7 @@ def plan(settings: Settings, *, stdout) -> int:
 
     started = time.monotonic()
     client = _client(settings)
-    result, _, plans = _plan(settings, client, twice=True)
+    result, _, plans, origin = _plan(settings, client, twice=True)
     outcomes = [
         Outcome(
             pipeline=p.pipeline.name,
@@ -62,7 +62,7 @@ def plan(settings: Settings, *, stdout) -> int:
         )
         for p in plans
     ]
-    return _finish(settings, "plan", outcomes, result.failures, started, stdout)
+    return _finish(settings, "plan", outcomes, result.failures, started, stdout, origin)
 
 
 def deploy(settings: Settings, *, stdout) -> int:
@@ -71,7 +71,7 @@ def deploy(settings: Settings, *, stdout) -> int:
 
     started = time.monotonic()
     client = _client(settings)
-    result, packages, plans = _plan(settings, client, twice=False)
+    result, packages, plans, origin = _plan(settings, client, twice=False)
     outcomes, halted = apply.apply(
         plans,
         client=client,
@@ -81,7 +81,7 @@ def deploy(settings: Settings, *, stdout) -> int:
     )
     if halted is None:
         _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
-    code = _finish(settings, "deploy", outcomes, result.failures, started, stdout)
+    code = _finish(settings, "deploy", outcomes, result.failures, started, stdout, origin)
     if halted is not None:
         raise halted
     return code
@@ -184,14 +184,15 @@ def _plan(settings: Settings, client, *, twice: bool):
 
     server = client.list_pipelines()
     result, packages, selected = _compile(settings, twice=twice, server=server)
+    origin = _origin(settings)
     plans = planning.make_plan(
         selected,
         client=client,
-        origin=_origin(settings),
+        origin=origin,
         server=server,
         folder=settings.pipelines_dir,
     )
-    return result, packages, plans
+    return result, packages, plans, origin
 
 
 def _origin(settings: Settings) -> gitinfo.Origin:
@@ -232,8 +233,11 @@ def _wait(settings: Settings, client, pairs) -> None:
             outcome.run_url = f"{settings.ui_host}/#/runs/details/{outcome.run_id}"
 
 
-def _finish(settings: Settings, command: str, outcomes, failures, started: float, stdout) -> int:
-    origin = gitinfo.origin(settings.pipelines_dir, settings.git_commit, settings.git_repo)
+def _finish(
+    settings: Settings, command: str, outcomes, failures, started: float, stdout, origin=None
+) -> int:
+    """Report; `origin` is the plan's when there was one (git is asked once per job)."""
+    origin = origin or _origin(settings)
     summary = report.Summary(
         command,
         settings.host,
