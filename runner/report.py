@@ -167,9 +167,9 @@ def _result(o: Outcome) -> str:
     parts = [o.run_status or "unfinished"]
     if o.run_duration_s is not None:
         parts.append(f"{o.run_duration_s:g}s")
-    last_task = list(o.run_outputs)[-1:]
-    for task in last_task:
-        parts.extend(f"{task}.{k}={v}" for k, v in o.run_outputs[task].items())
+    if o.run_outputs:
+        task, results = list(o.run_outputs.items())[-1]  # the last task that reported results
+        parts.extend(f"{task}.{k}={v}" for k, v in results.items())
     if o.run_url:
         parts.append(o.run_url)
     return " ".join(parts)
