@@ -7,7 +7,9 @@ and keeps its traceback (exit 70).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 import traceback
 
@@ -97,3 +99,17 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return INTERNAL_ERROR
+
+
+def run() -> None:
+    """The process entry point: `main`, then leave without the interpreter's teardown.
+
+    Tearing down kfp's module graph (kubernetes' models, protobuf) takes about 0.15 s after all
+    the work is done: a tenth of a no-op deploy. By then every file is closed and the log
+    handlers have flushed; stdout and stderr are flushed here.
+    """
+    code = main()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BrokenPipeError):
+            stream.flush()
+    os._exit(code)

@@ -7,6 +7,7 @@ costs one paged pipeline listing, because each pipeline arrives with its default
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from runner import schedules, versions
@@ -79,17 +80,25 @@ def make_plan(
     """`server` is the pipeline listing the caller already read (one paged request); `folder`
     is the pipelines folder, which version descriptions name files relative to."""
     on_server = {p.name.lower(): p for p in server}
-    jobs = client.list_jobs()
-    plans = [
-        _plan_one(
-            pipeline, options, on_server.get(pipeline.name.lower()), client, origin, jobs, folder
-        )
-        for pipeline, options in pipelines
-    ]
-    return _mark_existing_runs(plans, client)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        jobs = pool.submit(client.list_jobs)  # meanwhile: the versions and runs lookups
+        plans = [
+            _plan_one(
+                pipeline, options, on_server.get(pipeline.name.lower()), client, origin, folder
+            )
+            for pipeline, options in pipelines
+        ]
+        plans = _mark_existing_runs(plans, client)
+        return [_with_owned_jobs(p, jobs.result()) for p in plans]
 
 
-def _plan_one(pipeline, options, server_pipeline, client, origin, jobs, folder) -> PipelinePlan:
+def _with_owned_jobs(plan: PipelinePlan, jobs: list[ServerJob]) -> PipelinePlan:
+    if plan.error:
+        return plan
+    return dataclasses.replace(plan, jobs_owned=tuple(schedules.owned_by(plan.pipeline.slug, jobs)))
+
+
+def _plan_one(pipeline, options, server_pipeline, client, origin, folder) -> PipelinePlan:
     name = versions.version_name(pipeline.slug, pipeline.content_hash)
     description = versions.version_description(
         pipeline.content_hash,
@@ -113,7 +122,6 @@ def _plan_one(pipeline, options, server_pipeline, client, origin, jobs, folder) 
         jobs_wanted=tuple(
             schedules.desired(pipeline.slug, name, options.experiment, params, options.schedules)
         ),
-        jobs_owned=tuple(schedules.owned_by(pipeline.slug, jobs)),
     )
 
 
