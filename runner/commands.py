@@ -94,7 +94,7 @@ def trigger(settings: Settings, *, stdout) -> int:
     shipped. Only pipelines a dsp-runner deploy uploaded are considered.
     """
     from runner import apply, versions
-    from runner.plan import RunPlan
+    from runner.plan import RunPlan, existing_runs
 
     started = time.monotonic()
     client = _client(settings)
@@ -126,7 +126,7 @@ def trigger(settings: Settings, *, stdout) -> int:
             version_id=version.id,
         )
         planned.append((outcome, run, options))
-    existing = _existing_runs(client, [run for _, run, _ in planned])
+    existing = existing_runs(client, [run for _, run, _ in planned])
     for outcome, run, _ in planned:
         log = apply.Recorder(pipeline=outcome.pipeline)
         with apply.contained(outcome, log):
@@ -137,18 +137,6 @@ def trigger(settings: Settings, *, stdout) -> int:
     outcomes = [outcome for outcome, _, _ in planned]
     _wait(settings, client, [(outcome, options) for outcome, _, options in planned])
     return _finish(settings, "trigger", outcomes, [], started, stdout)
-
-
-def _existing_runs(client, runs) -> dict[tuple[str, str], str]:
-    """Which of these runs exist already, by (experiment, name): one listing per experiment."""
-    found = {}
-    for experiment in sorted({run.experiment for run in runs}):
-        experiment_id = client.find_experiment(experiment)
-        if experiment_id:
-            names = [run.name for run in runs if run.experiment == experiment]
-            for name, run in client.find_runs(experiment_id, names).items():
-                found[experiment, name] = run.id
-    return found
 
 
 def _client(settings: Settings):

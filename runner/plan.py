@@ -155,21 +155,26 @@ def _run_plan(plan: PipelinePlan, params, origin: Origin, run_policy: str) -> Ru
     )
 
 
-def _mark_existing_runs(plans: list[PipelinePlan], client) -> list[PipelinePlan]:
-    """A filtered listing per experiment tells which planned runs already exist."""
-    existing: dict[tuple[str, str], str] = {}
-    for experiment in sorted({p.options.experiment for p in plans if p.run and not p.error}):
-        wanted = [p.run.name for p in plans if p.run and p.options.experiment == experiment]
+def existing_runs(client, runs: list[RunPlan]) -> dict[tuple[str, str], str]:
+    """Which planned runs exist already, as (experiment, name) → run id: a filtered listing per
+    experiment (a re-deploy of a commit, a retried or doubled cron trigger)."""
+    found: dict[tuple[str, str], str] = {}
+    for experiment in sorted({run.experiment for run in runs}):
         experiment_id = client.find_experiment(experiment)
         if experiment_id:
-            for name, run in client.find_runs(experiment_id, wanted).items():
-                existing[experiment, name] = run.id
+            names = [run.name for run in runs if run.experiment == experiment]
+            for name, run in client.find_runs(experiment_id, names).items():
+                found[experiment, name] = run.id
+    return found
+
+
+def _mark_existing_runs(plans: list[PipelinePlan], client) -> list[PipelinePlan]:
+    existing = existing_runs(client, [p.run for p in plans if p.run and not p.error])
     return [
         dataclasses.replace(
-            p,
-            run=dataclasses.replace(p.run, existing_id=existing[p.options.experiment, p.run.name]),
+            p, run=dataclasses.replace(p.run, existing_id=existing[p.run.experiment, p.run.name])
         )
-        if p.run and (p.options.experiment, p.run.name) in existing
+        if p.run and (p.run.experiment, p.run.name) in existing
         else p
         for p in plans
     ]
