@@ -586,10 +586,15 @@ class Backend:
         data_dir: Path,
         executor: RunExecutor | None = None,
         clock: Callable[[], float] = time.time,
+        auto_update_default: bool = True,
     ):
+        """`auto_update_default` is the server's AUTO_UPDATE_PIPELINE_DEFAULT_VERSION (DSPA
+        `autoUpdatePipelineDefaultVersion`, true by default): whether a new version becomes
+        the pipeline's default."""
         data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(data_dir / "localdsp.sqlite")
         self.executor = executor
+        self.auto_update_default = auto_update_default
         self._clock = clock
         self._default_experiment()
 
@@ -630,7 +635,7 @@ class Backend:
     def create_version(
         self, pipeline_id: str, name: str, description: str, content: bytes
     ) -> PipelineVersion:
-        """Upload a version; it becomes the default (AUTO_UPDATE_PIPELINE_DEFAULT_VERSION)."""
+        """Upload a version; it becomes the default unless auto-update is off."""
         try:
             template = parse_pipelinerun(content)
             parameters = template_parameters(template)
@@ -650,7 +655,8 @@ class Backend:
                     f"Failed to create a new pipeline version. The name {name} already exist. "
                     "Please specify a new name."
                 ).wrap("Create pipeline version failed") from err
-            self.store.save(replace(pipeline, default_version_id=version.id))
+            if self.auto_update_default:
+                self.store.save(replace(pipeline, default_version_id=version.id))
         return version
 
     def get_pipeline(self, pipeline_id: str) -> Pipeline:

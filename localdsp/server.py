@@ -93,16 +93,19 @@ class LocalDSP:
         random_faults: RandomFaults | None = None,
         execute: bool = False,
         schedule: bool | None = None,
+        auto_update_default: bool = True,
     ):
         """`execute=True` runs created runs on this machine with a `LocalExecutor` (unless an
         `executor` is given); `schedule` (default: whether runs execute) starts the runs of
-        enabled recurring jobs on their schedule."""
+        enabled recurring jobs on their schedule; `auto_update_default=False` models a DSPA with
+        `autoUpdatePipelineDefaultVersion: false`."""
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.tls = tls
         self.executor = executor
         self.execute = execute
+        self.auto_update_default = auto_update_default
         self.schedule = schedule if schedule is not None else bool(execute or executor)
         self.scheduler: Scheduler | None = None
         self._own_executor = False
@@ -141,7 +144,9 @@ class LocalDSP:
         if self.execute and (self.executor is None or self._own_executor):
             self.executor = LocalExecutor(self.data_dir)
             self._own_executor = True
-        self.backend = Backend(self.data_dir, executor=self.executor)
+        self.backend = Backend(
+            self.data_dir, executor=self.executor, auto_update_default=self.auto_update_default
+        )
         app = create_app(self.backend, self.faults, self.tokens)
         config = uvicorn.Config(
             app,

@@ -1,8 +1,9 @@
 """Deploy end to end through the real TektonClient against localdsp: what the server holds."""
 
+import kfp_tekton
 import pytest
 
-from runner_helpers import COMMIT, events
+from runner_helpers import COMMIT, Project, events
 
 pytestmark = pytest.mark.integration
 
@@ -192,3 +193,27 @@ def test_a_broken_module_is_reported_on_every_deploy(project, capsys):
     assert [f["reason"] for f in again.summary["failures"]] == [
         "import failed: RuntimeError: still broken"
     ]
+
+
+def test_on_a_server_that_does_not_auto_update_the_default_the_runner_sets_it(
+    tmp_path, capsys, monkeypatch
+):
+    from localdsp.server import LocalDSP
+
+    with LocalDSP(tmp_path / "data", tokens=["test-token"], auto_update_default=False) as dsp:
+        project = Project(tmp_path / "p", dsp.url, "test-token")
+        project.env(monkeypatch)
+        first = project.run(capsys)
+        assert first.code == 0
+        project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+        second = project.run(capsys)
+        assert second.code == 0
+        (add,) = [p for p in second.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+        assert [
+            e["pipeline"] for e in events(second.err) if e["event"] == "default_version_set"
+        ] == ["Add Pipeline"]
+        client = kfp_tekton.TektonClient(host=dsp.url, existing_token="test-token")
+        pipeline = client.get_pipeline(add["pipeline_id"])
+        assert pipeline.default_version.id == add["version_id"]
+        third = project.run(capsys)
+        assert third.summary["counts"]["versions_created"] == 0
