@@ -44,8 +44,29 @@ def test_a_failed_run_fails_the_job_with_exit_3(project, capsys, monkeypatch):
     assert result.summary["counts"]["runs_failed"] == 1
 
 
+SLOW = """
+import kfp
+
+
+def nap(seconds: int) -> int:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+nap_op = kfp.components.create_component_from_func(nap, base_image="python:3.11")
+
+
+@kfp.dsl.pipeline(name="Slow")
+def slow(seconds="30"):
+    nap_op(seconds)
+"""
+
+
 def test_a_run_still_going_at_the_timeout_exits_4(project, capsys, monkeypatch):
-    monkeypatch.setenv("DSP_WAIT_TIMEOUT", "0.3")
-    result = project.run(capsys, "deploy", "--wait", "--only", "Train and Evaluate")
+    (project.pipelines / "slow.py").write_text(SLOW)
+    monkeypatch.setenv("DSP_WAIT_TIMEOUT", "1")
+    result = project.run(capsys, "deploy", "--wait", "--only", "Slow")
     assert result.code == 4
-    assert outcome(result, "Train and Evaluate")["run_outcome"] == "running"
+    assert outcome(result, "Slow")["run_outcome"] == "running"
