@@ -65,7 +65,8 @@ def test_two_runners_deploying_one_commit_at_once_make_one_version_and_run_each(
     first, second = project.spawn(), project.spawn()
     for runner in (first, second):
         _, err = runner.communicate(timeout=180)
-        assert runner.returncode == 0, err
+        last = "\n".join(err.splitlines()[-10:])
+        assert runner.returncode == 0, f"exit {runner.returncode}; last log lines:\n{last}"
     assert_no_duplicates(kfp_client)
 
 
