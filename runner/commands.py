@@ -318,11 +318,12 @@ def _argument_error(pipeline, options) -> str:
 
 
 def _write_packages(pipelines, folder: Path) -> dict[str, Path]:
-    """The upload's file name ends in .yaml: the server picks the format by file name."""
+    """The upload's file name ends in .yaml: the server picks the format by file name. Each file
+    is replaced whole, so a second job sharing the folder never uploads a half-written one."""
     folder.mkdir(parents=True, exist_ok=True)
     packages = {}
     for pipeline in pipelines:
         path = folder / f"{pipeline.slug}.yaml"
-        path.write_text(pipeline.yaml_text)
+        report.write_atomically(path, pipeline.yaml_text)
         packages[pipeline.slug] = path
     return packages

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import structlog
@@ -108,13 +109,18 @@ def finish(summary: Summary, output_dir: Path, stream, results_dir: Path | None 
 
 
 def write(summary: Summary, output_dir: Path) -> Path:
-    """Write atomically, so a reader never sees half a file."""
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "summary.json"
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(summary.as_dict(), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, json.dumps(summary.as_dict(), indent=2) + "\n")
     return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace the file whole: a reader, or a second job sharing the folder, never sees half."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
+    os.replace(temporary, path)
 
 
 def write_results(summary: Summary, summary_path: Path, results_dir: Path) -> None:
