@@ -149,46 +149,25 @@ class DSPClient:
         return dataclasses.replace(pipeline, default_version=_version(version, pipeline.id))
 
     def find_pipeline(self, name: str) -> ServerPipeline | None:
-        found = [
-            _pipeline(p)
-            for p in self._pages(
-                "find pipeline",
-                "pipelines",
-                lambda token: self._kfp.pipelines.list_pipelines(
-                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
-                ),
-            )
-        ]
-        return found[0] if found else None
+        found = self._named("find pipeline", "pipelines", self._kfp.pipelines.list_pipelines, name)
+        return next((_pipeline(p) for p in found), None)
 
     def find_version(self, pipeline_id: str, name: str) -> ServerVersion | None:
-        found = [
-            _version(v, pipeline_id)
-            for v in self._pages(
-                "find pipeline version",
-                "versions",
-                lambda token: self._kfp.pipelines.list_pipeline_versions(
-                    resource_key_type="PIPELINE",
-                    resource_key_id=pipeline_id,
-                    page_token=token,
-                    page_size=PAGE_SIZE,
-                    filter=_name_filter(name),
-                ),
-            )
-        ]
-        return found[0] if found else None
+        found = self._named(
+            "find pipeline version",
+            "versions",
+            self._kfp.pipelines.list_pipeline_versions,
+            name,
+            resource_key_type="PIPELINE",
+            resource_key_id=pipeline_id,
+        )
+        return next((_version(v, pipeline_id) for v in found), None)
 
     def find_experiment(self, name: str) -> str | None:
-        found = list(
-            self._pages(
-                "find experiment",
-                "experiments",
-                lambda token: self._kfp.experiments.list_experiment(
-                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
-                ),
-            )
+        found = self._named(
+            "find experiment", "experiments", self._kfp.experiments.list_experiment, name
         )
-        return found[0].id if found else None
+        return next((e.id for e in found), None)
 
     def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
         """The runs of an experiment with these names (the first of any duplicates)."""
@@ -255,17 +234,8 @@ class DSPClient:
 
     def jobs_named(self, name: str) -> list[ServerJob]:
         """Every job with this name, lowest id first (job names are not unique on the server)."""
-        found = [
-            _job(j)
-            for j in self._pages(
-                "find recurring run",
-                "jobs",
-                lambda token: self._kfp.jobs.list_jobs(
-                    page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name)
-                ),
-            )
-        ]
-        return sorted(found, key=lambda job: job.id)
+        found = self._named("find recurring run", "jobs", self._kfp.jobs.list_jobs, name)
+        return sorted((_job(j) for j in found), key=lambda job: job.id)
 
     # Writes (idempotent) -----------------------------------------------------------------
 
@@ -475,6 +445,16 @@ class DSPClient:
         if retry_after is not None:
             return min(retry_after, MAX_RETRY_AFTER)
         return self._backoff(state)
+
+    def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
+        """The objects a list endpoint holds under exactly this name, page by page."""
+        return self._pages(
+            operation,
+            field,
+            lambda token: list_call(
+                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name), **keys
+            ),
+        )
 
     def _pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
         token = ""
