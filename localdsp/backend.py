@@ -1,10 +1,10 @@
 """State and rules of the DSP v1 API server (kfp-tekton 1.5.x in single-user mode).
 
-The models are plain frozen dataclasses. `Store` keeps them in SQLite, one JSON document per row,
-with the real server's unique indexes as SQLite constraints, so "already exists" comes from the
-database as it does on MariaDB. `Backend` holds the rules (validation, default versions, which
-manifest a run uses, terminate/retry) and raises `errors.ApiError`s with the server's wording; it
-knows nothing of HTTP. Run execution is delegated to an optional `RunExecutor`.
+The models are plain frozen dataclasses. `store.Store` keeps them in SQLite, one JSON document per
+row, with the real server's unique indexes (`_TABLES`) as SQLite constraints, so "already exists"
+comes from the database as it does on MariaDB. `Backend` holds the rules (validation, default
+versions, which manifest a run uses, terminate/retry) and raises `errors.ApiError`s with the
+server's wording; it knows nothing of HTTP. Run execution is delegated to an optional `RunExecutor`.
 """
 
 from __future__ import annotations
@@ -13,23 +13,20 @@ import copy
 import io
 import json
 import re
-import sqlite3
 import tarfile
-import threading
 import time
-import typing
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields, is_dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 import yaml
 
 from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
 from localdsp.filters import Fields, ListOptions, go_query_unescape, list_options, paginate
+from localdsp.store import DuplicateName, Store, StoreClosed
 
 MAX_NAME_LENGTH = 100
 MAX_FILE_SIZE = 32 << 20
@@ -274,15 +271,7 @@ _NAMED_REFERENCES: dict[str, tuple[type, str]] = {
 
 # --------------------------------------------------------------------------- storage
 
-
-class DuplicateName(Exception):
-    """A unique index refused the row: the name is taken."""
-
-
-class StoreClosed(Exception):
-    """The store was closed (its server stopped); nothing more can be recorded."""
-
-
+# The real server's unique indexes, as SQLite constraints: "already exists" comes from the database.
 _TABLES: dict[type, tuple[str, str]] = {
     Pipeline: ("pipelines", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
     PipelineVersion: (
@@ -294,135 +283,6 @@ _TABLES: dict[type, tuple[str, str]] = {
     Run: ("runs", "name TEXT NOT NULL"),
     Job: ("jobs", "name TEXT NOT NULL"),
 }
-
-
-class Store:
-    """SQLite persistence, safe to share between threads (one connection behind one lock).
-
-    Names are unique without regard to ASCII case, as MariaDB's default collation makes them on
-    the real server *(inference)*. `seq` is the row's insertion order: every sort's tie-breaker.
-    """
-
-    def __init__(self, path: Path):
-        self._lock = threading.RLock()
-        self._depth = 0
-        self._closed = False
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        with self._db:
-            for kind, (_, columns) in _TABLES.items():
-                statement = (
-                    "CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                    f"id TEXT NOT NULL UNIQUE, doc TEXT NOT NULL, {columns})"
-                )
-                self._db.execute(_sql(statement, kind))
-
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """Everything inside commits together or not at all, and no other thread interleaves.
-
-        Transactions nest: only the outermost one commits (or rolls back).
-        """
-        with self._lock:
-            if self._closed:
-                raise StoreClosed("the localdsp store is closed")
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            self._depth = 1
-            try:
-                with self._db:
-                    yield
-            finally:
-                self._depth = 0
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._db.close()
-
-    def insert(self, obj: M, **columns: str) -> M:
-        values = {"id": obj.id, "name": obj.name, **columns, "doc": _encode(obj)}
-        names = ", ".join(values)
-        marks = ", ".join("?" for _ in values)
-        # Column names come from this module's callers, values are bound: no input in the SQL.
-        statement = _sql(f"INSERT INTO {{table}} ({names}) VALUES ({marks})", type(obj))  # noqa: S608
-        with self.transaction():
-            try:
-                cursor = self._db.execute(statement, tuple(values.values()))
-            except sqlite3.IntegrityError as err:
-                raise DuplicateName(str(err)) from err
-        return replace(obj, seq=cursor.lastrowid)
-
-    def save(self, obj: Any) -> None:
-        statement = _sql("UPDATE {table} SET doc = ? WHERE id = ?", type(obj))
-        with self.transaction():
-            self._db.execute(statement, (_encode(obj), obj.id))
-
-    def get(self, kind: type[M], object_id: str) -> M | None:
-        statement = _sql("SELECT seq, doc FROM {table} WHERE id = ?", kind)
-        with self._lock:
-            row = self._db.execute(statement, (object_id,)).fetchone()
-        return _decode_row(kind, row) if row else None
-
-    def all(self, kind: type[M]) -> list[M]:
-        statement = _sql("SELECT seq, doc FROM {table} ORDER BY seq", kind)
-        with self._lock:
-            rows = self._db.execute(statement).fetchall()
-        return [_decode_row(kind, row) for row in rows]
-
-    def delete(self, kind: type, object_id: str) -> None:
-        with self.transaction():
-            self._db.execute(_sql("DELETE FROM {table} WHERE id = ?", kind), (object_id,))
-
-    def template(self, version_id: str) -> str:
-        with self._lock:
-            row = self._db.execute(
-                "SELECT template FROM versions WHERE id = ?", (version_id,)
-            ).fetchone()
-        return row[0] if row else ""
-
-    def clear(self) -> None:
-        with self.transaction():
-            for kind in _TABLES:
-                self._db.execute(_sql("DELETE FROM {table}", kind))
-
-
-def _sql(statement: str, kind: type) -> str:
-    """`statement` on the table of `kind` (table names come from _TABLES, never from input)."""
-    return statement.replace("{table}", _TABLES[kind][0])
-
-
-def _encode(obj: Any) -> str:
-    document = asdict(obj)
-    document.pop("seq")
-    return json.dumps(document)
-
-
-def _decode_row(kind: type[M], row: tuple[int, str]) -> M:
-    seq, doc = row
-    return _decode(kind, {**json.loads(doc), "seq": seq})
-
-
-def _decode(kind: type[M], data: dict) -> M:
-    """Rebuild a dataclass (and its nested dataclasses and tuples) from `asdict` output."""
-    hints = typing.get_type_hints(kind)
-    values = {f.name: _decode_value(hints[f.name], data[f.name]) for f in fields(kind)}
-    return kind(**values)
-
-
-def _decode_value(hint: Any, value: Any) -> Any:
-    if is_dataclass(hint):
-        return _decode(hint, value)
-    if typing.get_origin(hint) is tuple:
-        item = typing.get_args(hint)[0]
-        return tuple(_decode_value(item, v) for v in value)
-    return value
 
 
 # --------------------------------------------------------------------------- upload rules
@@ -592,7 +452,7 @@ class Backend:
         `autoUpdatePipelineDefaultVersion`, true by default): whether a new version becomes
         the pipeline's default."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data_dir / "localdsp.sqlite")
+        self.store = Store(data_dir / "localdsp.sqlite", _TABLES)
         self.executor = executor
         self.auto_update_default = auto_update_default
         self._clock = clock
@@ -692,14 +552,14 @@ class Backend:
         pipeline = self._get(Pipeline, "Pipeline", pipeline_id, "Get pipeline template failed")
         if not pipeline.default_version_id:
             raise Internal("Get pipeline template failed since no default version is defined")
-        return self.store.template(pipeline.default_version_id)
+        return self.store.template(PipelineVersion, pipeline.default_version_id)
 
     def get_version(self, version_id: str) -> PipelineVersion:
         return self._get(PipelineVersion, "Version", version_id)
 
     def version_template(self, version_id: str) -> str:
         self._get(PipelineVersion, "Version", version_id, "Get pipeline version template failed")
-        return self.store.template(version_id)
+        return self.store.template(PipelineVersion, version_id)
 
     def list_versions(self, key_type: str, key_id: str, request: ListRequest) -> Page:
         if not key_type and not key_id:
@@ -990,7 +850,7 @@ class Backend:
             )
             if spec.pipeline_id and version.pipeline_id != spec.pipeline_id:
                 raise InvalidInput("pipeline ID should be parent of pipeline version.")
-            template = json.loads(self.store.template(version_id))
+            template = json.loads(self.store.template(PipelineVersion, version_id))
             spec = replace(spec, workflow_manifest=json.dumps(template))
         else:
             template = _manifest_pipelinerun(spec.workflow_manifest)
