@@ -1,7 +1,22 @@
 # dsp-runner. `make run` and `make test` set up everything they need on first use.
 SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Which flavour: v1 (kfp 1.8 + kfp-tekton, DSP 1.x) or v2 (kfp 2, DSP 2.x). Each has its own
+# locked requirements and its own venv, because kfp 1.8 and kfp 2 cannot share one.
+BACKEND ?= v1
+ifeq ($(BACKEND),v1)
 VENV := .venv
+REQUIREMENTS := requirements.txt requirements-dev.txt
+TEST_TOOLS := tools
+else ifeq ($(BACKEND),v2)
+VENV := .venv-v2
+REQUIREMENTS := requirements-v2.txt
+TEST_TOOLS :=
+# The v2 suite: tests/v2 only, without tests/conftest.py (it imports kfp_tekton).
+TEST_PATHS := --confcutdir=tests/v2 tests/v2
+else
+$(error BACKEND must be v1 or v2, not "$(BACKEND)")
+endif
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LOCAL_DATA ?= .localdsp
@@ -12,16 +27,16 @@ export PYTHONDONTWRITEBYTECODE := 1
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): $(REQUIREMENTS) pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "dsp-runner needs Python 3.11 (kfp 1.8 pins); found $$($(PYTHON) --version)"; exit 2; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --require-hashes \
-		-r requirements.txt -r requirements-dev.txt
+		$(addprefix -r ,$(REQUIREMENTS))
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-venv: $(STAMP)  ## Create .venv from the pinned requirements
+venv: $(STAMP)  ## Create .venv (BACKEND=v2: .venv-v2) from the pinned requirements
 
 run: $(STAMP)  ## Deploy pipelines/: to DSP_HOST if set, else to a local DSP stand-in
 ifeq ($(strip $(DSP_HOST)),)
@@ -34,8 +49,8 @@ endif
 compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-request check)
 	$(BIN)/python -m runner compile $(ARGS)
 
-test: $(STAMP) tools  ## Run the whole test suite
-	$(BIN)/python -m pytest $(ARGS)
+test: $(STAMP) $(TEST_TOOLS)  ## Run the whole test suite (BACKEND=v2: the v2 suite in .venv-v2)
+	$(BIN)/python -m pytest $(strip $(TEST_PATHS) $(ARGS))
 
 bench: $(STAMP)  ## Benchmark against the seed article's way; prints a table (minutes)
 	$(BIN)/python bench/bench.py $(ARGS)
@@ -47,10 +62,14 @@ lint: $(STAMP)  ## ruff over the project
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check runner localdsp
 
-lock:  ## Re-pin requirements*.txt (with hashes) from requirements*.in
+lock:  ## Re-pin requirements*.txt (with hashes) from requirements*.in (BACKEND=v2: requirements-v2)
 	$(PYTHON) -m venv .tools/piptools && .tools/piptools/bin/pip install --quiet pip-tools
+ifeq ($(BACKEND),v2)
+	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-v2.txt requirements-v2.in
+else
 	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links -o requirements.txt requirements.in
 	.tools/piptools/bin/pip-compile --quiet --allow-unsafe --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links -o requirements-dev.txt requirements-dev.in
+endif
 
 clean:  ## Remove the venv, build output and local server data
 	rm -rf $(VENV) build $(LOCAL_DATA) .tools
