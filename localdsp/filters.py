@@ -59,6 +59,38 @@ _VALUE_TYPES = {
     "string_values": "*api.Predicate_StringValues",
 }
 _ARRAY_FIELDS = {"int_values", "long_values", "string_values"}
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the API generations' Filter messages and list errors.
+
+    v1beta1 (kfp-tekton 1.5) names the operator `op` and its Go types live in package `api`;
+    v2beta1 (KFP 2.x) names it `operation`, its zero value OPERATION_UNSPECIFIED, its Go types
+    live in package `go_client`, and its paging errors end without a period.
+    """
+
+    op_field: str
+    go_package: str
+    filter_type: str
+    op_enum: str
+    unspecified_op: str
+    end: str
+
+    def value_type(self, field: str) -> str:
+        """The Go type name the server's messages print for a value field ("<nil>": none)."""
+        return _VALUE_TYPES.get(field, "<nil>").replace("*api.", f"*{self.go_package}.")
+
+
+V1 = Dialect("op", "api", "api.Filter", "api.Predicate_Op", "UNKNOWN", ".")
+V2 = Dialect(
+    "operation",
+    "go_client",
+    "v2beta1.Filter",
+    "v2beta1.Predicate_Operation",
+    "OPERATION_UNSPECIFIED",
+    "",
+)
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
@@ -128,7 +160,7 @@ def _coerce(wanted: Any, actual: str | int) -> str | int | float:
         return 0.0
 
 
-def parse_filter(text: str, keys: Sequence[str]) -> tuple[Predicate, ...]:
+def parse_filter(text: str, keys: Sequence[str], dialect: Dialect = V1) -> tuple[Predicate, ...]:
     """The predicates of a `filter` query value (decoded once by HTTP, once more here).
 
     `keys` are the API fields this list can filter on. Raises InvalidInput with the server's
@@ -137,7 +169,7 @@ def parse_filter(text: str, keys: Sequence[str]) -> tuple[Predicate, ...]:
     if not text:
         return ()
     try:
-        predicates = _parse_predicates(go_query_unescape(text))
+        predicates = _parse_predicates(go_query_unescape(text), dialect)
     except (ValueError, TypeError) as err:
         raise InvalidInput(f"failed to parse valid filter from {json.dumps(text)}: {err}") from err
     for predicate in predicates:
@@ -146,49 +178,51 @@ def parse_filter(text: str, keys: Sequence[str]) -> tuple[Predicate, ...]:
                 f"no support for filtering on unrecognized field {json.dumps(predicate.key)}"
             )
     for predicate in predicates:
-        _check_predicate(predicate)
+        _check_predicate(predicate, dialect)
     return predicates
 
 
-def _parse_predicates(decoded: str) -> tuple[Predicate, ...]:
+def _parse_predicates(decoded: str, dialect: Dialect) -> tuple[Predicate, ...]:
     document = json.loads(decoded)
     if not isinstance(document, dict):
         raise FilterSyntaxError("a Filter must be a JSON object")
     unknown = set(document) - {"predicates"}
     if unknown:
-        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in api.Filter")
+        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in {dialect.filter_type}")
     items = document.get("predicates") or []
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise FilterSyntaxError("predicates must be a list of objects")
-    return tuple(_parse_predicate(item) for item in items)
+    return tuple(_parse_predicate(item, dialect) for item in items)
 
 
-def _parse_predicate(item: dict) -> Predicate:
+def _parse_predicate(item: dict, dialect: Dialect) -> Predicate:
     fields = {_snake(name): value for name, value in item.items()}
-    unknown = set(fields) - {"op", "key", *_VALUE_TYPES}
+    unknown = set(fields) - {dialect.op_field, "key", *_VALUE_TYPES}
     if unknown:
-        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in api.Predicate")
+        predicate_type = dialect.filter_type.replace("Filter", "Predicate")
+        raise FilterSyntaxError(f"unknown field {sorted(unknown)[0]!r} in {predicate_type}")
     values = [name for name in _VALUE_TYPES if fields.get(name) is not None]
     if len(values) > 1:
         raise FilterSyntaxError(f"oneof field already set: {values[0]} and {values[1]}")
     key = fields.get("key", "")
     if not isinstance(key, str):
         raise FilterSyntaxError("key must be a string")
-    op = _parse_op(fields.get("op", 0))
+    op = _parse_op(fields.get(dialect.op_field, 0), dialect)
     if not values:
         return Predicate(key, op, "")
     field = values[0]
     return Predicate(key, op, field, _parse_value(field, fields[field]))
 
 
-def _parse_op(op: Any) -> str:
+def _parse_op(op: Any, dialect: Dialect) -> str:
     if isinstance(op, bool) or not isinstance(op, int | str):
-        raise FilterSyntaxError(f"invalid op {op!r}")
+        raise FilterSyntaxError(f"invalid {dialect.op_field} {op!r}")
+    names = {dialect.unspecified_op, *(name for name, number in OPS.items() if number)}
     if isinstance(op, str):
-        if op not in OPS:
-            raise FilterSyntaxError(f'unknown value "{op}" for enum api.Predicate_Op')
+        if op not in names:
+            raise FilterSyntaxError(f'unknown value "{op}" for enum {dialect.op_enum}')
         return op
-    return _OP_NAMES.get(op, str(op))
+    return dialect.unspecified_op if op == 0 else _OP_NAMES.get(op, str(op))
 
 
 def _parse_value(field: str, value: Any) -> Any:
@@ -222,9 +256,9 @@ def _timestamp_seconds(value: Any) -> int:
         raise FilterSyntaxError(f"invalid timestamp {value!r}") from err
 
 
-def _check_predicate(predicate: Predicate) -> None:
+def _check_predicate(predicate: Predicate, dialect: Dialect) -> None:
     """The server's operator/value checks, in its order and with its messages."""
-    value_type = _VALUE_TYPES.get(predicate.field, "<nil>")
+    value_type = dialect.value_type(predicate.field)
     if predicate.op == "IN" and predicate.field and predicate.field not in _ARRAY_FIELDS:
         raise InvalidInput(f"cannot use IN operator with scalar type {value_type}")
     if predicate.op in _SCALAR_OPS and predicate.field in _ARRAY_FIELDS:
@@ -286,6 +320,7 @@ def list_options(
     page_size: str | int = 0,
     sort_by: str = "",
     filter_json: str = "",
+    dialect: Dialect = V1,
 ) -> ListOptions:
     """Validate a list request's paging, sorting and filtering, as the server does.
 
@@ -294,14 +329,15 @@ def list_options(
     """
     size = _page_size(page_size)
     if not page_token:
-        return _fresh_options(kind, fields, size, sort_by, filter_json)
-    options = _options_from_token(page_token, size, fields)
+        return _fresh_options(kind, fields, size, sort_by, filter_json, dialect)
+    options = _options_from_token(page_token, size, fields, dialect)
     if (sort_by or filter_json) and not options.same_criteria(
-        _fresh_options(kind, fields, size, sort_by, filter_json)
+        _fresh_options(kind, fields, size, sort_by, filter_json, dialect)
     ):
         raise InvalidInput(
             "page token does not match the supplied sort by and/or filtering criteria. Either "
-            "specify the same criteria or leave the latter empty if page token is specified."
+            "specify the same criteria or leave the latter empty if page token is specified"
+            + dialect.end
         )
     return options
 
@@ -317,7 +353,7 @@ def _page_size(raw: str | int) -> int:
 
 
 def _fresh_options(
-    kind: str, fields: Fields, size: int, sort_by: str, filter_json: str
+    kind: str, fields: Fields, size: int, sort_by: str, filter_json: str, dialect: Dialect
 ) -> ListOptions:
     words = sort_by.lower().split()
     if len(words) > 2 or (len(words) == 2 and words[1] not in ("asc", "desc")):
@@ -329,10 +365,10 @@ def _fresh_options(
     if sort_key not in fields:
         raise InvalidInput(f"Invalid sorting field: {json.dumps(sort_key)} on listable type {kind}")
     desc = len(words) == 2 and words[1] == "desc"
-    return ListOptions(sort_key, desc, parse_filter(filter_json, list(fields)), size)
+    return ListOptions(sort_key, desc, parse_filter(filter_json, list(fields), dialect), size)
 
 
-def _options_from_token(token: str, size: int, fields: Fields) -> ListOptions:
+def _options_from_token(token: str, size: int, fields: Fields, dialect: Dialect) -> ListOptions:
     try:
         document = json.loads(base64.b64decode(token, validate=True))
         predicates = tuple(Predicate.from_json(p) for p in document["filter"])
@@ -340,9 +376,9 @@ def _options_from_token(token: str, size: int, fields: Fields) -> ListOptions:
         start = (value, int(seq))
         options = ListOptions(document["sort"], bool(document["desc"]), predicates, size, start)
     except (binascii.Error, ValueError, TypeError, KeyError) as err:
-        raise InvalidInput("Invalid package token.") from err
+        raise InvalidInput("Invalid package token" + dialect.end) from err
     if options.sort_key not in fields or any(p.key not in fields for p in predicates):
-        raise InvalidInput("Invalid package token.")
+        raise InvalidInput("Invalid package token" + dialect.end)
     return options
 
 
