@@ -1,7 +1,10 @@
 """`python -m localdsp`: serve the DSP stand-in, or run one command against a fresh instance.
 
-    python -m localdsp serve [--host H] [--port P] [--data-dir D] [fault flags] [--tls]
-    python -m localdsp exec [--data-dir D] [fault flags] [--tls] -- CMD ARGS...
+    python -m localdsp serve [--host H] [--port P] [--data-dir D] [--api V] [fault flags] [--tls]
+    python -m localdsp exec [--data-dir D] [--api V] [fault flags] [--tls] -- CMD ARGS...
+
+`--api v1` (the default) is a DSP 1.x server; `--api v2` a DSP 2.x one (KFP backend 2.5.0), whose
+runs are stored but not executed yet.
 
 `serve` runs in the foreground until Ctrl-C or SIGTERM. It checks bearer tokens only when
 LOCALDSP_TOKEN is set: a token is never a flag, because argv shows in process listings.
@@ -65,10 +68,13 @@ def serve(args: argparse.Namespace, faults: RandomFaults) -> int:
         tls=args.tls,
         random_faults=faults,
         execute=args.execute,
+        api=args.api,
     )
     with dsp, _on_signal(signal.SIGTERM, stop.set):
         auth = "bearer token from LOCALDSP_TOKEN required" if token else "no token check"
         runs = "runs execute locally" if args.execute else "runs do not execute"
+        if args.api == "v2":
+            runs = "DSP 2.x API; runs are stored, not executed"
         print(
             f"localdsp: serving {dsp.url} ({auth}; {runs}; data in {args.data_dir}); Ctrl-C stops",
             file=sys.stderr,
@@ -94,6 +100,7 @@ def exec_command(args: argparse.Namespace, faults: RandomFaults) -> int:
         tls=args.tls,
         random_faults=faults,
         execute=args.execute,
+        api=args.api,
     ) as dsp:
         env = {**os.environ, "DSP_HOST": dsp.url, "DSP_TOKEN": token}
         if dsp.ca_file is not None:
@@ -144,7 +151,7 @@ def _env(name: str, default: str | None) -> str | None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m localdsp", description="A local stand-in for the DSP v1 API server."
+        prog="python -m localdsp", description="A local stand-in for the DSP API server (v1 or v2)."
     )
     commands = parser.add_subparsers(dest="subcommand", required=True)
     serve_parser = commands.add_parser("serve", help="serve in the foreground")
@@ -172,6 +179,13 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=_env("LOCALDSP_DATA_DIR", ".localdsp"),
         help="where the SQLite state is kept (env LOCALDSP_DATA_DIR)",
+    )
+    parser.add_argument(
+        "--api",
+        choices=("v1", "v2"),
+        default=_env("LOCALDSP_API", "v1"),
+        help="which DSP generation to serve: v1 (DSP 1.x, kfp-tekton 1.5) or v2 (DSP 2.x, "
+        "KFP backend 2.5) (env LOCALDSP_API)",
     )
     parser.add_argument(
         "--tls",

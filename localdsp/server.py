@@ -26,9 +26,11 @@ from typing import Any
 
 import uvicorn
 
+from localdsp.api_v2 import create_app_v2
 from localdsp.app import Tokens, create_app
 from localdsp.backend import Backend, RunExecutor
-from localdsp.faults import ADMIN_PREFIX, FaultInjector, FaultRule, RandomFaults
+from localdsp.faults import ADMIN_PREFIX, ASGIApp, FaultInjector, FaultRule, RandomFaults
+from localdsp.rules_v2 import BackendV2
 from localdsp.runs import LocalExecutor
 from localdsp.scheduler import Scheduler
 
@@ -78,8 +80,15 @@ class _Server(uvicorn.Server):
                 loop.call_soon_threadsafe(self._wakeup.set)
 
 
+API_GENERATIONS = ("v1", "v2")
+
+
 class LocalDSP:
-    """The DSP v1 API stand-in, as a context manager: `url` is valid between start and stop."""
+    """The DSP API stand-in, as a context manager: `url` is valid between start and stop.
+
+    `api="v1"` (the default) is a DSP 1.x server (kfp-tekton 1.5, v1beta1 only); `api="v2"` is a
+    DSP 2.x server (KFP backend 2.5.0: v2beta1, and the v1beta1 healthz and uploads).
+    """
 
     def __init__(
         self,
@@ -94,11 +103,16 @@ class LocalDSP:
         execute: bool = False,
         schedule: bool | None = None,
         auto_update_default: bool = True,
+        api: str = "v1",
     ):
         """`execute=True` runs created runs on this machine with a `LocalExecutor` (unless an
         `executor` is given); `schedule` (default: whether runs execute) starts the runs of
         enabled recurring jobs on their schedule; `auto_update_default=False` models a DSPA with
-        `autoUpdatePipelineDefaultVersion: false`."""
+        `autoUpdatePipelineDefaultVersion: false`. With `api="v2"` runs are stored, not yet
+        executed, and `execute`, `executor` and `schedule` do not apply."""
+        if api not in API_GENERATIONS:
+            raise ValueError(f"api must be one of {', '.join(API_GENERATIONS)}, not {api!r}")
+        self.api = api
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
@@ -114,7 +128,7 @@ class LocalDSP:
         if latency_ms:
             settings = replace(settings, latency_ms=latency_ms)
         self.faults = FaultInjector(settings)
-        self.backend: Backend | None = None
+        self.backend: Backend | BackendV2 | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -141,13 +155,7 @@ class LocalDSP:
         """Bind, serve in a thread, and return once the server answers; raises if it cannot."""
         sock = _bind(self.host, self.port)
         self.port = sock.getsockname()[1]  # kept: a restart serves on the same URL
-        if self.execute and (self.executor is None or self._own_executor):
-            self.executor = LocalExecutor(self.data_dir)
-            self._own_executor = True
-        self.backend = Backend(
-            self.data_dir, executor=self.executor, auto_update_default=self.auto_update_default
-        )
-        app = create_app(self.backend, self.faults, self.tokens)
+        app = self._create_app()
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -169,9 +177,22 @@ class LocalDSP:
         except Exception:
             self.stop()
             raise
-        if self.schedule:
+        if self.schedule and isinstance(self.backend, Backend):
             self.scheduler = Scheduler(self.backend).start()
         return self
+
+    def _create_app(self) -> ASGIApp:
+        """The backend and app of this server's API generation."""
+        if self.api == "v2":
+            self.backend = BackendV2(self.data_dir)
+            return create_app_v2(self.backend, self.faults, self.tokens)
+        if self.execute and (self.executor is None or self._own_executor):
+            self.executor = LocalExecutor(self.data_dir)
+            self._own_executor = True
+        self.backend = Backend(
+            self.data_dir, executor=self.executor, auto_update_default=self.auto_update_default
+        )
+        return create_app(self.backend, self.faults, self.tokens)
 
     def stop(self) -> None:
         """Stop serving (open connections are closed), cancel runs still executing (waiting

@@ -1,0 +1,492 @@
+"""State and rules of the DSP 2.x API server (KFP backend 2.5.0, single-user mode), v2beta1.
+
+Models are frozen dataclasses kept by `store.Store` in their own SQLite file, with the real
+server's unique indexes (pipeline names; version names per pipeline; experiment names) as
+constraints. `BackendV2` holds the rules and raises `errors.ApiError`s with the 2.5 server's
+wording (`resource_manager.go`, `*_server.go`); it knows nothing of HTTP.
+
+Runs are stored in state PENDING, as the server stores them before Argo reports. Executing them
+(with kfp.local) is the job of a `RunnerV2` given to the backend: that is the seam.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from localdsp.backend import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_EXPERIMENT_DESCRIPTION,
+    DEFAULT_SERVICE_ACCOUNT,
+    ListRequest,
+    Page,
+    Trigger,
+    check_cron,
+)
+from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
+from localdsp.filters import V2, Fields, list_options, paginate
+from localdsp.models_v2 import (
+    ARCHIVED,
+    AVAILABLE,
+    EXPERIMENT_FIELDS,
+    FINISHED,
+    PENDING,
+    PIPELINE_FIELDS,
+    RECURRING_RUN_FIELDS,
+    RUN_FIELDS,
+    TABLES,
+    VERSION_FIELDS,
+    ExperimentV2,
+    PipelineV2,
+    RecurringRunV2,
+    RunnerV2,
+    RunRequest,
+    RunV2,
+    Source,
+    VersionV2,
+)
+from localdsp.store import DuplicateName, Store
+from localdsp.templates_v2 import PipelineTemplate, parse_template
+
+
+def not_found(kind: str, identifier: str, context: str) -> NotFound:
+    """The 2.5 store's NewResourceNotFoundError, wrapped once by its caller."""
+    message = f"{kind} {identifier} not found"
+    return NotFound(message, internal=f"{context}: ResourceNotFoundError: {message}")
+
+
+class BackendV2:
+    """The 2.5 resource manager over its own store in `data_dir`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        runner: RunnerV2 | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(data_dir / "localdsp-v2.sqlite", TABLES)
+        self.runner = runner
+        self._clock = clock
+        self.default_experiment_id = self._default_experiment()
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    def _default_experiment(self) -> str:
+        """The server creates "Default" at start-up; runs without an experiment go there."""
+        with self.store.transaction():
+            for experiment in self.store.all(ExperimentV2):
+                if experiment.name == DEFAULT_EXPERIMENT:
+                    return experiment.id
+            created = ExperimentV2(
+                str(uuid.uuid4()), DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_DESCRIPTION, self._now()
+            )
+            return self.store.insert(created).id
+
+    def _list(self, kind: type, name: str, fields: Fields, request: ListRequest, keep=None) -> Page:
+        options = list_options(
+            kind=name,
+            fields=fields,
+            page_token=request.page_token,
+            page_size=request.page_size,
+            sort_by=request.sort_by,
+            filter_json=request.filter,
+            dialect=V2,
+        )
+        items = [i for i in self.store.all(kind) if keep is None or keep(i)]
+        return Page(*paginate(items, options, fields))
+
+    # ---- pipelines and versions
+
+    def create_pipeline(
+        self, name: str, description: str, content: bytes
+    ) -> tuple[PipelineV2, VersionV2]:
+        """Upload: a pipeline and its first version, named after the pipeline, in one commit."""
+        context = "Failed to create a pipeline and a pipeline version"
+        template = _template(content, f"{context} due to template creation error")
+        name = name or template.name
+        now = self._now()
+        pipeline = PipelineV2(str(uuid.uuid4()), name, description, now)
+        version = VersionV2(str(uuid.uuid4()), pipeline.id, name, description, now)
+        with self.store.transaction():
+            try:
+                pipeline = self.store.insert(pipeline)
+            except DuplicateName as err:
+                raise _exists(
+                    f"Failed to create a new pipeline. The name {name} already exists. "
+                    "Please specify a new name",
+                    context,
+                ) from err
+            version = self.store.insert(version, pipeline_id=pipeline.id, template=template.text)
+        return pipeline, version
+
+    def create_version(
+        self, pipeline_id: str, name: str, description: str, content: bytes
+    ) -> VersionV2:
+        context = "Failed to create a pipeline version"
+        self.get_pipeline(pipeline_id)
+        template = _template(content, f"{context} due to template creation error")
+        name = name or template.name
+        version = VersionV2(str(uuid.uuid4()), pipeline_id, name, description, self._now())
+        try:
+            return self.store.insert(version, pipeline_id=pipeline_id, template=template.text)
+        except DuplicateName as err:
+            raise _exists(
+                f"Failed to create a new pipeline version. The name {name} already exist. "
+                "Specify a new name",
+                "Failed to create pipeline version in PipelineStore",
+            ) from err
+
+    def get_pipeline(self, pipeline_id: str) -> PipelineV2:
+        pipeline = self.store.get(PipelineV2, pipeline_id)
+        if pipeline is None:
+            context = f"Failed to get a pipeline with id {pipeline_id}"
+            raise not_found("Pipeline", pipeline_id, context)
+        return pipeline
+
+    def pipeline_by_name(self, name: str) -> PipelineV2:
+        for pipeline in self.store.all(PipelineV2):
+            if pipeline.name.casefold() == name.casefold():
+                return pipeline
+        raise not_found(
+            "Namespace/Pipeline",
+            f"/{name}",
+            f"Failed to get a pipeline named {name} in namespace ",
+        )
+
+    def list_pipelines(self, request: ListRequest) -> Page:
+        return self._list(PipelineV2, "Pipeline", PIPELINE_FIELDS, request)
+
+    def delete_pipeline(self, pipeline_id: str) -> None:
+        """Refused while versions exist (2.5 has no cascade)."""
+        with self.store.transaction():
+            self.get_pipeline(pipeline_id)
+            versions = [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
+            if versions:
+                latest = max(versions, key=lambda v: (v.created_at, v.seq))
+                raise InvalidInput(
+                    f"Failed to delete pipeline with id {pipeline_id} as it has existing "
+                    f"pipeline versions (e.g. {latest.id})"
+                )
+            self.store.delete(PipelineV2, pipeline_id)
+
+    def get_version(self, version_id: str, pipeline_id: str = "") -> VersionV2:
+        version = self.store.get(VersionV2, version_id)
+        if version is None:
+            raise not_found(
+                "PipelineVersion",
+                version_id,
+                f"Failed to get a pipeline version with id {version_id}",
+            )
+        return version
+
+    def version_spec(self, version_id: str) -> dict:
+        """The stored IR of a version, as the server returns it in `pipeline_spec`."""
+        return json.loads(self.store.template(VersionV2, version_id) or "{}")
+
+    def list_versions(self, pipeline_id: str, request: ListRequest) -> Page:
+        return self._list(
+            VersionV2,
+            "PipelineVersion",
+            VERSION_FIELDS,
+            request,
+            keep=lambda v: v.pipeline_id == pipeline_id,
+        )
+
+    def latest_version(self, pipeline_id: str) -> VersionV2:
+        self.get_pipeline(pipeline_id)
+        versions = [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
+        if not versions:
+            raise not_found(
+                "PipelineVersion",
+                pipeline_id,
+                "Failed to get the latest pipeline version for a pipeline",
+            )
+        return max(versions, key=lambda v: (v.created_at, v.seq))
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """Deleting a version checks no run or schedule: they keep their own copy of the IR."""
+        with self.store.transaction():
+            self.get_version(version_id)
+            self.store.delete(VersionV2, version_id)
+
+    # ---- experiments
+
+    def create_experiment(self, name: str, description: str) -> ExperimentV2:
+        if not name:
+            raise InvalidInput("Experiment name cannot be empty")
+        experiment = ExperimentV2(str(uuid.uuid4()), name, description, self._now())
+        try:
+            return self.store.insert(experiment)
+        except DuplicateName as err:
+            raise _exists(
+                f"Failed to create a new experiment. The name {name} already exists. "
+                "Please specify a new name",
+                "Failed to create an experiment",
+            ) from err
+
+    def get_experiment(self, experiment_id: str) -> ExperimentV2:
+        experiment = self.store.get(ExperimentV2, experiment_id)
+        if experiment is None:
+            raise not_found("Experiment", experiment_id, "Failed to get experiment")
+        return experiment
+
+    def list_experiments(self, request: ListRequest) -> Page:
+        return self._list(ExperimentV2, "Experiment", EXPERIMENT_FIELDS, request)
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        if experiment_id == self.default_experiment_id:
+            raise InvalidInput(
+                f"Failed to delete experiment {experiment_id}. The default experiment cannot be "
+                "deleted"
+            )
+        with self.store.transaction():
+            self.get_experiment(experiment_id)
+            self.store.delete(ExperimentV2, experiment_id)
+
+    def archive_experiment(self, experiment_id: str, archived: bool = True) -> None:
+        """Archiving an experiment archives its runs and disables its recurring runs."""
+        state = ARCHIVED if archived else AVAILABLE
+        with self.store.transaction():
+            experiment = self.get_experiment(experiment_id)
+            self.store.save(replace(experiment, storage_state=state))
+            if not archived:
+                return
+            for run in self.store.all(RunV2):
+                if run.experiment_id == experiment_id:
+                    self.store.save(replace(run, storage_state=ARCHIVED))
+            for job in self.store.all(RecurringRunV2):
+                if job.experiment_id == experiment_id:
+                    self.store.save(replace(job, enabled=False, updated_at=self._now()))
+
+    # ---- runs
+
+    def _resolve(self, source: Source, context: str) -> tuple[Source, dict]:
+        """The version a run uses (the latest when only the pipeline is named) and its IR."""
+        try:
+            if source.pipeline_version_id:
+                version = self.get_version(source.pipeline_version_id)
+                if source.pipeline_id and source.pipeline_id != version.pipeline_id:
+                    raise InvalidInput(
+                        f"Pipeline version {version.id} belongs to pipeline "
+                        f"{version.pipeline_id} (not {source.pipeline_id})"
+                    )
+            elif source.pipeline_id:
+                version = self.latest_version(source.pipeline_id)
+            else:
+                if not source.spec:
+                    raise InvalidInput(
+                        "Failed to fetch a template with an empty pipeline spec manifest"
+                    )
+                template = _template(source.spec.encode(), "Failed to fetch a template")
+                return Source(spec=template.text), json.loads(template.text)
+        except ApiError as err:
+            raise Internal("Internal Server Error", internal=f"{context}: {err.internal}") from err
+        spec = self.version_spec(version.id)
+        return Source(version.pipeline_id, version.id, json.dumps(spec)), spec
+
+    def _experiment_for(self, experiment_id: str) -> str:
+        if not experiment_id:
+            return self.default_experiment_id
+        self.get_experiment(experiment_id)
+        return experiment_id
+
+    def create_run(self, request: RunRequest, recurring_run_id: str = "") -> RunV2:
+        if not request.name:
+            raise InvalidInput("The run name is empty. Please specify a valid name")
+        experiment_id = self._experiment_for(request.experiment_id)
+        source, spec = self._resolve(
+            request.source,
+            "InternalServerError: Failed to create a run due to error fetching manifest",
+        )
+        now = self._now()
+        run = RunV2(
+            id=str(uuid.uuid4()),
+            name=request.name,
+            description=request.description,
+            experiment_id=experiment_id,
+            source=source,
+            parameters=json.dumps(request.parameters),
+            pipeline_root=request.pipeline_root,
+            service_account=request.service_account or DEFAULT_SERVICE_ACCOUNT,
+            created_at=now,
+            scheduled_at=now,
+            state_history=((now, PENDING),),
+            recurring_run_id=recurring_run_id,
+        )
+        with self.store.transaction():
+            run = self.store.insert(run)
+            experiment = self.get_experiment(experiment_id)
+            self.store.save(replace(experiment, last_run_created_at=now))
+        if self.runner is not None:
+            self.runner.start(run, spec, lambda state: self.record_state(run.id, state))
+        return run
+
+    def record_state(self, run_id: str, state: str) -> None:
+        """The runner's report: the state, its history and (once final) the finish time."""
+        with self.store.transaction():
+            run = self.get_run(run_id)
+            if run.state == state:
+                return
+            now = self._now()
+            self.store.save(
+                replace(
+                    run,
+                    state=state,
+                    state_history=(*run.state_history, (now, state)),
+                    finished_at=now if state in FINISHED else run.finished_at,
+                )
+            )
+
+    def get_run(self, run_id: str) -> RunV2:
+        run = self.store.get(RunV2, run_id)
+        if run is None:
+            raise not_found("Run", run_id, "Failed to get a run")
+        return run
+
+    def list_runs(self, request: ListRequest, experiment_id: str = "") -> Page:
+        return self._list(
+            RunV2,
+            "Run",
+            RUN_FIELDS,
+            request,
+            keep=lambda r: not experiment_id or r.experiment_id == experiment_id,
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        with self.store.transaction():
+            self.get_run(run_id)
+            self.store.delete(RunV2, run_id)
+        if self.runner is not None:
+            self.runner.terminate(run_id)
+
+    def terminate_run(self, run_id: str) -> None:
+        """A run still going is marked CANCELING; the runner reports CANCELED when it stops."""
+        with self.store.transaction():
+            run = self.get_run(run_id)
+            if run.state in FINISHED:
+                return
+            self.store.save(replace(run, state="CANCELING"))
+        if self.runner is not None:
+            self.runner.terminate(run_id)
+        else:
+            self.record_state(run_id, "CANCELED")
+
+    def retry_run(self, run_id: str) -> None:
+        """Only a failed or canceled run is retried (Argo's retry needs a finished workflow)."""
+        run = self.get_run(run_id)
+        if run.state not in ("FAILED", "CANCELED"):
+            raise InvalidInput(
+                f"Failed to retry run {run_id} as it is not in a failed state: {run.state}"
+            )
+        self.record_state(run_id, PENDING)
+        if self.runner is not None:
+            spec = json.loads(run.source.spec or "{}")
+            self.runner.start(run, spec, lambda state: self.record_state(run_id, state))
+
+    def archive_run(self, run_id: str, archived: bool = True) -> None:
+        with self.store.transaction():
+            run = self.get_run(run_id)
+            self.store.save(replace(run, storage_state=ARCHIVED if archived else AVAILABLE))
+
+    # ---- recurring runs
+
+    def create_recurring_run(
+        self,
+        request: RunRequest,
+        *,
+        max_concurrency: int,
+        trigger: Trigger,
+        enabled: bool,
+        no_catchup: bool,
+    ) -> RecurringRunV2:
+        if not request.name:
+            raise InvalidInput("Recurring run name is empty. Please specify a valid name")
+        if not 1 <= max_concurrency <= 10:
+            raise InvalidInput(
+                "Max concurrency of a recurring run must be at least 1 and at most 10. "
+                f"Received {max_concurrency}"
+            )
+        if trigger.kind == "cron":
+            check_cron(trigger.cron)
+        elif trigger.kind == "periodic" and trigger.interval_second < 1:
+            raise InvalidInput(
+                f"Found invalid period schedule interval {trigger.interval_second}. "
+                "Set at interval to least 1 second"
+            )
+        experiment_id = self._experiment_for(request.experiment_id)
+        source, _ = self._resolve(
+            request.source,
+            "InternalServerError: Failed to create a recurring run with an "
+            "invalid pipeline spec manifest",
+        )
+        if request.source.pipeline_id and not request.source.pipeline_version_id:
+            source = replace(source, pipeline_version_id="")  # follows the latest version
+        now = self._now()
+        job = RecurringRunV2(
+            id=str(uuid.uuid4()),
+            name=request.name,
+            description=request.description,
+            experiment_id=experiment_id,
+            source=source,
+            parameters=json.dumps(request.parameters),
+            pipeline_root=request.pipeline_root,
+            service_account=request.service_account or DEFAULT_SERVICE_ACCOUNT,
+            max_concurrency=max_concurrency,
+            trigger=trigger,
+            enabled=enabled,
+            no_catchup=no_catchup,
+            created_at=now,
+            updated_at=now,
+        )
+        return self.store.insert(job)
+
+    def get_recurring_run(self, job_id: str) -> RecurringRunV2:
+        job = self.store.get(RecurringRunV2, job_id)
+        if job is None:
+            raise not_found("Job", job_id, "Failed to get a recurring run")
+        return job
+
+    def list_recurring_runs(self, request: ListRequest, experiment_id: str = "") -> Page:
+        return self._list(
+            RecurringRunV2,
+            "Job",
+            RECURRING_RUN_FIELDS,
+            request,
+            keep=lambda j: not experiment_id or j.experiment_id == experiment_id,
+        )
+
+    def enable_recurring_run(self, job_id: str, enabled: bool) -> None:
+        with self.store.transaction():
+            job = self.get_recurring_run(job_id)
+            self.store.save(replace(job, enabled=enabled, updated_at=self._now()))
+
+    def delete_recurring_run(self, job_id: str) -> None:
+        """Its runs are left alone: 2.5 has no propagation policy (2.16 added ORPHAN)."""
+        with self.store.transaction():
+            self.get_recurring_run(job_id)
+            self.store.delete(RecurringRunV2, job_id)
+
+    def reset(self) -> None:
+        """Forget everything; the default experiment comes back, as on a fresh install."""
+        self.store.clear()
+        self.default_experiment_id = self._default_experiment()
+
+
+def _template(content: bytes, context: str) -> PipelineTemplate:
+    try:
+        return parse_template(content)
+    except ApiError as err:
+        raise err.wrap(context) from err
+
+
+def _exists(message: str, context: str) -> AlreadyExists:
+    return AlreadyExists(message, internal=f"{context}: Already exist error: {message}")

@@ -1,0 +1,188 @@
+"""The v2beta1 wire format of the KFP 2.5 server: its models as JSON, and requests into rules calls.
+
+grpc-gateway v1.16 (what 2.5.0 links) writes jsonpb with original snake_case names, enums as
+names, int64 as strings, zero values left out but every Timestamp sent (1970 for "never"). Its
+error JSON is `{error, code, message, details: [google.rpc.Status]}`: `message` and `error` carry
+the internal chain, the detail the user-facing text.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from localdsp.app import _int, _parse_trigger, _pb, _time
+from localdsp.backend import Trigger
+from localdsp.errors import ApiError, InvalidInput
+from localdsp.models_v2 import (
+    ExperimentV2,
+    PipelineV2,
+    RecurringRunV2,
+    RunRequest,
+    RunV2,
+    Source,
+    VersionV2,
+)
+
+RECURRING_MODES = ("MODE_UNSPECIFIED", "ENABLE", "DISABLE")
+
+
+def gateway_body(error: ApiError) -> dict:
+    """grpc-gateway v1's error JSON with the 2.5 server's google.rpc.Status detail."""
+    return {
+        "error": error.internal,
+        "code": int(error.code),
+        "message": error.internal,
+        "details": [
+            {
+                "@type": "type.googleapis.com/google.rpc.Status",
+                "code": int(error.code),
+                "message": error.message,
+            }
+        ],
+    }
+
+
+def upload_body(error: ApiError) -> dict:
+    """The upload handlers' own JSON (an api.Error): the whole chain in both fields."""
+    return {"error_message": error.internal, "error_details": error.internal}
+
+
+def api_pipeline(pipeline: PipelineV2) -> dict:
+    return _pb(
+        pipeline_id=pipeline.id,
+        display_name=pipeline.name,
+        description=pipeline.description,
+        created_at=_time(pipeline.created_at),
+    )
+
+
+def api_version(version: VersionV2, spec: dict) -> dict:
+    return _pb(
+        pipeline_id=version.pipeline_id,
+        pipeline_version_id=version.id,
+        display_name=version.name,
+        description=version.description,
+        created_at=_time(version.created_at),
+        pipeline_spec=spec,
+    )
+
+
+def api_experiment(experiment: ExperimentV2) -> dict:
+    return _pb(
+        experiment_id=experiment.id,
+        display_name=experiment.name,
+        description=experiment.description,
+        created_at=_time(experiment.created_at),
+        last_run_created_at=_time(experiment.last_run_created_at),
+        storage_state=experiment.storage_state,
+    )
+
+
+def _source(source: Source) -> dict:
+    """A version reference when the run names a version, else the IR it was given inline."""
+    if source.pipeline_version_id or source.pipeline_id:
+        reference = _pb(
+            pipeline_id=source.pipeline_id, pipeline_version_id=source.pipeline_version_id
+        )
+        return {"pipeline_version_reference": reference}
+    return {"pipeline_spec": json.loads(source.spec)} if source.spec else {}
+
+
+def _runtime_config(parameters: str, pipeline_root: str) -> dict | None:
+    config = _pb(parameters=json.loads(parameters or "{}"), pipeline_root=pipeline_root)
+    return config or None
+
+
+def api_run(run: RunV2) -> dict:
+    history = [{"update_time": _time(t), "state": state} for t, state in run.state_history]
+    return _pb(
+        run_id=run.id,
+        experiment_id=run.experiment_id,
+        recurring_run_id=run.recurring_run_id,
+        display_name=run.name,
+        description=run.description,
+        service_account=run.service_account,
+        runtime_config=_runtime_config(run.parameters, run.pipeline_root),
+        storage_state=run.storage_state,
+        state=run.state,
+        state_history=history,
+        created_at=_time(run.created_at),
+        scheduled_at=_time(run.scheduled_at),
+        finished_at=_time(run.finished_at),
+        **_source(run.source),
+    )
+
+
+def _trigger(trigger: Trigger) -> dict | None:
+    times = {
+        "start_time": _time(trigger.start_time) if trigger.start_time else None,
+        "end_time": _time(trigger.end_time) if trigger.end_time else None,
+    }
+    if trigger.kind == "cron":
+        return {"cron_schedule": _pb(**times, cron=trigger.cron)}
+    if trigger.kind == "periodic":
+        return {"periodic_schedule": _pb(**times, interval_second=str(trigger.interval_second))}
+    return None
+
+
+def api_recurring_run(job: RecurringRunV2) -> dict:
+    return _pb(
+        recurring_run_id=job.id,
+        display_name=job.name,
+        description=job.description,
+        service_account=job.service_account,
+        status="ENABLED" if job.enabled else "DISABLED",
+        mode="ENABLE" if job.enabled else "DISABLE",
+        created_at=_time(job.created_at),
+        updated_at=_time(job.updated_at),
+        max_concurrency=str(job.max_concurrency),
+        no_catchup=job.no_catchup,
+        trigger=_trigger(job.trigger),
+        runtime_config=_runtime_config(job.parameters, job.pipeline_root),
+        experiment_id=job.experiment_id,
+        **_source(job.source),
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def run_request(body: dict) -> RunRequest:
+    """The fields a run and a recurring run share, from a (snake_cased) JSON body."""
+    reference = body.get("pipeline_version_reference") or {}
+    spec = body.get("pipeline_spec")
+    if not isinstance(reference, dict) or (spec is not None and not isinstance(spec, dict)):
+        raise InvalidInput("pipeline_version_reference and pipeline_spec must be JSON objects")
+    config = body.get("runtime_config") or {}
+    parameters = config.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput("runtime_config.parameters must be a JSON object")
+    return RunRequest(
+        name=str(body.get("display_name", "")),
+        description=str(body.get("description", "")),
+        experiment_id=str(body.get("experiment_id", "")),
+        source=Source(
+            pipeline_id=str(reference.get("pipeline_id", "")),
+            pipeline_version_id=str(reference.get("pipeline_version_id", "")),
+            spec=json.dumps(spec) if spec else "",
+        ),
+        parameters=parameters,
+        pipeline_root=str(config.get("pipeline_root", "")),
+        service_account=str(body.get("service_account", "")),
+    )
+
+
+def recurring_settings(body: dict) -> dict[str, Any]:
+    """max_concurrency, trigger, mode (ENABLE, else disabled) and no_catchup of a request."""
+    mode = body.get("mode") or "MODE_UNSPECIFIED"
+    if isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode < len(RECURRING_MODES):
+        mode = RECURRING_MODES[mode]
+    if mode not in RECURRING_MODES:
+        raise InvalidInput(f"unknown value {json.dumps(mode)} for enum v2beta1.RecurringRun_Mode")
+    return {
+        "max_concurrency": _int(body.get("max_concurrency"), "max_concurrency"),
+        "trigger": _parse_trigger(body.get("trigger")),
+        "enabled": mode == "ENABLE",
+        "no_catchup": bool(body.get("no_catchup", False)),
+    }
