@@ -16,6 +16,9 @@ import pytest
 
 from localdsp.server import LocalDSP
 
+# tests/v2 needs kfp 2: it runs in .venv-v2 (`make test BACKEND=v2`), never with kfp 1.8.
+collect_ignore = ["v2"] if kfp.__version__.startswith("1.") else []
+
 TOKEN = "test-token"
 PROJECT_ENV_PREFIXES = ("DSP_", "LOCALDSP_", "KF_PIPELINES_")
 PROJECT_ENV_NAMES = ("LOG_FORMAT", "LOG_LEVEL")
