@@ -189,8 +189,9 @@ def _check_crons(entries: dict, *, now: float) -> list[str]:
 
 def cron_problem(spec: str, *, now: float) -> str:
     """Why this cron cannot be a schedule ("" when it can): what the server refuses, five
-    fields (robfig reads the first as seconds, not as Unix cron's minutes), and a date that never
-    comes (robfig gives up after five years; the controller then loops or fires at once)."""
+    fields (robfig reads the first as seconds, not as Unix cron's minutes), more than the server's
+    column holds, and a date that never comes (robfig gives up after five years; the controller
+    then loops or fires at once)."""
     try:
         schedule = parse_cron(spec)
     except CronError as err:
@@ -201,6 +202,8 @@ def cron_problem(spec: str, *, now: float) -> str:
         return (
             f"has 5 fields: the server would read the first as seconds, not minutes; {_CRON_FORM}"
         )
+    if len(spec) > MAX_SERVER_TEXT:
+        return f"is {len(spec)} characters long; the server stores at most {MAX_SERVER_TEXT}"
     if schedule.next(now) is None:
         return (
             "never fires (no such date in the next 5 years), which the server's scheduler "

@@ -140,6 +140,10 @@ def test_every_problem_is_reported_at_once(tmp_path):
         ("0 0 6 * * * *", "Expected 5 to 6 fields, found 7: 0 0 6 * * * *; write 6 fields"),
         ("@fortnightly", "Unrecognized descriptor: @fortnightly; write 6 fields"),
         ("0 0 0 30 2 *", "'0 0 0 30 2 *' never fires (no such date in the next 5 years)"),
+        (
+            "0 0 " + "1," * 130 + "2 * * *",
+            "is 271 characters long; the server stores at most 255",
+        ),
     ],
 )
 def test_a_cron_the_server_would_refuse_names_file_pipeline_schedule_and_field(
