@@ -12,7 +12,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import re
 import tarfile
 import time
 import uuid
@@ -27,6 +26,14 @@ import yaml
 from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
 from localdsp.filters import Fields, ListOptions, go_query_unescape, list_options, paginate
 from localdsp.store import DuplicateName, Store, StoreClosed
+from localdsp.validation import (
+    VALIDATE_JOB,
+    check_cron,
+    check_experiment_columns,
+    check_job_columns,
+    check_run_columns,
+    swf_name,
+)
 
 MAX_NAME_LENGTH = 100
 MAX_FILE_SIZE = 32 << 20
@@ -47,18 +54,6 @@ IN_PROGRESS = frozenset(
     {"", "Running", "Started", "Pending", "PipelineRunPending", "PipelineRunStopping", TERMINATING}
 )
 SUCCEEDED = frozenset({"Succeeded", "Completed"})
-_CRON_DESCRIPTOR = re.compile(
-    r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every\s+(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)"
-)
-_CRON_FIELDS = (  # robfig/cron v1: seconds first, day of week optional
-    ("seconds", 0, 59, ()),
-    ("minutes", 0, 59, ()),
-    ("hours", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())),
-    ("day of week", 0, 6, tuple("SUN MON TUE WED THU FRI SAT".split())),
-)
-
 
 # libyaml's safe loader when PyYAML has it: uploads are parsed on every request.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -397,44 +392,6 @@ def _check_parameter_size(parameters: list[Parameter] | tuple[Parameter, ...]) -
         )
 
 
-def check_cron(expression: str) -> None:
-    """robfig/cron's Parse as the job server uses it: 5 or 6 fields, seconds first."""
-    try:
-        _parse_cron(expression.strip())
-    except ValueError as err:
-        raise InvalidInput(
-            "Schedule cron is not a supported format(https://godoc.org/github.com/robfig/cron). "
-            f"Error: {err}"
-        ) from err
-
-
-def _parse_cron(expression: str) -> None:
-    if expression.startswith("@"):
-        if not _CRON_DESCRIPTOR.fullmatch(expression):
-            raise ValueError(f"Unrecognized descriptor: {expression}")
-        return
-    parts = expression.split()
-    if not 5 <= len(parts) <= 6:
-        raise ValueError(f"Expected 5 to 6 fields, found {len(parts)}: {expression}")
-    for part, (what, low, high, names) in zip(parts, _CRON_FIELDS, strict=False):
-        for item in part.split(","):
-            _check_cron_item(item, what, low, high, names)
-
-
-def _check_cron_item(item: str, what: str, low: int, high: int, names: tuple[str, ...]) -> None:
-    span, _, step = item.partition("/")
-    if step and (not step.isdigit() or int(step) == 0):
-        raise ValueError(f"Failed to parse int from {step}")
-    if span in ("*", "?"):
-        return
-    for bound in span.split("-", 1):
-        number = names.index(bound.upper()) + low if bound.upper() in names else None
-        if number is None and not bound.isdigit():
-            raise ValueError(f"Failed to parse int from {bound}")
-        if not low <= (number if number is not None else int(bound)) <= high:
-            raise ValueError(f"{what}: {bound} out of range [{low}, {high}]")
-
-
 # --------------------------------------------------------------------------- the backend
 
 
@@ -594,6 +551,7 @@ class Backend:
             )
         if not name:
             raise InvalidInput("Experiment name is empty. Please specify a valid experiment name.")
+        check_experiment_columns(name, description)
         experiment = Experiment(str(uuid.uuid4()), name, description, self._now())
         try:
             return self.store.insert(experiment)
@@ -660,6 +618,7 @@ class Backend:
             service_account = _service_account(template, service_account)
             pipelinerun = runtime_pipelinerun(template, run_id, name, spec.parameters)
             pipelinerun["spec"]["serviceAccountName"] = service_account
+            check_run_columns(pipelinerun["metadata"]["name"], name, description)
             now = self._now()
             run = self.store.insert(
                 Run(
@@ -786,11 +745,16 @@ class Backend:
         """Create a recurring run; its manifest is fixed now (later versions do not change it)."""
         with self.store.transaction():
             spec, references, template = self._resolve_pipeline(pipeline_spec, references)
-            _check_job_settings(max_concurrency, trigger)
+            try:
+                _check_job_settings(max_concurrency, trigger)
+            except ApiError as err:
+                raise err.wrap(VALIDATE_JOB) from err
+            job_id = str(uuid.uuid4())
+            check_job_columns(swf_name(name, job_id), name, description, trigger.cron)
             now = self._now()
             return self.store.insert(
                 Job(
-                    id=str(uuid.uuid4()),
+                    id=job_id,
                     name=name,
                     description=description,
                     created_at=now,

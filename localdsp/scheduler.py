@@ -6,9 +6,11 @@ enabled job with a cron or periodic trigger starts a run when its next time has 
 does). `no_catchup`: after a wait, skip the missed times and go on from now; without it, the
 missed times are run one per tick. Times are counted from when the server (or the job's enabling)
 first saw the job: schedules missed while the server was down are not caught up. `start_time`
-and `end_time` bound the schedule. Cron is robfig/cron's (seconds first, 5 or 6 fields, names,
-`*`/`?`, lists, ranges, steps, `@hourly`-style descriptors, `@every 10s`), evaluated in UTC, the
-controller's usual time zone.
+and `end_time` bound the schedule. Cron is robfig/cron v1's (`runner.cron`, the controller's
+library), evaluated in UTC, the controller's usual time zone. A cron that parses but never fires
+(30 February: robfig gives up after five years) starts nothing; the real controller would fire it
+at once or spin on it, and the runner refuses such schedules. One job's failure is logged and
+never keeps the other jobs from firing.
 
 A run a job starts references the job (`JOB`/`CREATOR`) and the job's experiment (`OWNER`), runs
 the manifest the job pinned, and is named like the controller names its workflows:
@@ -18,130 +20,20 @@ stand in for the random suffix Kubernetes adds to the ScheduledWorkflow's genera
 
 from __future__ import annotations
 
-import calendar
 import logging
-import re
+import math
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
 
-from localdsp.backend import IN_PROGRESS, Backend, Job, Reference, Run, StoreClosed, check_cron
+from localdsp.backend import IN_PROGRESS, Backend, Job, Reference, Run, StoreClosed
+from localdsp.validation import swf_name
+from runner import cron
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
-_FIELDS = (  # name, low, high, names
-    ("second", 0, 59, ()),
-    ("minute", 0, 59, ()),
-    ("hour", 0, 23, ()),
-    ("day of month", 1, 31, ()),
-    ("month", 1, 12, tuple("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split())),
-    ("day of week", 0, 6, tuple("SUN MON TUE WED THU FRI SAT".split())),
-)
-_DESCRIPTORS = {
-    "@yearly": "0 0 0 1 1 *",
-    "@annually": "0 0 0 1 1 *",
-    "@monthly": "0 0 0 1 * *",
-    "@weekly": "0 0 0 * * 0",
-    "@daily": "0 0 0 * * *",
-    "@midnight": "0 0 0 * * *",
-    "@hourly": "0 0 * * * *",
-}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1, "m": 60, "h": 3600}
-
-
-# --------------------------------------------------------------------------- cron
-
-
-@dataclass(frozen=True)
-class Cron:
-    """A parsed robfig/cron schedule: allowed values per field, or a fixed interval (@every)."""
-
-    fields: tuple[frozenset[int], ...] = ()
-    star_dom: bool = True
-    star_dow: bool = True
-    every: float = 0.0
-
-    @classmethod
-    def parse(cls, expression: str) -> Cron:
-        """Parse like robfig/cron v1's Parse; raises ValueError with its message."""
-        expression = expression.strip()
-        if expression.startswith("@every"):
-            text = expression[len("@every") :].strip()
-            parts = _DURATION.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise ValueError(f"Failed to parse duration {expression}")
-            return cls(every=max(1.0, float(sum(float(n) * _UNITS[u] for n, u in parts))))
-        expression = _DESCRIPTORS.get(expression, expression)
-        if expression.startswith("@"):
-            raise ValueError(f"Unrecognized descriptor: {expression}")
-        parts = expression.split()
-        if not 5 <= len(parts) <= 6:
-            raise ValueError(f"Expected 5 to 6 fields, found {len(parts)}: {expression}")
-        parts += ["*"] * (6 - len(parts))
-        sets = tuple(_field(p, *spec) for p, spec in zip(parts, _FIELDS, strict=True))
-        return cls(sets, parts[3] in ("*", "?"), parts[5] in ("*", "?"))
-
-    def next(self, after: float) -> float:
-        """The first time strictly after `after` (epoch seconds) that the schedule fires."""
-        if self.every:
-            return after + self.every
-        seconds, minutes, hours, days, months, weekdays = self.fields
-        t = datetime.fromtimestamp(int(after) + 1, UTC)
-        limit = t + timedelta(days=366 * 5)
-        while t < limit:
-            if t.month not in months:
-                t = (t.replace(day=1) + timedelta(days=32)).replace(day=1, hour=0, minute=0)
-                t = t.replace(second=0)
-            elif not self._day_matches(t, days, weekdays):
-                t = (t + timedelta(days=1)).replace(hour=0, minute=0, second=0)
-            elif t.hour not in hours:
-                t = (t + timedelta(hours=1)).replace(minute=0, second=0)
-            elif t.minute not in minutes:
-                t = (t + timedelta(minutes=1)).replace(second=0)
-            elif t.second not in seconds:
-                t += timedelta(seconds=1)
-            else:
-                return float(calendar.timegm(t.timetuple()))
-        raise ValueError("the schedule never fires")
-
-    def _day_matches(self, t: datetime, days: frozenset[int], weekdays: frozenset[int]) -> bool:
-        """robfig: with a `*` day of month or day of week both must match, else either."""
-        dom, dow = t.day in days, (t.weekday() + 1) % 7 in weekdays
-        return dom and dow if self.star_dom or self.star_dow else dom or dow
-
-
-def _field(text: str, what: str, low: int, high: int, names: tuple[str, ...]) -> frozenset[int]:
-    values: set[int] = set()
-    for item in text.split(","):
-        span, _, step_text = item.partition("/")
-        step = int(step_text) if step_text.isdigit() and int(step_text) > 0 else 0
-        if step_text and not step:
-            raise ValueError(f"Failed to parse int from {step_text}")
-        if span in ("*", "?"):
-            first, last = low, high
-        else:
-            bounds = [_number(b, what, low, high, names) for b in span.split("-", 1)]
-            first = bounds[0]
-            last = bounds[1] if len(bounds) == 2 else (high if step else first)
-        if first > last:
-            raise ValueError(f"Beginning of range ({first}) beyond end of range ({last}): {item}")
-        values.update(range(first, last + 1, step or 1))
-    return frozenset(values)
-
-
-def _number(text: str, what: str, low: int, high: int, names: tuple[str, ...]) -> int:
-    if text.upper() in names:
-        return names.index(text.upper()) + low
-    if not text.isdigit():
-        raise ValueError(f"Failed to parse int from {text}")
-    value = int(text)
-    if not low <= value <= high:
-        raise ValueError(f"{what}: {value} out of range [{low}, {high}]")
-    return value
 
 
 def fnv32a(text: str) -> int:
@@ -153,9 +45,7 @@ def fnv32a(text: str) -> int:
 
 def job_run_name(job: Job, index: int) -> str:
     """`<swf name>-<index>-<fnv32a>`, as the ScheduledWorkflow controller names workflows."""
-    base = re.sub(r"[^a-z0-9-]+", "", job.name.lower())[:25] or "job"
-    swf = f"{base}{job.id.replace('-', '')[:5]}"
-    resource = f"{swf}-{index}"
+    resource = f"{swf_name(job.name, job.id)}-{index}"
     return f"{resource}-{fnv32a(resource)}"
 
 
@@ -215,7 +105,13 @@ class Scheduler:
             if not job.enabled or job.trigger.kind not in ("cron", "periodic"):
                 self._due.pop(job.id, None)
                 continue
-            run_id = self._tick_job(job, now)
+            try:
+                run_id = self._tick_job(job, now)
+            except StoreClosed:
+                raise
+            except Exception:
+                log.exception("localdsp: the scheduler failed job %s", job.id)
+                continue
             if run_id:
                 started.append(run_id)
         return started
@@ -231,14 +127,14 @@ class Scheduler:
             index = due.index if due is not None else self._count(job)
             # The first time after the server (or enabling) saw the job, as the controller
             # counts from the job's creation; periodic: one interval later.
-            due = _Due(job.updated_at, schedule.next(base), index)
+            due = _Due(job.updated_at, _next(schedule, base), index)
             self._due[job.id] = due
         if due.at > now or (trigger.end_time and due.at > trigger.end_time):
             return None
         if self._active(job) >= job.max_concurrency:
             return None  # wait for a slot; the time stays due
         run = self._create_run(job, due.index + 1)
-        following = schedule.next(now if job.no_catchup else due.at)
+        following = _next(schedule, now if job.no_catchup else due.at)
         self._due[job.id] = replace(due, at=following, index=due.index + 1)
         return run
 
@@ -265,12 +161,18 @@ class Scheduler:
         return len(self._runs_of(job))
 
 
-def _schedule(job: Job) -> Cron | None:
+def _schedule(job: Job) -> cron.Schedule | None:
+    """The job's schedule; None for a cron the server would have refused (not created here)."""
     trigger = job.trigger
     if trigger.kind == "periodic":
-        return Cron(every=float(max(1, trigger.interval_second)))
+        return cron.EverySchedule(max(1, trigger.interval_second))
     try:
-        check_cron(trigger.cron)
-        return Cron.parse(trigger.cron)
-    except Exception:
+        return cron.parse(trigger.cron)
+    except cron.CronError:
         return None
+
+
+def _next(schedule: cron.Schedule, after: float) -> float:
+    """The next fire time; infinity for a date that never comes."""
+    following = schedule.next(after)
+    return math.inf if following is None else following

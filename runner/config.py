@@ -9,14 +9,24 @@ this job, then the pipeline's own entry, then the file's `defaults`, then the bu
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runner.cron import CronError
+from runner.cron import fields as cron_fields
+from runner.cron import parse as parse_cron
 from runner.errors import ConfigurationError
+from runner.settings import MAX_SERVER_TEXT
 
 FILE_NAME = "dsp-runner.yaml"
+_CRON_FORM = (
+    "write 6 fields, seconds first (seconds minutes hours day-of-month month day-of-week), "
+    "or a descriptor such as @daily or @every 1h"
+)
+_RANGES = "ranges go upward (22-23,0-2 for 22:00 to 02:00), Sunday is 0, steps are positive"
 _ARGUMENTS = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
@@ -29,8 +39,8 @@ _SCHEDULE = {
         "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,40}$"},
         "cron": {
             "type": "string",
-            "pattern": r"^\S+( \S+){5}$",
-            "description": "6 fields, seconds first (robfig/cron), as KFP v1 expects",
+            "description": "6 fields, seconds first, or a descriptor: robfig/cron v1, checked by "
+            "runner.cron as the server checks it",
         },
         "enabled": {"type": "boolean"},
         "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 10},
@@ -44,7 +54,7 @@ _ENTRY = {
     "properties": {
         "display_name": {"type": "string", "pattern": "^[A-Za-z0-9._ -]{1,100}$"},
         "description": {"type": "string"},
-        "experiment": {"type": "string", "minLength": 1},
+        "experiment": {"type": "string", "minLength": 1},  # at most 255: see _check_lengths
         "arguments": _ARGUMENTS,
         "run_policy": {"enum": ["on-change", "always", "never"]},
         "wait": {"type": "boolean"},
@@ -142,6 +152,9 @@ def load(path: Path, *, required: bool = False) -> RepoConfig:
     if problems:
         raise ConfigurationError("; ".join(f"{path}: {_describe(e)}" for e in problems))
     _check_unique_schedules(path, data.get("pipelines", {}))
+    problems = _check_lengths(data) + _check_crons(data.get("pipelines", {}), now=time.time())
+    if problems:
+        raise ConfigurationError("; ".join(f"{path}: {problem}" for problem in problems))
     return RepoConfig(path, data.get("defaults", {}), data.get("pipelines", {}))
 
 
@@ -159,6 +172,57 @@ def _check_unique_schedules(path: Path, entries: dict) -> None:
                 f"{path}: pipelines > {pipeline} > schedules: name {duplicates[0]!r} is used "
                 "twice; schedule names must be unique per pipeline"
             )
+
+
+def _check_crons(entries: dict, *, now: float) -> list[str]:
+    """Every schedule as the server will read it (robfig/cron v1), before anything is uploaded:
+    the server refuses what robfig cannot parse only when the job is created, mid-deploy."""
+    problems = []
+    for pipeline, entry in entries.items():
+        for schedule in entry.get("schedules", []):
+            why = cron_problem(schedule["cron"], now=now)
+            if why:
+                where = f"pipelines > {pipeline} > schedules > {schedule['name']} > cron"
+                problems.append(f"{where}: {schedule['cron']!r} {why}")
+    return problems
+
+
+def cron_problem(spec: str, *, now: float) -> str:
+    """Why this cron cannot be a schedule ("" when it can): what the server refuses, five
+    fields (robfig reads the first as seconds, not as Unix cron's minutes), more than the server's
+    column holds, and a date that never comes (robfig gives up after five years; the controller
+    then loops or fires at once)."""
+    try:
+        schedule = parse_cron(spec)
+    except CronError as err:
+        if err.field:
+            return f"is refused by the server (robfig/cron v1): {err.field} field: {err}; {_RANGES}"
+        return f"is refused by the server (robfig/cron v1): {err}; {_CRON_FORM}"
+    if not spec.startswith("@") and len(cron_fields(spec)) == 5:
+        return (
+            f"has 5 fields: the server would read the first as seconds, not minutes; {_CRON_FORM}"
+        )
+    if len(spec) > MAX_SERVER_TEXT:
+        return f"is {len(spec)} characters long; the server stores at most {MAX_SERVER_TEXT}"
+    if schedule.next(now) is None:
+        return (
+            "never fires (no such date in the next 5 years), which the server's scheduler "
+            "cannot handle; fix the day or the month"
+        )
+    return ""
+
+
+def _check_lengths(data: dict) -> list[str]:
+    """Experiment names the server stores in a 255-character column: a longer one fails there
+    with a 500 (MySQL 'Data too long'), so it is refused here before anything is uploaded."""
+    entries = {"defaults": data.get("defaults", {})}
+    entries |= {f"pipelines > {name}": entry for name, entry in data.get("pipelines", {}).items()}
+    return [
+        f"{where} > experiment: {len(entry['experiment'])} characters long; the server takes "
+        f"experiment names of at most {MAX_SERVER_TEXT}: shorten it"
+        for where, entry in entries.items()
+        if len(entry.get("experiment", "")) > MAX_SERVER_TEXT
+    ]
 
 
 def _strings(arguments: dict) -> dict[str, str]:

@@ -21,6 +21,11 @@ from urllib.parse import urlsplit
 
 from runner.errors import ConfigurationError
 
+# The server keeps experiment, run and recurring-run names and descriptions in varchar(255)
+# columns (gorm's default size): a longer one fails there with a 500, after the run or the
+# recurring run was already created in the cluster.
+MAX_SERVER_TEXT = 255
+
 POD_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 RUN_POLICIES = ("on-change", "always", "never")
 LOG_FORMATS = ("auto", "json", "console")
@@ -440,7 +445,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "ca_bundle": _existing_dir_path,
     "insecure_skip_tls_verify": _bool,
     "pipelines_dir": _existing_dir_path,
-    "experiment": lambda raw: raw.strip(),
+    "experiment": lambda raw: _experiment(raw),
     "run_policy": _choice(RUN_POLICIES),
     "only": lambda raw: _names(raw),
     "wait": _bool,
@@ -470,6 +475,17 @@ def _names(raw: str | list[str]) -> tuple[str, ...]:
     if not names:
         raise ValueError("expected at least one pipeline name")
     return names
+
+
+def _experiment(raw: str) -> str:
+    """The server keeps experiment names in a 255-character column: longer fails there (500)."""
+    value = raw.strip()
+    if len(value) > MAX_SERVER_TEXT:
+        raise ValueError(
+            f"{len(value)} characters long; the server takes experiment names of at most "
+            f"{MAX_SERVER_TEXT}: shorten it"
+        )
+    return value
 
 
 def _run_key(raw: str) -> str:

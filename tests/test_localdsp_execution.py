@@ -10,7 +10,7 @@ import kfp_tekton
 import pytest
 from kfp import dsl
 
-from localdsp.scheduler import Cron, job_run_name
+from localdsp.scheduler import job_run_name
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.integration
@@ -268,39 +268,7 @@ def test_enabled_cron_job_starts_runs_and_a_disabled_one_does_not(client, compil
     assert len(job_runs(client, enabled.id)) == count
 
 
-# ---------------------------------------------------------------- the cron parser
-
-
-@pytest.mark.parametrize(
-    ("expression", "after", "expected"),
-    [
-        ("* * * * * *", "2026-11-25T10:42:06", "2026-11-25T10:42:07"),
-        ("*/15 * * * * *", "2026-11-25T10:42:06", "2026-11-25T10:42:15"),
-        ("0 0 * * * *", "2026-11-25T10:42:06", "2026-11-25T11:00:00"),
-        ("0 30 9 * * MON-FRI", "2026-11-25T10:42:06", "2026-11-26T09:30:00"),
-        ("0 0 12 * * 0", "2026-11-25T10:42:06", "2026-11-29T12:00:00"),
-        ("5,10 1-3 * * * *", "2026-11-25T10:42:06", "2026-11-25T11:01:05"),
-        ("0 0 0 29 2 *", "2026-11-25T10:42:06", "2028-02-29T00:00:00"),
-        ("0 0 0 1 JAN *", "2026-11-25T10:42:06", "2027-01-01T00:00:00"),
-        ("0 0 0 1 * 1", "2026-11-25T10:42:06", "2026-11-30T00:00:00"),  # dom OR dow
-        ("0 0 0 * *", "2026-11-25T10:42:06", "2026-11-26T00:00:00"),  # 5 fields
-        ("@hourly", "2026-11-25T10:42:06", "2026-11-25T11:00:00"),
-        ("@every 1m30s", "2026-11-25T10:42:06", "2026-11-25T10:43:36"),
-    ],
-)
-def test_cron_next(expression, after, expected):
-    from datetime import UTC, datetime
-
-    def epoch(text):
-        return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
-
-    assert Cron.parse(expression).next(epoch(after)) == epoch(expected)
-
-
-@pytest.mark.parametrize("expression", ["* * * *", "61 * * * * *", "*/0 * * * * *", "@fortnightly"])
-def test_cron_rejects(expression):
-    with pytest.raises(ValueError):
-        Cron.parse(expression)
+# ---------------------------------------------------------------- run names
 
 
 def test_job_run_name_follows_the_controller():

@@ -402,7 +402,10 @@ def test_a_periodic_recurring_run(kfp_client, version, experiment, api):
         ),
         ({"max_concurrency": 0}, "Support 1-10. Received 0."),
         ({"trigger": {"cron_schedule": {"cron": "0 0 * *"}}}, "Expected 5 to 6 fields"),
-        ({"trigger": {"cron_schedule": {"cron": "0 61 * * * *"}}}, "out of range"),
+        (
+            {"trigger": {"cron_schedule": {"cron": "0 61 * * * *"}}},
+            "End of range (61) above maximum (59): 61",
+        ),
         (
             {"trigger": {"periodic_schedule": {"interval_second": "0"}}},
             "Found invalid period schedule interval 0.",

@@ -68,6 +68,27 @@ def test_add_change_remove_follow_the_file_and_a_second_deploy_is_a_no_op(
     assert jobs(kfp_client) == []
 
 
+@pytest.mark.parametrize(
+    ("cron", "field"),
+    [("0 0 22-2 * * *", "hours"), ("0 0 6 * * FRI-MON", "day of week")],
+)
+def test_a_cron_the_server_refuses_stops_the_deploy_before_any_upload(
+    project, capsys, localdsp, kfp_client, cron, field
+):
+    declare(project, '{name: nightly, cron: "0 0 2 * * *"}', f'{{name: late, cron: "{cron}"}}')
+    result = project.run(capsys)
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()
+    settings_file = project.pipelines / "dsp-runner.yaml"
+    assert line.startswith(
+        f"dsp-runner: ConfigurationError: {settings_file}: pipelines > Add Pipeline > "
+        f"schedules > late > cron: '{cron}' is refused by the server (robfig/cron v1): {field} "
+        "field: Beginning of range"
+    )
+    assert [r for r in localdsp.requests() if r["method"] != "GET"] == []
+    assert kfp_client.list_pipelines().pipelines is None
+
+
 def test_a_users_own_job_is_never_touched(project, capsys, kfp_client):
     declare(project, '{name: hourly, cron: "0 0 * * * *"}')
     assert project.run(capsys).code == 0
