@@ -88,6 +88,13 @@ class ServerJob:
     experiment_id: str
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerExperiment:
+    id: str
+    name: str
+    description: str
+
+
 class UnexpectedResponse(ServerError):
     """A 2xx answer whose body is not JSON: the kfp client would read it as an empty result."""
 
@@ -237,7 +244,48 @@ class DSPClient:
         found = self._named("find recurring run", "jobs", self._kfp.jobs.list_jobs, name)
         return sorted((_job(j) for j in found), key=lambda job: job.id)
 
+    def experiments_containing(self, text: str) -> list[ServerExperiment]:
+        """Every experiment, archived or not, whose name contains `text` (one paged listing)."""
+        return [
+            ServerExperiment(id=e.id, name=e.name, description=e.description or "")
+            for e in self._pages(
+                "list fingerprint records",
+                "experiments",
+                lambda token: self._kfp.experiments.list_experiment(
+                    page_token=token, page_size=PAGE_SIZE, filter=_substring_filter(text)
+                ),
+            )
+        ]
+
     # Writes (idempotent) -----------------------------------------------------------------
+
+    def create_archived_experiment(self, name: str, description: str) -> str:
+        """Create (or adopt) an experiment and archive it, out of the dashboard's list: the
+        server ignores a storage state given at creation, so this takes two requests."""
+        experiment_id = self._create(
+            "create fingerprint record",
+            lambda: (
+                self._kfp.experiments.create_experiment(
+                    body=kfp_server_api.ApiExperiment(name=name, description=description)
+                ).id
+            ),
+            lambda: self.find_experiment(name),
+        )
+        self._call(
+            "archive fingerprint record",
+            lambda: self._kfp.experiments.archive_experiment(experiment_id),
+        )
+        return experiment_id
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        """Deleting what is already gone (a retried delete, another runner) is success."""
+        try:
+            self._call(
+                "delete fingerprint record",
+                lambda: self._kfp.experiments.delete_experiment(experiment_id),
+            )
+        except NotFoundError:
+            pass
 
     def create_job(
         self,
@@ -640,6 +688,10 @@ def _log_retry(operation: str):
 
 def _name_filter(name: str) -> str:
     return json.dumps({"predicates": [{"op": "EQUALS", "key": "name", "string_value": name}]})
+
+
+def _substring_filter(text: str) -> str:
+    return json.dumps({"predicates": [{"op": "IS_SUBSTRING", "key": "name", "string_value": text}]})
 
 
 def _names_filter(names: list[str]) -> str:

@@ -67,11 +67,12 @@ def plan(settings: Settings, *, stdout) -> int:
 
 def deploy(settings: Settings, *, stdout) -> int:
     """Compile, upload what changed as new versions, start the runs, wait if asked, report."""
-    from runner import apply
+    from runner import apply, reuse
 
     started = time.monotonic()
     client = _client(settings)
-    result, packages, plans, origin = _plan(settings, client, twice=False)
+    records = reuse.Records(client)
+    result, packages, plans, origin = _plan(settings, client, twice=False, records=records)
     outcomes, halted = apply.apply(
         plans,
         client=client,
@@ -80,6 +81,7 @@ def deploy(settings: Settings, *, stdout) -> int:
         concurrency=settings.concurrency,
     )
     if halted is None:
+        records.write(plans, concurrency=settings.concurrency)
         _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
     code = _finish(settings, "deploy", outcomes, result.failures, started, stdout, origin)
     if halted is not None:
@@ -167,11 +169,14 @@ def _client(settings: Settings):
     )
 
 
-def _plan(settings: Settings, client, *, twice: bool):
+def _plan(settings: Settings, client, *, twice: bool, records=None):
+    """`records` (deploy's, to write after) or a read-only set: see `reuse.Records`."""
     from runner import plan as planning
+    from runner import reuse
 
     server = client.list_pipelines()
-    result, packages, selected = _compile(settings, twice=twice, server=server)
+    records = records or reuse.Records(client)
+    result, packages, selected = _compile(settings, twice=twice, server=server, records=records)
     origin = _origin(settings)
     plans = planning.make_plan(
         selected,
@@ -240,7 +245,7 @@ def _finish(
     return summary.exit_code
 
 
-def _compile(settings: Settings, *, twice: bool = True, server=None):
+def _compile(settings: Settings, *, twice: bool = True, server=None, records=None):
     """Discover, compile (or reuse what the server holds) and resolve each pipeline's options;
     write each compiled YAML where the upload and reviewers find it."""
     from runner import compiler, reuse, versions
@@ -248,12 +253,11 @@ def _compile(settings: Settings, *, twice: bool = True, server=None):
     repo = config.load(settings.config_path, required=settings.config is not None)
     modules = discovery.discover(settings.pipelines_dir)
     logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
-    fingerprints = versions.module_fingerprints(
-        settings.pipelines_dir, modules, [settings.config_path]
-    )
+    folder = settings.pipelines_dir
+    fingerprints = versions.module_fingerprints(folder, modules, settings.config_path)
     reused, to_compile = [], modules
     if server is not None and not repo.renames:
-        reused, to_compile = reuse.split(modules, fingerprints, server, settings.pipelines_dir)
+        reused, to_compile = reuse.split(modules, fingerprints, server, folder, records)
     if reused:
         logger.info(
             "compile_skipped",

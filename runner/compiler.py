@@ -6,6 +6,16 @@ pipelines (its `PipelineCollectorContext` hook), so:
 - a module that raises, calls `sys.exit()`, crashes the interpreter or hangs costs only its own
   child: it is reported with file, line and a one-line reason, and every other module still ships;
 - kfp and kfp_tekton are imported once, in the parent, and shared by every fork.
+
+The same source compiles to the same bytes in every process. kfp-tekton draws a random
+five-character fragment (`uuid4`) per compile into the names of its custom-task groups (loops,
+graph components, add-on groups) and kfp's `use_secret` draws a random volume name for a secret
+named at run time; left alone, each such pipeline would be a new version on every deploy. In the
+child both draw from a generator seeded with the pipeline's declared name instead (see
+`_seeded`). On the cluster nothing changes: the fragment only keeps the custom-task names of two
+pipelines apart when their first 40 characters agree, and the name is the pipeline's identity on
+the server; every run of one version already shared its fragment, and now versions of one
+pipeline do too, which the PipelineRun's own unique name keeps apart.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
+import random
 import re
 import sys
 import tempfile
@@ -54,6 +65,8 @@ class CompiledPipeline:
     parameters: tuple[Parameter, ...]
     content_hash: str
     deterministic: bool = True
+    fragment: str = ""
+    """What kfp-tekton puts between the pipeline's name and a custom task's name (`_seeded`)."""
     module: str = ""
     """The module's compile fingerprint and pipeline count, "<hash> of <n>", when known."""
 
@@ -116,7 +129,7 @@ def _warm_up() -> None:
     def pipeline(x: str = "x"):
         op(x)
 
-    _compile_once(TektonCompiler, pipeline)
+    _compile_once(TektonCompiler(), pipeline)
 
 
 def _run_children(jobs, timeout, workers, twice):
@@ -218,7 +231,7 @@ def compile_module(
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     try:
-        with PipelineCollectorContext() as functions:
+        with PipelineCollectorContext() as functions, _drawing_from(_generator(path.name)):
             spec.loader.exec_module(module)
     except BaseException as exc:
         return [_failure(path, exc, "import failed")]
@@ -228,21 +241,60 @@ def compile_module(
 
 
 def _compile_function(path: Path, function, twice: bool) -> CompiledPipeline | ModuleFailure:
-    from kfp_tekton.compiler import TektonCompiler
-
+    seed = getattr(function, "_component_human_name", None) or function.__name__
     try:
-        first = _compile_once(TektonCompiler, function)
-        second = _compile_once(TektonCompiler, function) if twice else first
+        first, fragment = _compile_seeded(function, seed)
+        second = _compile_seeded(function, seed)[0] if twice else first
     except BaseException as exc:
         return _failure(path, exc, f"compiling {function.__name__} failed", function.__name__)
     deterministic = first == second or versions.content_hash(first) == versions.content_hash(second)
-    return _describe(path, function.__name__, first, deterministic=deterministic)
+    compiled = _describe(path, function.__name__, first, deterministic=deterministic)
+    return dataclasses.replace(compiled, fragment=fragment)
 
 
-def _compile_once(compiler_class, function) -> str:
+def _compile_seeded(function, seed: str) -> tuple[str, str]:
+    """Compile with every random draw of kfp and kfp-tekton taken from a generator seeded with
+    `seed` (the pipeline's declared name): (YAML, the custom-task name fragment it used)."""
+    from kfp_tekton.compiler import TektonCompiler
+
+    generator = _generator(seed)
+    compiler = TektonCompiler()
+    compiler.uuid = _fragment(generator)
+    with _drawing_from(generator):
+        return _compile_once(compiler, function), compiler.uuid
+
+
+def _generator(seed: str) -> random.Random:
+    """A generator that draws the same names from the same seed in every process (a string seed
+    is hashed with SHA-512, not with the per-process `hash()`). Names, not secrets."""
+    return random.Random(seed)  # noqa: S311
+
+
+def _fragment(generator: random.Random) -> str:
+    """Five lowercase hex characters, the shape of kfp-tekton's own `uuid4().hex[:5]`, so
+    generated names keep their length limits (40 + 1 + 5 + 1 + 16 = 63)."""
+    return f"{generator.getrandbits(20):05x}"
+
+
+@contextlib.contextmanager
+def _drawing_from(generator: random.Random):
+    """kfp's `use_secret` names the volume of a secret named at run time with the `random`
+    module's `choices`: let it draw from `generator` while the module is imported or compiled,
+    and give the module back its `random` after (nothing leaks, even outside a fork)."""
+    from kfp.dsl.extensions import kubernetes
+
+    saved = kubernetes.random
+    kubernetes.random = generator
+    try:
+        yield
+    finally:
+        kubernetes.random = saved
+
+
+def _compile_once(compiler, function) -> str:
     with tempfile.TemporaryDirectory() as folder:
         target = Path(folder) / "pipeline.yaml"
-        compiler_class().compile(function, str(target))
+        compiler.compile(function, str(target))
         return target.read_text()
 
 
@@ -291,8 +343,10 @@ def _check_server_rules(pipelines: list[CompiledPipeline]):
     accepted: list[CompiledPipeline] = []
     rejected: list[ModuleFailure] = []
     seen: dict[str, CompiledPipeline] = {}
+    loops: dict[str, CompiledPipeline] = {}
     for pipeline in pipelines:
         problem = None
+        prefix = _custom_task_prefix(pipeline)
         if not SERVER_NAME_PATTERN.fullmatch(pipeline.name):
             problem = (
                 f"pipeline name {pipeline.name!r} must be 1 to 100 characters of letters, "
@@ -309,9 +363,31 @@ def _check_server_rules(pipelines: list[CompiledPipeline]):
                 f"compiled pipeline is {len(pipeline.yaml_text.encode())} bytes, over the "
                 f"server's upload limit of {MAX_UPLOAD_BYTES}"
             )
+        elif prefix in loops:
+            problem = (
+                f"pipeline name {pipeline.name!r} gives its loops the same names as "
+                f"{loops[prefix].name!r} in {loops[prefix].source} ({prefix}...): change the "
+                "first 40 characters of one name"
+            )
         if problem:
             rejected.append(ModuleFailure(pipeline.source, None, problem, pipeline.function))
             continue
         seen[pipeline.name.lower()] = seen[pipeline.slug] = pipeline
+        if prefix:
+            loops[prefix] = pipeline
         accepted.append(pipeline)
     return accepted, rejected
+
+
+def _custom_task_prefix(pipeline: CompiledPipeline) -> str | None:
+    """How kfp-tekton starts the names of this pipeline's custom tasks (loops, graph components):
+    its name cut to 40 characters and the fragment; None when it has none. Two different names
+    cut to the same 40 characters get the same fragment once in a million: refused, not shipped."""
+    from kfp_tekton.compiler._k8s_helper import sanitize_k8s_name
+    from kfp_tekton.tekton import LOOP_PIPELINE_NAME_LENGTH
+
+    if not pipeline.fragment:
+        return None
+    start = sanitize_k8s_name(pipeline.slug, max_length=LOOP_PIPELINE_NAME_LENGTH)
+    prefix = f"{start}-{pipeline.fragment}-"
+    return prefix if prefix in pipeline.yaml_text else None

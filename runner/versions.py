@@ -19,6 +19,9 @@ HASH_LENGTH = 12
 MAX_NAME = 100
 _COMMIT_IN_DESCRIPTION = re.compile(r"\bcommit ([0-9a-f]{7,64})\b")
 MARK = "dsp-runner:"
+RECORD_PREFIX = "dsp-runner-fingerprint-"
+MAX_DESCRIPTION = 255
+_RECORDED = re.compile(r" compiles as module ([0-9a-f]+ of \d+)$")
 
 
 def load_yaml(text: str):
@@ -64,21 +67,47 @@ def read_description(description: str | None) -> dict[str, str]:
     return {k: v for k, v in match.groupdict().items() if v} if match else {}
 
 
-def module_fingerprints(folder: Path, modules: list[Path], extra: list[Path]) -> dict[Path, str]:
+def module_fingerprints(
+    folder: Path, modules: list[Path], settings_file: Path | None = None
+) -> dict[Path, str]:
     """What compiling a module depends on, as a short hash per module: its own file, every other
-    file of the folder that is not a pipeline module (helpers, data, the settings file), `extra`
-    files, and the versions of the compilers. Equal fingerprints compile to equal YAML."""
+    file of the folder that is not a pipeline module (helpers, data), and the versions of the
+    compilers and the runner. Equal fingerprints compile to equal YAML.
+
+    The settings file is left out although it usually sits in the folder: the compile never
+    reads it, and what it sets (arguments, schedules, descriptions) is applied after, to
+    compiled and skipped modules alike; so editing a schedule recompiles nothing."""
     shared = hashlib.sha256()
     for package in ("kfp", "kfp-tekton", "dsp-runner"):
         shared.update(f"{package}={_installed_version(package)}\n".encode())
-    own = set(modules)
-    for path in sorted({*_files(folder), *(p for p in extra if p.is_file())}):
-        if path not in own:
+    left_out = {path.resolve() for path in [*modules, *([settings_file] if settings_file else [])]}
+    for path in sorted(_files(folder)):
+        if path.resolve() not in left_out:
             shared.update(_file_digest(path, folder))
     return {
         module: hashlib.sha256(shared.digest() + _file_digest(module, folder)).hexdigest()[:16]
         for module in modules
     }
+
+
+def record_name(fingerprint: str) -> str:
+    """The archived experiment that records what a module fingerprint compiles like (reuse)."""
+    return f"{RECORD_PREFIX}{fingerprint}"
+
+
+def record_description(source: str, module: str) -> str:
+    """'<file> compiles as module <mark>': the files with the record's fingerprint compile to
+    what the default versions marked `module` hold. Kept under the server's 255 characters."""
+    tail = f" compiles as module {module}"
+    room = MAX_DESCRIPTION - len(MARK) - 1 - len(tail)
+    shown = source if len(source) <= room else "..." + source[-(room - 3) :]
+    return f"{MARK} {shown}{tail}"
+
+
+def record_target(description: str | None) -> str:
+    """The module mark ("<fingerprint> of <n>") a record points at, or "" if it is none."""
+    match = _RECORDED.search(description or "")
+    return match.group(1) if match and is_runner_version(description) else ""
 
 
 def _files(folder: Path) -> list[Path]:

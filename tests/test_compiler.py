@@ -1,6 +1,13 @@
 """Discovery and isolated compilation: broken modules are reported, the others still compile."""
 
 import dataclasses
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -10,6 +17,7 @@ from runner import compiler, discovery
 from runner.errors import ConfigurationError
 
 REPO = Path(__file__).resolve().parent.parent
+LOOPS = REPO / "tests" / "pipelines_loops"
 
 GOOD = """
 import kfp
@@ -212,3 +220,103 @@ def test_a_compiled_pipeline_over_the_upload_limit_is_refused(tmp_path):
     accepted, rejected = compiler._check_server_rules([huge])
     assert accepted == []
     assert "over the server's upload limit of 33554432" in rejected[0].reason
+
+
+def compile_in_a_new_process(folder: Path, output: Path, hash_seed: str):
+    """`python -m runner compile` as CI runs it, in a fresh interpreter: (exit code, log events)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DSP_")},
+        "DSP_PIPELINES_DIR": str(folder),
+        "DSP_OUTPUT_DIR": str(output),
+        "LOG_FORMAT": "json",
+        "PYTHONHASHSEED": hash_seed,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "compile"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    return done.returncode, logged
+
+
+def test_pipelines_with_loops_compile_to_the_same_bytes_in_every_process(tmp_path):
+    outputs = [tmp_path / "first", tmp_path / "second"]
+    runs = [
+        compile_in_a_new_process(LOOPS, outputs[0], "1"),
+        compile_in_a_new_process(LOOPS, outputs[1], "2"),
+    ]
+    for code, logged in runs:
+        assert code == 0, logged
+        assert not [e for e in logged if e["event"] == "pipeline_nondeterministic"]
+    first, second = (sorted((out / "pipelines").iterdir()) for out in outputs)
+    assert [p.name for p in first] == [
+        "condition-in-loop.yaml",
+        "graph-component.yaml",
+        "loop-over-literal-list.yaml",
+        "loop-over-parameter.yaml",
+        "loop-over-task-output.yaml",
+        "nested-loops.yaml",
+        "tekton-loops.yaml",
+    ]
+    assert [p.name for p in second] == [p.name for p in first]
+    for one, other in zip(first, second, strict=True):
+        assert one.read_bytes() == other.read_bytes(), one.name
+
+
+def generated_names(pipeline) -> set[str]:
+    """The names kfp-tekton made for this pipeline's custom tasks (loops, graphs, add-ons)."""
+    prefix = compiler._custom_task_prefix(pipeline)
+    return (
+        set(re.findall(re.escape(prefix) + r"[-a-z0-9]+", pipeline.yaml_text)) if prefix else set()
+    )
+
+
+def test_two_pipelines_with_loops_never_share_a_generated_name(tmp_path):
+    shutil.copytree(LOOPS, tmp_path, dirs_exist_ok=True)
+    source = (LOOPS / "literal_loop.py").read_text()
+    for region in ("north", "south"):
+        write(
+            tmp_path,
+            f"churn_{region}.py",
+            source.replace(
+                "Loop Over Literal List", f"Customer churn model training pipeline for {region}"
+            ),
+        )
+    result = compile_folder(tmp_path)
+    assert result.failures == []
+    names = {p.name: generated_names(p) for p in result.pipelines}
+    assert all(names.values()), names
+    north = names["Customer churn model training pipeline for north"]
+    south = names["Customer churn model training pipeline for south"]
+    assert {n[:40] for n in north} == {n[:40] for n in south}
+    every = [name for group in names.values() for name in group]
+    assert len(every) == len(set(every))
+
+
+def test_a_generated_name_two_pipelines_would_share_is_refused_naming_both(tmp_path):
+    start = "Customer churn model training pipeline for region "
+    source = (LOOPS / "literal_loop.py").read_text()
+    write(tmp_path, "a.py", source.replace("Loop Over Literal List", start + "522"))
+    second = write(tmp_path, "b.py", source.replace("Loop Over Literal List", start + "1005"))
+    write(tmp_path, "_components.py", (LOOPS / "_components.py").read_text())
+    result = compile_folder(tmp_path)
+    assert [p.name for p in result.pipelines] == [start + "522"]
+    (failure,) = result.failures
+    assert failure.source == second
+    assert failure.reason == (
+        f"pipeline name '{start}1005' gives its loops the same names as '{start}522' in "
+        f"{tmp_path / 'a.py'} (customer-churn-model-training-pipeline-f-3be6b-...): change the "
+        "first 40 characters of one name"
+    )
+
+
+def test_seeding_gives_kfp_its_random_module_back():
+    from kfp.dsl.extensions import kubernetes
+
+    with compiler._drawing_from(random.Random("x")):
+        assert kubernetes.random is not random
+    assert kubernetes.random is random

@@ -1,5 +1,7 @@
 """Version and run names: derived from content and commit, so re-deploys find what exists."""
 
+import pytest
+
 from runner import versions
 
 YAML_A = "kind: PipelineRun\nmetadata: {name: p, labels: {x: '1', y: '2'}}\n"
@@ -57,11 +59,32 @@ def test_module_fingerprints_follow_own_file_shared_files_and_nothing_else(tmp_p
     helper = tmp_path / "_helpers.py"
     for path in (a, b, helper):
         path.write_text("x = 1\n")
-    first = versions.module_fingerprints(tmp_path, [a, b], [])
+    first = versions.module_fingerprints(tmp_path, [a, b])
     assert first[a] != first[b]
     b.write_text("x = 2\n")
-    second = versions.module_fingerprints(tmp_path, [a, b], [])
+    second = versions.module_fingerprints(tmp_path, [a, b])
     assert second[a] == first[a] and second[b] != first[b]
     helper.write_text("x = 3\n")
-    third = versions.module_fingerprints(tmp_path, [a, b], [])
+    third = versions.module_fingerprints(tmp_path, [a, b])
     assert third[a] != second[a] and third[b] != second[b]
+
+
+def test_the_settings_file_is_not_part_of_any_module_fingerprint(tmp_path):
+    module, settings = tmp_path / "a.py", tmp_path / "dsp-runner.yaml"
+    module.write_text("x = 1\n")
+    settings.write_text("defaults: {}\n")
+    first = versions.module_fingerprints(tmp_path, [module], settings)
+    settings.write_text("defaults: {}\n# a comment\n")
+    assert versions.module_fingerprints(tmp_path, [module], settings) == first
+    assert versions.module_fingerprints(tmp_path, [module]) != first
+
+
+@pytest.mark.parametrize("source", ["a.py", "deep/" * 80 + "a.py"])
+def test_a_record_description_fits_the_server_and_names_its_mark(source):
+    text = versions.record_description(source, "0123456789abcdef of 2")
+    assert len(text) <= 255
+    assert text.startswith("dsp-runner: ") and text.endswith(
+        "a.py compiles as module 0123456789abcdef of 2"
+    )
+    assert versions.record_target(text) == "0123456789abcdef of 2"
+    assert versions.record_target("compiles as module 0123456789abcdef of 2") == ""
