@@ -182,17 +182,13 @@ class DSPClient:
         runs: list[ServerRun] = []
         for start in range(0, len(wanted), NAMES_PER_FILTER):
             batch = wanted[start : start + NAMES_PER_FILTER]
-            for run in self._pages(
+            for run in self._filtered_pages(
                 "find runs",
                 "runs",
-                lambda token, batch=batch: self._kfp.runs.list_runs(
-                    page_token=token,
-                    page_size=PAGE_SIZE,
-                    resource_reference_key_type="EXPERIMENT",
-                    resource_reference_key_id=experiment_id,
-                    filter=_names_filter(batch),
-                    sort_by="created_at",
-                ),
+                self._kfp.runs.list_runs,
+                {"filter": _names_filter(batch), "sort_by": "created_at"},
+                resource_reference_key_type="EXPERIMENT",
+                resource_reference_key_id=experiment_id,
             ):
                 runs.append(_run(run))
         return runs
@@ -448,13 +444,23 @@ class DSPClient:
 
     def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
         """The objects a list endpoint holds under exactly this name, page by page."""
-        return self._pages(
-            operation,
-            field,
-            lambda token: list_call(
-                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name), **keys
-            ),
+        return self._filtered_pages(
+            operation, field, list_call, {"filter": _name_filter(name)}, **keys
         )
+
+    def _filtered_pages(
+        self, operation: str, field: str, list_call, criteria: dict[str, str], **keys
+    ) -> Iterator:
+        """A filtered or sorted listing, page by page. The server checks a filter or sort sent
+        with a page token against the token's own and refuses what it cannot match (a re-sent
+        IN filter never matches), so they go with the first page only; the page size and the
+        reference keys are not in the token, so they go with every page."""
+
+        def fetch(token: str):
+            first = {} if token else criteria
+            return list_call(page_token=token, page_size=PAGE_SIZE, **keys, **first)
+
+        return self._pages(operation, field, fetch)
 
     def _pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
         token = ""
