@@ -50,6 +50,7 @@ IN_PROGRESS = frozenset(
     {"", "Running", "Started", "Pending", "PipelineRunPending", "PipelineRunStopping", TERMINATING}
 )
 SUCCEEDED = frozenset({"Succeeded", "Completed"})
+READY, CREATING = "READY", "CREATING"  # an upload's row, before and after its file is stored
 _CRON_DESCRIPTOR = re.compile(
     r"@(yearly|annually|monthly|weekly|daily|midnight|hourly|every\s+(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+)"
 )
@@ -119,6 +120,7 @@ class Pipeline:
     created_at: int
     parameters: tuple[Parameter, ...] = ()
     default_version_id: str = ""
+    status: str = READY
     seq: int = 0
 
 
@@ -130,6 +132,7 @@ class PipelineVersion:
     description: str
     created_at: int
     parameters: tuple[Parameter, ...] = ()
+    status: str = READY
     seq: int = 0
 
 
@@ -412,7 +415,8 @@ def _decode_row(kind: type[M], row: tuple[int, str]) -> M:
 def _decode(kind: type[M], data: dict) -> M:
     """Rebuild a dataclass (and its nested dataclasses and tuples) from `asdict` output."""
     hints = typing.get_type_hints(kind)
-    values = {f.name: _decode_value(hints[f.name], data[f.name]) for f in fields(kind)}
+    present = [f.name for f in fields(kind) if f.name in data]  # a newer field keeps its default
+    values = {name: _decode_value(hints[name], data[name]) for name in present}
     return kind(**values)
 
 
@@ -606,16 +610,19 @@ class Backend:
 
     # ---- pipelines and versions
 
-    def create_pipeline(self, name: str, description: str, content: bytes) -> Pipeline:
-        """Upload: the pipeline and its first version, same id and name, that version default."""
+    def create_pipeline(
+        self, name: str, description: str, content: bytes, status: str = READY
+    ) -> Pipeline:
+        """Upload: the pipeline and its first version, same id and name, that version default.
+        The upload handler inserts them CREATING and calls `stored` once the file is stored."""
         try:
             template = parse_pipelinerun(content)
             parameters = template_parameters(template)
         except ApiError as err:
             raise err.wrap("Create pipeline failed") from err
         pipeline_id, now = str(uuid.uuid4()), self._now()
-        pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id)
-        version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters)
+        pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id, status)
+        version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters, status)
         with self.store.transaction():
             try:
                 pipeline = self.store.insert(pipeline)
@@ -629,20 +636,21 @@ class Backend:
 
     def pipeline_namespace(self, pipeline_id: str) -> str:
         """The pipeline's namespace: always "" in single-user mode, once the pipeline exists."""
-        self.get_pipeline(pipeline_id)
+        self._get(Pipeline, "Pipeline", pipeline_id, "Failed to get namespace from Pipeline ID")
         return ""
 
     def create_version(
-        self, pipeline_id: str, name: str, description: str, content: bytes
+        self, pipeline_id: str, name: str, description: str, content: bytes, status: str = READY
     ) -> PipelineVersion:
-        """Upload a version; it becomes the default unless auto-update is off."""
+        """Upload a version; it becomes the default unless auto-update is off (at insertion,
+        as the server does, even while the version is still CREATING)."""
         try:
             template = parse_pipelinerun(content)
             parameters = template_parameters(template)
         except ApiError as err:
             raise err.wrap("Create pipeline version failed") from err
         version = PipelineVersion(
-            str(uuid.uuid4()), pipeline_id, name, description, self._now(), parameters
+            str(uuid.uuid4()), pipeline_id, name, description, self._now(), parameters, status
         )
         with self.store.transaction():
             pipeline = self.get_pipeline(pipeline_id)
@@ -659,6 +667,14 @@ class Backend:
                 self.store.save(replace(pipeline, default_version_id=version.id))
         return version
 
+    def stored(self, version_id: str) -> None:
+        """The upload's file is stored: its version (and a new pipeline) become READY."""
+        with self.store.transaction():
+            for kind, object_id in ((Pipeline, version_id), (PipelineVersion, version_id)):
+                found = self.store.get(kind, object_id)
+                if found is not None:
+                    self.store.save(replace(found, status=READY))
+
     def get_pipeline(self, pipeline_id: str) -> Pipeline:
         return self._get(Pipeline, "Pipeline", pipeline_id)
 
@@ -668,7 +684,8 @@ class Backend:
         return self.store.get(PipelineVersion, pipeline.default_version_id)
 
     def list_pipelines(self, request: ListRequest) -> Page:
-        return self._list(self.store.all(Pipeline), request, "Pipeline", PIPELINE_FIELDS)
+        ready = [p for p in self.store.all(Pipeline) if p.status == READY]
+        return self._list(ready, request, "Pipeline", PIPELINE_FIELDS)
 
     def delete_pipeline(self, pipeline_id: str) -> None:
         with self.store.transaction():
@@ -702,9 +719,16 @@ class Backend:
         return self.store.template(version_id)
 
     def list_versions(self, key_type: str, key_id: str, request: ListRequest) -> Page:
+        """The READY versions of an existing (READY) pipeline; a missing one is a 404."""
+        options = self._list_options(request, "PipelineVersion", VERSION_FIELDS)
         if not key_type and not key_id:
             raise InvalidInput("ResourceKey must be set in the input")
-        return self._list(self._versions_of(key_id), request, "PipelineVersion", VERSION_FIELDS)
+        try:
+            self.pipeline_namespace(key_id)
+        except ApiError as err:
+            raise err.wrap("Failed to get namespace from pipelineId.") from err
+        ready = [v for v in self._versions_of(key_id) if v.status == READY]
+        return Page(*paginate(ready, options, VERSION_FIELDS))
 
     def delete_version(self, version_id: str) -> None:
         """Delete a version; if it was the default, the newest remaining one takes over."""
@@ -1015,15 +1039,23 @@ class Backend:
         return replace(reference, name=self._get(kind, label, reference.id).name)
 
     def _get(self, kind: type[M], label: str, object_id: str, context: str = "") -> M:
+        """The object, or the server's 404; an upload still CREATING is not found either."""
         found = self.store.get(kind, object_id)
-        if found is None:
+        hidden = isinstance(found, Pipeline | PipelineVersion) and found.status != READY
+        if found is None or hidden:
             error = NotFound.of(label, object_id)
             raise error.wrap(context) if context else error
         return found
 
     def _list(self, items: list, request: ListRequest, kind: str, fields_: Fields) -> Page:
+        options = self._list_options(request, kind, fields_)
+        return Page(*paginate(items, options, fields_))
+
+    @staticmethod
+    def _list_options(request: ListRequest, kind: str, fields_: Fields) -> ListOptions:
+        """The request's paging, sort and filter, checked first as every List call does."""
         try:
-            options: ListOptions = list_options(
+            return list_options(
                 kind=kind,
                 fields=fields_,
                 page_token=request.page_token,
@@ -1033,7 +1065,6 @@ class Backend:
             )
         except ApiError as err:
             raise err.wrap("Failed to create list options") from err
-        return Page(*paginate(items, options, fields_))
 
     @staticmethod
     def _refuse_namespace(key_type: str, key_id: str, call: str) -> None:

@@ -31,6 +31,7 @@ from localdsp.backend import Backend, RunExecutor
 from localdsp.faults import ADMIN_PREFIX, FaultInjector, FaultRule, RandomFaults
 from localdsp.runs import LocalExecutor
 from localdsp.scheduler import Scheduler
+from localdsp.uploads import ObjectStore
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -114,6 +115,7 @@ class LocalDSP:
         if latency_ms:
             settings = replace(settings, latency_ms=latency_ms)
         self.faults = FaultInjector(settings)
+        self.storage = ObjectStore()  # hold() or fail() it to see uploads stay CREATING
         self.backend: Backend | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -147,7 +149,7 @@ class LocalDSP:
         self.backend = Backend(
             self.data_dir, executor=self.executor, auto_update_default=self.auto_update_default
         )
-        app = create_app(self.backend, self.faults, self.tokens)
+        app = create_app(self.backend, self.faults, self.tokens, self.storage)
         config = uvicorn.Config(
             app,
             lifespan="off",
@@ -177,6 +179,8 @@ class LocalDSP:
         """Stop serving (open connections are closed), cancel runs still executing (waiting
         briefly for them to record their end) and close the database."""
         if self._server is not None and self._thread is not None:
+            if self.storage.held:
+                self.storage.release()  # held uploads finish, as requests do on a shutdown
             self._server.stop_soon()
             self._thread.join(STOP_TIMEOUT)
         self._server = self._thread = None

@@ -288,12 +288,6 @@ def test_an_empty_listing_is_an_empty_object(api):
     for path in ("pipelines", "runs", "jobs"):
         response = api("GET", f"/apis/v1beta1/{path}")
         assert (response.status, response.json) == (200, {}), path
-    versions = api(
-        "GET",
-        "/apis/v1beta1/pipeline_versions",
-        query={"resource_key.type": "PIPELINE", "resource_key.id": "nope"},
-    )
-    assert versions.json == {}
 
 
 def test_the_client_sees_none_for_an_empty_listing(kfp_client):
