@@ -7,9 +7,10 @@ steps the name is taken (a second upload gets "already exist") yet nothing can b
 storing fails the handler answers 500 and the row stays CREATING for good, where neither get,
 list nor delete reaches it.
 
-`ObjectStore` is that storage step. It stores at once by default; tests `hold()` it to keep a
-just-inserted upload CREATING until `release()`, or `fail()` it to leave uploads CREATING for
-good. A held upload waits off the event loop, so the server keeps answering other requests.
+`ObjectStore` is that storage step. It stores at once by default; tests `hold()` it to keep
+just-inserted uploads (all, or only the next few) CREATING until `release()`, or `fail()` it to
+leave uploads CREATING for good. A held upload waits off the event loop, so the server keeps
+answering other requests.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class ObjectStore:
     def __init__(self) -> None:
         self._state = OPEN
         self._cause = DEFAULT_CAUSE
+        self._to_hold: int | None = None  # how many more uploads a hold catches (None: all)
         self._waiting = 0
         self._changed = threading.Condition()
 
@@ -37,8 +39,11 @@ class ObjectStore:
     def held(self) -> bool:
         return self._state == HELD
 
-    def hold(self) -> None:
-        """Uploads from now on stay CREATING until `release()` (or `fail()`)."""
+    def hold(self, uploads: int | None = None) -> None:
+        """The next `uploads` uploads (every one if None) stay CREATING until `release()` (or
+        `fail()`); others are stored at once."""
+        with self._changed:
+            self._to_hold = uploads
         self._set(HELD)
 
     def release(self) -> None:
@@ -61,14 +66,23 @@ class ObjectStore:
 
     def _store(self, key: str) -> None:
         with self._changed:
-            self._waiting += 1
-            self._changed.notify_all()
-            try:
-                self._changed.wait_for(lambda: self._state != HELD)
-            finally:
-                self._waiting -= 1
+            if self._catches():
+                self._waiting += 1
+                self._changed.notify_all()
+                try:
+                    self._changed.wait_for(lambda: self._state != HELD)
+                finally:
+                    self._waiting -= 1
             if self._state == FAILING:
                 raise storage_error(key, self._cause)
+
+    def _catches(self) -> bool:
+        """Whether a hold catches this upload (called with the lock held)."""
+        if self._state != HELD or self._to_hold == 0:
+            return False
+        if self._to_hold is not None:
+            self._to_hold -= 1
+        return True
 
     def _set(self, state: str) -> None:
         with self._changed:

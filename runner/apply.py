@@ -245,7 +245,11 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
     outcome.pipeline_id = item.server_pipeline.id
     if item.action in (planning.CREATE, planning.NEW_VERSION):
         version = client.upload_version(
-            package, outcome.pipeline_id, item.version_name, item.version_description
+            package,
+            outcome.pipeline_id,
+            item.version_name,
+            item.version_description,
+            pipeline_name=pipeline.name,
         )
         outcome.version_id = version.id
         log.info(

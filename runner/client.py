@@ -302,10 +302,17 @@ class DSPClient:
                 self._kfp.upload_pipeline(str(path), name, urllib.parse.quote(description))
             ),
             lambda: self.find_pipeline(name),
+            unseen=(
+                f"pipeline {name!r} is taken on the server but never became visible: the server "
+                "keeps an upload in status CREATING until its file is stored, and for good when "
+                "storing failed, where the API can neither show nor delete it; remove its row "
+                "(Status CREATING) from the pipelines table of the DSP database, or rename the "
+                "pipeline"
+            ),
         )
 
     def upload_version(
-        self, path: Path, pipeline_id: str, name: str, description: str
+        self, path: Path, pipeline_id: str, name: str, description: str, *, pipeline_name: str
     ) -> ServerVersion:
         return self._create(
             "upload pipeline version",
@@ -316,6 +323,13 @@ class DSPClient:
                 pipeline_id,
             ),
             lambda: self.find_version(pipeline_id, name),
+            unseen=(
+                f"version {name!r} of pipeline {pipeline_name!r} is taken on the server but "
+                "never became visible: the server keeps an upload in status CREATING until its "
+                "file is stored, and for good when storing failed, where the API can neither "
+                f"show nor delete it; delete pipeline {pipeline_name!r} on the server (its "
+                "versions go with it) and deploy again"
+            ),
         )
 
     def set_default_version(self, pipeline_id: str, version_id: str) -> None:
@@ -393,16 +407,42 @@ class DSPClient:
 
     # Retry machinery ---------------------------------------------------------------------
 
-    def _create(self, operation: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """Create once; if a lost answer or a concurrent runner already made it, adopt that."""
+    def _create(
+        self,
+        operation: str,
+        create: Callable[[], T],
+        find: Callable[[], T | None],
+        *,
+        unseen: str = "",
+    ) -> T:
+        """Create once; if a lost answer or a concurrent runner already made it, adopt that.
+
+        `unseen` (uploads) is the error when the name stays taken but the object never shows.
+        """
         try:
             return self._call(operation, create, adopt=find)
         except ConflictError:
-            existing = self._call(f"{operation}: look up existing", find)
+            lookup = f"{operation}: look up existing"
+            existing = self._until_visible(lookup, find) if unseen else self._call(lookup, find)
+            if existing is None and unseen:
+                raise ConflictError(unseen) from None
             if existing is None:
                 raise
             logger.info("adopted_existing", operation=operation)
             return existing
+
+    def _until_visible(self, operation: str, find: Callable[[], T | None]) -> T | None:
+        """An upload's name is taken from the moment its row is inserted (CREATING), but get
+        and list show it only once its file is stored: a racing upload's object appears a
+        little later. Look again with the retry backoff, as often as a failing call is tried."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._retries),
+            wait=self._backoff,
+            retry=tenacity.retry_if_result(lambda found: found is None),
+            retry_error_callback=lambda state: None,
+            before_sleep=_log_unseen(operation),
+        )
+        return retrying(self._call, operation, find)
 
     def _call(
         self, operation: str, call: Callable[[], T], adopt: Callable[[], T | None] | None = None
@@ -639,6 +679,18 @@ def _log_retry(operation: str):
             attempt=state.attempt_number,
             wait_s=round(state.upcoming_sleep, 2),
             error=_status(exc) or type(exc).__name__,
+        )
+
+    return log
+
+
+def _log_unseen(operation: str):
+    def log(state: tenacity.RetryCallState) -> None:
+        logger.info(
+            "upload_not_visible_yet",
+            operation=operation,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 2),
         )
 
     return log
