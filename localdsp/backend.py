@@ -819,7 +819,10 @@ class Backend:
         if not name:
             raise InvalidInput("The run name is empty. Please specify a valid name.")
         with self.store.transaction():
-            spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            try:
+                spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            except Internal as err:
+                raise err.wrap("Failed to create a new run.") from err
             run_id = str(uuid.uuid4())
             service_account = _service_account(template, service_account)
             pipelinerun = runtime_pipelinerun(template, run_id, name, spec.parameters)
@@ -1032,9 +1035,15 @@ class Backend:
         return pipeline.default_version_id
 
     def _named(self, reference: Reference) -> Reference:
-        """The reference with its object's name; an unknown experiment is a 404."""
+        """The reference with its object's name. The server reads the experiment only after
+        validating the request, to find its namespace, and answers a missing one with a 500
+        (`getNamespaceFromExperiment`): a run or job in a deleted experiment fails so."""
         if reference.type not in _NAMED_REFERENCES:
             return reference
+        if reference.type == "EXPERIMENT" and self.store.get(Experiment, reference.id) is None:
+            raise Internal.server_error(
+                "Failed to get experiment.", NotFound.of("Experiment", reference.id)
+            )
         kind, label = _NAMED_REFERENCES[reference.type]
         return replace(reference, name=self._get(kind, label, reference.id).name)
 

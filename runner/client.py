@@ -34,6 +34,7 @@ from kfp_tekton import TektonClient
 from runner.errors import (
     AuthError,
     ConflictError,
+    ExperimentGone,
     NotFoundError,
     RunnerError,
     ServerError,
@@ -257,17 +258,21 @@ class DSPClient:
         return self._create(
             "create recurring run",
             lambda: _job(
-                self._kfp.create_recurring_run(
+                _in_experiment(
+                    "create recurring run",
                     experiment_id,
-                    name,
-                    description=description,
-                    cron_expression=cron,
-                    max_concurrency=max_concurrency,
-                    no_catchup=not catchup,
-                    params=params,
-                    pipeline_id=pipeline_id,
-                    version_id=version_id,
-                    enabled=enabled,
+                    lambda: self._kfp.create_recurring_run(
+                        experiment_id,
+                        name,
+                        description=description,
+                        cron_expression=cron,
+                        max_concurrency=max_concurrency,
+                        no_catchup=not catchup,
+                        params=params,
+                        pipeline_id=pipeline_id,
+                        version_id=version_id,
+                        enabled=enabled,
+                    ),
                 )
             ),
             lambda: self.find_job(name),
@@ -317,8 +322,11 @@ class DSPClient:
         return self._create(
             "upload pipeline version",
             lambda: _version(
-                self._kfp.upload_pipeline_version(
-                    str(path), name, pipeline_id=pipeline_id, description=description
+                _of_pipeline(
+                    pipeline_name,
+                    lambda: self._kfp.upload_pipeline_version(
+                        str(path), name, pipeline_id=pipeline_id, description=description
+                    ),
                 ),
                 pipeline_id,
             ),
@@ -366,12 +374,16 @@ class DSPClient:
         mine = self._create(
             "start run",
             lambda: _run(
-                self._kfp.run_pipeline(
+                _in_experiment(
+                    "start run",
                     experiment_id,
-                    name,
-                    params=params,
-                    pipeline_id=pipeline_id,
-                    version_id=version_id,
+                    lambda: self._kfp.run_pipeline(
+                        experiment_id,
+                        name,
+                        params=params,
+                        pipeline_id=pipeline_id,
+                        version_id=version_id,
+                    ),
                 )
             ),
             lambda: self.find_runs(experiment_id, [name]).get(name),
@@ -600,6 +612,37 @@ def _certificate_problem(text: str) -> str:
     if match:
         return match.group(1).strip()
     return "wrong protocol: is the host really https?" if "WRONG_VERSION" in text else "hostname"
+
+
+_EXPERIMENT_GONE = re.compile(r"Failed to get experiment\.: ResourceNotFoundError: Experiment ")
+
+
+def _in_experiment(operation: str, experiment_id: str, call: Callable[[], T]) -> T:
+    """Run a create of a run or job in an experiment. The server reads the experiment only
+    after validating the request, and answers one that was deleted with a 500 that no retry
+    will mend: that becomes ExperimentGone (never retried), so the caller can act on it."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 500 and _EXPERIMENT_GONE.search(exc.body or ""):
+            raise ExperimentGone(
+                f"{operation}: experiment {experiment_id} was deleted on the server"
+            ) from None
+        raise
+
+
+def _of_pipeline(pipeline_name: str, call: Callable[[], T]) -> T:
+    """Upload a version of a pipeline that may have been deleted since it was listed: the
+    server answers 400 (it cannot read the pipeline's namespace), said here in a user's words."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 400 and "ResourceNotFoundError: Pipeline " in (exc.body or ""):
+            raise NotFoundError(
+                f"upload pipeline version: pipeline {pipeline_name!r} was deleted on the server "
+                "during this deploy; deploy again to upload it anew"
+            ) from None
+        raise
 
 
 def _status(exc: BaseException | None) -> int | None:
