@@ -788,6 +788,7 @@ class Admin:
             "created_at": _time(pipeline.created_at),
             "default_version_id": default.id if default else None,
             "default_version_name": default.name if default else None,
+            "status": pipeline.status,
         }
 
     async def reset(self, request: Request) -> Response:
@@ -840,6 +841,7 @@ def _version_state(version: PipelineVersion) -> dict:
         "name": version.name,
         "description": version.description,
         "created_at": _time(version.created_at),
+        "status": version.status,
     }
 
 

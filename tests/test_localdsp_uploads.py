@@ -58,6 +58,8 @@ def test_a_failed_store_leaves_the_pipeline_creating_for_good(api, localdsp, add
     )
     localdsp.storage.release()
     assert names(api, "pipelines", "pipelines") == []
+    state = api("GET", "/_localdsp/state").json
+    assert [(p["id"], p["status"]) for p in state["pipelines"]] == [(pipeline_id, "CREATING")]
     assert api("GET", f"{API}/pipelines/{pipeline_id}").status == 404
     assert api("DELETE", f"{API}/pipelines/{pipeline_id}").status == 404
     again = api.upload(UPLOAD, content, name="p")
