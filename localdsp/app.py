@@ -29,6 +29,7 @@ from starlette.routing import Route
 
 from localdsp.backend import (
     AVAILABLE,
+    CREATING,
     Backend,
     Experiment,
     Job,
@@ -57,6 +58,7 @@ from localdsp.faults import (
     Scope,
     Send,
 )
+from localdsp.uploads import ObjectStore, pipeline_key
 
 API = "/apis/v1beta1"
 RESOURCE_TYPES = (
@@ -452,8 +454,9 @@ class _UploadFailed(Exception):
 class Handlers:
     """The route handlers, bound to one backend."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, storage: ObjectStore):
         self.backend = backend
+        self.storage = storage
 
     def routes(self) -> list[Route]:
         b = API
@@ -518,9 +521,11 @@ class Handlers:
         except _UploadFailed as failed:
             return _handler_error(failed.status, failed.error)
         try:
-            pipeline = self.backend.create_pipeline(name, description, content)
+            pipeline = self.backend.create_pipeline(name, description, content, CREATING)
+            await self._store(pipeline.default_version_id, "Create pipeline failed")
         except ApiError as err:
             return _handler_error(500, err.wrap("Error creating pipeline"))
+        pipeline = self.backend.get_pipeline(pipeline.id)
         return JSONResponse(api_pipeline(pipeline, self.backend.default_version(pipeline)))
 
     async def upload_version(self, request: Request) -> Response:
@@ -544,11 +549,21 @@ class Handlers:
             return _handler_error(failed.status, failed.error)
         try:
             version = self.backend.create_version(
-                pipeline_id, name, query.get("description", ""), content
+                pipeline_id, name, query.get("description", ""), content, CREATING
             )
+            await self._store(version.id, "Create pipeline version failed")
         except ApiError as err:
             return _handler_error(500, err.wrap("Error creating pipeline version"))
-        return JSONResponse(api_version(version))
+        return JSONResponse(api_version(self.backend.get_version(version.id)))
+
+    async def _store(self, version_id: str, context: str) -> None:
+        """The upload's second step: store the file, then make the rows READY. Until then the
+        name is taken but hidden; if storing fails it stays so (see localdsp.uploads)."""
+        try:
+            await self.storage.store(pipeline_key(version_id))
+        except ApiError as err:
+            raise err.wrap(context) from err
+        self.backend.stored(version_id)
 
     @staticmethod
     def _upload_step(step: Callable[[], str], context: str) -> str:
@@ -773,6 +788,7 @@ class Admin:
             "created_at": _time(pipeline.created_at),
             "default_version_id": default.id if default else None,
             "default_version_name": default.name if default else None,
+            "status": pipeline.status,
         }
 
     async def reset(self, request: Request) -> Response:
@@ -825,6 +841,7 @@ def _version_state(version: PipelineVersion) -> dict:
         "name": version.name,
         "description": version.description,
         "created_at": _time(version.created_at),
+        "status": version.status,
     }
 
 
@@ -866,8 +883,11 @@ def _job_state(job: Job) -> dict:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(backend: Backend, injector: FaultInjector, tokens: Tokens) -> ASGIApp:
+def create_app(
+    backend: Backend, injector: FaultInjector, tokens: Tokens, storage: ObjectStore | None = None
+) -> ASGIApp:
     """The whole server as one ASGI app: faults outside, then auth, then the routes."""
-    routes = Handlers(backend).routes() + Admin(backend, injector, tokens).routes()
+    handlers = Handlers(backend, storage or ObjectStore())
+    routes = handlers.routes() + Admin(backend, injector, tokens).routes()
     app = Starlette(routes=routes, exception_handlers={ApiError: _gateway_error})
     return FaultMiddleware(AuthMiddleware(app, tokens), injector)

@@ -54,6 +54,7 @@ IN_PROGRESS = frozenset(
     {"", "Running", "Started", "Pending", "PipelineRunPending", "PipelineRunStopping", TERMINATING}
 )
 SUCCEEDED = frozenset({"Succeeded", "Completed"})
+READY, CREATING = "READY", "CREATING"  # an upload's row, before and after its file is stored
 
 # libyaml's safe loader when PyYAML has it: uploads are parsed on every request.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -111,6 +112,7 @@ class Pipeline:
     created_at: int
     parameters: tuple[Parameter, ...] = ()
     default_version_id: str = ""
+    status: str = READY
     seq: int = 0
 
 
@@ -122,6 +124,7 @@ class PipelineVersion:
     description: str
     created_at: int
     parameters: tuple[Parameter, ...] = ()
+    status: str = READY
     seq: int = 0
 
 
@@ -423,16 +426,19 @@ class Backend:
 
     # ---- pipelines and versions
 
-    def create_pipeline(self, name: str, description: str, content: bytes) -> Pipeline:
-        """Upload: the pipeline and its first version, same id and name, that version default."""
+    def create_pipeline(
+        self, name: str, description: str, content: bytes, status: str = READY
+    ) -> Pipeline:
+        """Upload: the pipeline and its first version, same id and name, that version default.
+        The upload handler inserts them CREATING and calls `stored` once the file is stored."""
         try:
             template = parse_pipelinerun(content)
             parameters = template_parameters(template)
         except ApiError as err:
             raise err.wrap("Create pipeline failed") from err
         pipeline_id, now = str(uuid.uuid4()), self._now()
-        pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id)
-        version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters)
+        pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id, status)
+        version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters, status)
         with self.store.transaction():
             try:
                 pipeline = self.store.insert(pipeline)
@@ -446,20 +452,21 @@ class Backend:
 
     def pipeline_namespace(self, pipeline_id: str) -> str:
         """The pipeline's namespace: always "" in single-user mode, once the pipeline exists."""
-        self.get_pipeline(pipeline_id)
+        self._get(Pipeline, "Pipeline", pipeline_id, "Failed to get namespace from Pipeline ID")
         return ""
 
     def create_version(
-        self, pipeline_id: str, name: str, description: str, content: bytes
+        self, pipeline_id: str, name: str, description: str, content: bytes, status: str = READY
     ) -> PipelineVersion:
-        """Upload a version; it becomes the default unless auto-update is off."""
+        """Upload a version; it becomes the default unless auto-update is off (at insertion,
+        as the server does, even while the version is still CREATING)."""
         try:
             template = parse_pipelinerun(content)
             parameters = template_parameters(template)
         except ApiError as err:
             raise err.wrap("Create pipeline version failed") from err
         version = PipelineVersion(
-            str(uuid.uuid4()), pipeline_id, name, description, self._now(), parameters
+            str(uuid.uuid4()), pipeline_id, name, description, self._now(), parameters, status
         )
         with self.store.transaction():
             pipeline = self.get_pipeline(pipeline_id)
@@ -476,6 +483,14 @@ class Backend:
                 self.store.save(replace(pipeline, default_version_id=version.id))
         return version
 
+    def stored(self, version_id: str) -> None:
+        """The upload's file is stored: its version (and a new pipeline) become READY."""
+        with self.store.transaction():
+            for kind, object_id in ((Pipeline, version_id), (PipelineVersion, version_id)):
+                found = self.store.get(kind, object_id)
+                if found is not None:
+                    self.store.save(replace(found, status=READY))
+
     def get_pipeline(self, pipeline_id: str) -> Pipeline:
         return self._get(Pipeline, "Pipeline", pipeline_id)
 
@@ -485,7 +500,8 @@ class Backend:
         return self.store.get(PipelineVersion, pipeline.default_version_id)
 
     def list_pipelines(self, request: ListRequest) -> Page:
-        return self._list(self.store.all(Pipeline), request, "Pipeline", PIPELINE_FIELDS)
+        ready = [p for p in self.store.all(Pipeline) if p.status == READY]
+        return self._list(ready, request, "Pipeline", PIPELINE_FIELDS)
 
     def delete_pipeline(self, pipeline_id: str) -> None:
         with self.store.transaction():
@@ -519,9 +535,16 @@ class Backend:
         return self.store.template(PipelineVersion, version_id)
 
     def list_versions(self, key_type: str, key_id: str, request: ListRequest) -> Page:
+        """The READY versions of an existing (READY) pipeline; a missing one is a 404."""
+        options = self._list_options(request, "PipelineVersion", VERSION_FIELDS)
         if not key_type and not key_id:
             raise InvalidInput("ResourceKey must be set in the input")
-        return self._list(self._versions_of(key_id), request, "PipelineVersion", VERSION_FIELDS)
+        try:
+            self.pipeline_namespace(key_id)
+        except ApiError as err:
+            raise err.wrap("Failed to get namespace from pipelineId.") from err
+        ready = [v for v in self._versions_of(key_id) if v.status == READY]
+        return Page(*paginate(ready, options, VERSION_FIELDS))
 
     def delete_version(self, version_id: str) -> None:
         """Delete a version; if it was the default, the newest remaining one takes over."""
@@ -613,7 +636,10 @@ class Backend:
         if not name:
             raise InvalidInput("The run name is empty. Please specify a valid name.")
         with self.store.transaction():
-            spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            try:
+                spec, references, template = self._resolve_pipeline(pipeline_spec, references)
+            except Internal as err:
+                raise err.wrap("Failed to create a new run.") from err
             run_id = str(uuid.uuid4())
             service_account = _service_account(template, service_account)
             pipelinerun = runtime_pipelinerun(template, run_id, name, spec.parameters)
@@ -832,22 +858,36 @@ class Backend:
         return pipeline.default_version_id
 
     def _named(self, reference: Reference) -> Reference:
-        """The reference with its object's name; an unknown experiment is a 404."""
+        """The reference with its object's name. The server reads the experiment only after
+        validating the request, to find its namespace, and answers a missing one with a 500
+        (`getNamespaceFromExperiment`): a run or job in a deleted experiment fails so."""
         if reference.type not in _NAMED_REFERENCES:
             return reference
+        if reference.type == "EXPERIMENT" and self.store.get(Experiment, reference.id) is None:
+            raise Internal.server_error(
+                "Failed to get experiment.", NotFound.of("Experiment", reference.id)
+            )
         kind, label = _NAMED_REFERENCES[reference.type]
         return replace(reference, name=self._get(kind, label, reference.id).name)
 
     def _get(self, kind: type[M], label: str, object_id: str, context: str = "") -> M:
+        """The object, or the server's 404; an upload still CREATING is not found either."""
         found = self.store.get(kind, object_id)
-        if found is None:
+        hidden = isinstance(found, Pipeline | PipelineVersion) and found.status != READY
+        if found is None or hidden:
             error = NotFound.of(label, object_id)
             raise error.wrap(context) if context else error
         return found
 
     def _list(self, items: list, request: ListRequest, kind: str, fields_: Fields) -> Page:
+        options = self._list_options(request, kind, fields_)
+        return Page(*paginate(items, options, fields_))
+
+    @staticmethod
+    def _list_options(request: ListRequest, kind: str, fields_: Fields) -> ListOptions:
+        """The request's paging, sort and filter, checked first as every List call does."""
         try:
-            options: ListOptions = list_options(
+            return list_options(
                 kind=kind,
                 fields=fields_,
                 page_token=request.page_token,
@@ -857,7 +897,6 @@ class Backend:
             )
         except ApiError as err:
             raise err.wrap("Failed to create list options") from err
-        return Page(*paginate(items, options, fields_))
 
     @staticmethod
     def _refuse_namespace(key_type: str, key_id: str, call: str) -> None:

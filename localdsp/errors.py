@@ -87,3 +87,10 @@ class AlreadyExists(ApiError):
 class Internal(ApiError):
     code = GrpcCode.INTERNAL
     prefix = "Internal error: "
+
+    @classmethod
+    def server_error(cls, context: str, cause: ApiError | str) -> Internal:
+        """`util.NewInternalServerError(cause, context)`: the user sees only "Internal Server
+        Error"; the chain keeps the context and the cause's own chain."""
+        chain = cause.internal if isinstance(cause, ApiError) else cause
+        return cls("Internal Server Error", internal=f"InternalServerError: {context}: {chain}")

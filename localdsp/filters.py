@@ -6,7 +6,11 @@ Quirks kept on purpose, because clients trip over them on the real server:
 * the Filter message is parsed like protobuf's jsonpb: camelCase or snake_case field names, enum
   names or numbers, one value field per predicate;
 * string comparisons ignore case, like MariaDB's default collation *(inference)*;
-* a page token replays its own sort and filter; a request that sends a different one is refused;
+* a page token replays its own sort and filter; a request that re-sends a sort or filter is
+  refused unless it matches the token's as the server judges it: Go's `reflect.DeepEqual` after
+  the token's JSON round trip, which only string scalars survive (an IN list comes back as
+  `[]interface{}`, a number as float64), so a re-sent IN or numeric filter never matches;
+* a page token does not carry the page size: each request's own `page_size` applies;
 * `total_size` counts every match, not just the page.
 """
 
@@ -294,19 +298,31 @@ class ListOptions:
     predicates: tuple[Predicate, ...]
     page_size: int
     start: tuple[str | int, int] | None = None  # (sort value, seq) of the page's first object
+    filtered: bool = False  # a `filter` was sent (even one without predicates)
 
-    def same_criteria(self, other: ListOptions) -> bool:
-        return (self.sort_key, self.desc, self.predicates) == (
-            other.sort_key,
-            other.desc,
-            other.predicates,
+    def matches_token(self, token: ListOptions) -> bool:
+        """Whether this fresh request's criteria equal those a page token carries, as the
+        server's `Options.Matches` decides: same sort field and direction, and filters that
+        are both absent or both present and deeply equal after the token's JSON round trip."""
+        mine, theirs = (
+            (self.sort_key, self.desc, self.filtered),
+            (
+                token.sort_key,
+                token.desc,
+                token.filtered,
+            ),
+        )
+        if mine != theirs:
+            return False
+        return self.predicates == token.predicates and all(
+            _survives_round_trip(p) for p in self.predicates
         )
 
     def token_for(self, first_of_next_page: tuple[str | int, int]) -> str:
         document = {
             "sort": self.sort_key,
             "desc": self.desc,
-            "filter": [p.as_json() for p in self.predicates],
+            "filter": [p.as_json() for p in self.predicates] if self.filtered else None,
             "start": list(first_of_next_page),
         }
         return base64.b64encode(json.dumps(document).encode()).decode()
@@ -331,9 +347,9 @@ def list_options(
     if not page_token:
         return _fresh_options(kind, fields, size, sort_by, filter_json, dialect)
     options = _options_from_token(page_token, size, fields, dialect)
-    if (sort_by or filter_json) and not options.same_criteria(
-        _fresh_options(kind, fields, size, sort_by, filter_json, dialect)
-    ):
+    if (sort_by or filter_json) and not _fresh_options(
+        kind, fields, size, sort_by, filter_json, dialect
+    ).matches_token(options):
         raise InvalidInput(
             "page token does not match the supplied sort by and/or filtering criteria. Either "
             "specify the same criteria or leave the latter empty if page token is specified"
@@ -348,7 +364,9 @@ def _page_size(raw: str | int) -> int:
     except ValueError as err:
         raise InvalidInput(f'strconv.ParseInt: parsing "{raw}": invalid syntax') from err
     if size < 0:
-        raise InvalidInput(f"The page size should be greater than 0. Got {size}")
+        # list.validatePageSize formats the int with %q: Go prints a negative number as the
+        # quoted replacement character.
+        raise InvalidInput("The page size should be greater than 0. Got '\ufffd'")
     return min(size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
@@ -365,16 +383,27 @@ def _fresh_options(
     if sort_key not in fields:
         raise InvalidInput(f"Invalid sorting field: {json.dumps(sort_key)} on listable type {kind}")
     desc = len(words) == 2 and words[1] == "desc"
-    return ListOptions(sort_key, desc, parse_filter(filter_json, list(fields), dialect), size)
+    predicates = parse_filter(filter_json, list(fields), dialect)
+    return ListOptions(sort_key, desc, predicates, size, filtered=bool(filter_json))
+
+
+def _survives_round_trip(predicate: Predicate) -> bool:
+    """The server keeps a predicate's value as a Go `string`, `int32`/`int64` (numbers and
+    timestamps) or typed slice (IN); its token's JSON gives back `string`, `float64` and
+    `[]interface{}`, so only a string scalar is still deeply equal to a freshly parsed one."""
+    return predicate.field == "string_value"
 
 
 def _options_from_token(token: str, size: int, fields: Fields, dialect: Dialect) -> ListOptions:
     try:
         document = json.loads(base64.b64decode(token, validate=True))
-        predicates = tuple(Predicate.from_json(p) for p in document["filter"])
+        filtered = document["filter"] is not None
+        predicates = tuple(Predicate.from_json(p) for p in document["filter"] or [])
         value, seq = document["start"]
         start = (value, int(seq))
-        options = ListOptions(document["sort"], bool(document["desc"]), predicates, size, start)
+        options = ListOptions(
+            document["sort"], bool(document["desc"]), predicates, size, start, filtered
+        )
     except (binascii.Error, ValueError, TypeError, KeyError) as err:
         raise InvalidInput("Invalid package token" + dialect.end) from err
     if options.sort_key not in fields or any(p.key not in fields for p in predicates):

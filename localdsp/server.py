@@ -33,6 +33,7 @@ from localdsp.faults import ADMIN_PREFIX, ASGIApp, FaultInjector, FaultRule, Ran
 from localdsp.rules_v2 import BackendV2
 from localdsp.runs import LocalExecutor
 from localdsp.scheduler import Scheduler
+from localdsp.uploads import ObjectStore
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 5.0
@@ -128,6 +129,7 @@ class LocalDSP:
         if latency_ms:
             settings = replace(settings, latency_ms=latency_ms)
         self.faults = FaultInjector(settings)
+        self.storage = ObjectStore()  # hold() or fail() it to see uploads stay CREATING
         self.backend: Backend | BackendV2 | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -192,12 +194,14 @@ class LocalDSP:
         self.backend = Backend(
             self.data_dir, executor=self.executor, auto_update_default=self.auto_update_default
         )
-        return create_app(self.backend, self.faults, self.tokens)
+        return create_app(self.backend, self.faults, self.tokens, self.storage)
 
     def stop(self) -> None:
         """Stop serving (open connections are closed), cancel runs still executing (waiting
         briefly for them to record their end) and close the database."""
         if self._server is not None and self._thread is not None:
+            if self.storage.held:
+                self.storage.release()  # held uploads finish, as requests do on a shutdown
             self._server.stop_soon()
             self._thread.join(STOP_TIMEOUT)
         self._server = self._thread = None

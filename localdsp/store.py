@@ -148,7 +148,8 @@ def _decode_row(kind: type[M], row: tuple[int, str]) -> M:
 def _decode(kind: type[M], data: dict) -> M:
     """Rebuild a dataclass (and its nested dataclasses and tuples) from `asdict` output."""
     hints = typing.get_type_hints(kind)
-    values = {f.name: _decode_value(hints[f.name], data[f.name]) for f in fields(kind)}
+    present = [f.name for f in fields(kind) if f.name in data]  # a newer field keeps its default
+    values = {name: _decode_value(hints[name], data[name]) for name in present}
     return kind(**values)
 
 

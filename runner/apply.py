@@ -11,17 +11,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from runner import plan as planning
 from runner import schedules, stopping
 from runner.client import DSPClient
-from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError
+from runner.errors import AuthError, ConfigurationError, ExperimentGone, RunnerError, TLSError
 
 logger = structlog.get_logger()
+T = TypeVar("T")
 UPLOADS = (planning.CREATE, planning.NEW_VERSION)
 
 
@@ -61,6 +64,20 @@ class Experiments:
                 self._ids[name] = self._client.ensure_experiment(name, self._description)
                 logger.info("experiment_ready", experiment=name, experiment_id=self._ids[name])
             return self._ids[name]
+
+    def within(self, name: str, create: Callable[[str], T]) -> T:
+        """`create(experiment_id)`; if a user deleted the experiment (before this job or while
+        it runs), the server refuses it for good: look the experiment up or create it again,
+        once, and create in that one."""
+        experiment_id = self.id(name)
+        try:
+            return create(experiment_id)
+        except ExperimentGone:
+            with self._lock:
+                if self._ids.get(name) == experiment_id:
+                    del self._ids[name]
+            logger.warning("experiment_deleted", experiment=name, experiment_id=experiment_id)
+            return create(self.id(name))
 
 
 class Recorder:
@@ -212,14 +229,17 @@ def _halted(halt: _Halt, log, step: str) -> bool:
 
 
 def _reconcile_schedules(item, client, experiments: Experiments, outcome: Outcome, log) -> None:
-    done = schedules.reconcile(
-        client,
-        experiment_id=experiments.id(item.options.experiment),
-        pipeline_id=outcome.pipeline_id,
-        version_id=outcome.version_id,
-        want=list(item.jobs_wanted),
-        owned=list(item.jobs_owned),
-        log=log,
+    done = experiments.within(
+        item.options.experiment,
+        lambda experiment_id: schedules.reconcile(
+            client,
+            experiment_id=experiment_id,
+            pipeline_id=outcome.pipeline_id,
+            version_id=outcome.version_id,
+            want=list(item.jobs_wanted),
+            owned=list(item.jobs_owned),
+            log=log,
+        ),
     )
     outcome.schedules = done.describe()
 
@@ -245,7 +265,11 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
     outcome.pipeline_id = item.server_pipeline.id
     if item.action in (planning.CREATE, planning.NEW_VERSION):
         version = client.upload_version(
-            package, outcome.pipeline_id, item.version_name, item.version_description
+            package,
+            outcome.pipeline_id,
+            item.version_name,
+            item.version_description,
+            pipeline_name=pipeline.name,
         )
         outcome.version_id = version.id
         log.info(
@@ -282,12 +306,15 @@ def start_run(
             reason="a run of this version with this key already exists",
         )
         return
-    started = client.start_run(
-        experiment_id=experiments.id(run.experiment),
-        name=run.name,
-        pipeline_id=outcome.pipeline_id,
-        version_id=outcome.version_id,
-        params=run.params,
+    started = experiments.within(
+        run.experiment,
+        lambda experiment_id: client.start_run(
+            experiment_id=experiment_id,
+            name=run.name,
+            pipeline_id=outcome.pipeline_id,
+            version_id=outcome.version_id,
+            params=run.params,
+        ),
     )
     outcome.run_id, outcome.run_status, outcome.run_started = started.id, started.status, True
     log.info("run_started", run=started.name, run_id=started.id, params=run.params)

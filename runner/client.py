@@ -34,6 +34,7 @@ from kfp_tekton import TektonClient
 from runner.errors import (
     AuthError,
     ConflictError,
+    ExperimentGone,
     NotFoundError,
     RunnerError,
     ServerError,
@@ -189,17 +190,13 @@ class DSPClient:
         runs: list[ServerRun] = []
         for start in range(0, len(wanted), NAMES_PER_FILTER):
             batch = wanted[start : start + NAMES_PER_FILTER]
-            for run in self._pages(
+            for run in self._filtered_pages(
                 "find runs",
                 "runs",
-                lambda token, batch=batch: self._kfp.runs.list_runs(
-                    page_token=token,
-                    page_size=PAGE_SIZE,
-                    resource_reference_key_type="EXPERIMENT",
-                    resource_reference_key_id=experiment_id,
-                    filter=_names_filter(batch),
-                    sort_by="created_at",
-                ),
+                self._kfp.runs.list_runs,
+                {"filter": _names_filter(batch), "sort_by": "created_at"},
+                resource_reference_key_type="EXPERIMENT",
+                resource_reference_key_id=experiment_id,
             ):
                 runs.append(_run(run))
         return runs
@@ -248,12 +245,11 @@ class DSPClient:
         """Every experiment, archived or not, whose name contains `text` (one paged listing)."""
         return [
             ServerExperiment(id=e.id, name=e.name, description=e.description or "")
-            for e in self._pages(
+            for e in self._filtered_pages(
                 "list fingerprint records",
                 "experiments",
-                lambda token: self._kfp.experiments.list_experiment(
-                    page_token=token, page_size=PAGE_SIZE, filter=_substring_filter(text)
-                ),
+                self._kfp.experiments.list_experiment,
+                {"filter": _substring_filter(text)},
             )
         ]
 
@@ -309,17 +305,21 @@ class DSPClient:
         return self._create(
             "create recurring run",
             lambda: _job(
-                self._kfp.create_recurring_run(
+                _in_experiment(
+                    "create recurring run",
                     experiment_id,
-                    name,
-                    description=description,
-                    cron_expression=cron,
-                    max_concurrency=max_concurrency,
-                    no_catchup=not catchup,
-                    params=params,
-                    pipeline_id=pipeline_id,
-                    version_id=version_id,
-                    enabled=enabled,
+                    lambda: self._kfp.create_recurring_run(
+                        experiment_id,
+                        name,
+                        description=description,
+                        cron_expression=cron,
+                        max_concurrency=max_concurrency,
+                        no_catchup=not catchup,
+                        params=params,
+                        pipeline_id=pipeline_id,
+                        version_id=version_id,
+                        enabled=enabled,
+                    ),
                 )
             ),
             lambda: self.find_job(name),
@@ -354,20 +354,37 @@ class DSPClient:
                 self._kfp.upload_pipeline(str(path), name, urllib.parse.quote(description))
             ),
             lambda: self.find_pipeline(name),
+            unseen=(
+                f"pipeline {name!r} is taken on the server but never became visible: the server "
+                "keeps an upload in status CREATING until its file is stored, and for good when "
+                "storing failed, where the API can neither show nor delete it; remove its row "
+                "(Status CREATING) from the pipelines table of the DSP database, or rename the "
+                "pipeline"
+            ),
         )
 
     def upload_version(
-        self, path: Path, pipeline_id: str, name: str, description: str
+        self, path: Path, pipeline_id: str, name: str, description: str, *, pipeline_name: str
     ) -> ServerVersion:
         return self._create(
             "upload pipeline version",
             lambda: _version(
-                self._kfp.upload_pipeline_version(
-                    str(path), name, pipeline_id=pipeline_id, description=description
+                _of_pipeline(
+                    pipeline_name,
+                    lambda: self._kfp.upload_pipeline_version(
+                        str(path), name, pipeline_id=pipeline_id, description=description
+                    ),
                 ),
                 pipeline_id,
             ),
             lambda: self.find_version(pipeline_id, name),
+            unseen=(
+                f"version {name!r} of pipeline {pipeline_name!r} is taken on the server but "
+                "never became visible: the server keeps an upload in status CREATING until its "
+                "file is stored, and for good when storing failed, where the API can neither "
+                f"show nor delete it; delete pipeline {pipeline_name!r} on the server (its "
+                "versions go with it) and deploy again"
+            ),
         )
 
     def set_default_version(self, pipeline_id: str, version_id: str) -> None:
@@ -404,12 +421,16 @@ class DSPClient:
         mine = self._create(
             "start run",
             lambda: _run(
-                self._kfp.run_pipeline(
+                _in_experiment(
+                    "start run",
                     experiment_id,
-                    name,
-                    params=params,
-                    pipeline_id=pipeline_id,
-                    version_id=version_id,
+                    lambda: self._kfp.run_pipeline(
+                        experiment_id,
+                        name,
+                        params=params,
+                        pipeline_id=pipeline_id,
+                        version_id=version_id,
+                    ),
                 )
             ),
             lambda: self.find_runs(experiment_id, [name]).get(name),
@@ -445,16 +466,42 @@ class DSPClient:
 
     # Retry machinery ---------------------------------------------------------------------
 
-    def _create(self, operation: str, create: Callable[[], T], find: Callable[[], T | None]) -> T:
-        """Create once; if a lost answer or a concurrent runner already made it, adopt that."""
+    def _create(
+        self,
+        operation: str,
+        create: Callable[[], T],
+        find: Callable[[], T | None],
+        *,
+        unseen: str = "",
+    ) -> T:
+        """Create once; if a lost answer or a concurrent runner already made it, adopt that.
+
+        `unseen` (uploads) is the error when the name stays taken but the object never shows.
+        """
         try:
             return self._call(operation, create, adopt=find)
         except ConflictError:
-            existing = self._call(f"{operation}: look up existing", find)
+            lookup = f"{operation}: look up existing"
+            existing = self._until_visible(lookup, find) if unseen else self._call(lookup, find)
+            if existing is None and unseen:
+                raise ConflictError(unseen) from None
             if existing is None:
                 raise
             logger.info("adopted_existing", operation=operation)
             return existing
+
+    def _until_visible(self, operation: str, find: Callable[[], T | None]) -> T | None:
+        """An upload's name is taken from the moment its row is inserted (CREATING), but get
+        and list show it only once its file is stored: a racing upload's object appears a
+        little later. Look again with the retry backoff, as often as a failing call is tried."""
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self._retries),
+            wait=self._backoff,
+            retry=tenacity.retry_if_result(lambda found: found is None),
+            retry_error_callback=lambda state: None,
+            before_sleep=_log_unseen(operation),
+        )
+        return retrying(self._call, operation, find)
 
     def _call(
         self, operation: str, call: Callable[[], T], adopt: Callable[[], T | None] | None = None
@@ -496,13 +543,23 @@ class DSPClient:
 
     def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
         """The objects a list endpoint holds under exactly this name, page by page."""
-        return self._pages(
-            operation,
-            field,
-            lambda token: list_call(
-                page_token=token, page_size=PAGE_SIZE, filter=_name_filter(name), **keys
-            ),
+        return self._filtered_pages(
+            operation, field, list_call, {"filter": _name_filter(name)}, **keys
         )
+
+    def _filtered_pages(
+        self, operation: str, field: str, list_call, criteria: dict[str, str], **keys
+    ) -> Iterator:
+        """A filtered or sorted listing, page by page. The server checks a filter or sort sent
+        with a page token against the token's own and refuses what it cannot match (a re-sent
+        IN filter never matches), so they go with the first page only; the page size and the
+        reference keys are not in the token, so they go with every page."""
+
+        def fetch(token: str):
+            first = {} if token else criteria
+            return list_call(page_token=token, page_size=PAGE_SIZE, **keys, **first)
+
+        return self._pages(operation, field, fetch)
 
     def _pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
         token = ""
@@ -604,6 +661,37 @@ def _certificate_problem(text: str) -> str:
     return "wrong protocol: is the host really https?" if "WRONG_VERSION" in text else "hostname"
 
 
+_EXPERIMENT_GONE = re.compile(r"Failed to get experiment\.: ResourceNotFoundError: Experiment ")
+
+
+def _in_experiment(operation: str, experiment_id: str, call: Callable[[], T]) -> T:
+    """Run a create of a run or job in an experiment. The server reads the experiment only
+    after validating the request, and answers one that was deleted with a 500 that no retry
+    will mend: that becomes ExperimentGone (never retried), so the caller can act on it."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 500 and _EXPERIMENT_GONE.search(exc.body or ""):
+            raise ExperimentGone(
+                f"{operation}: experiment {experiment_id} was deleted on the server"
+            ) from None
+        raise
+
+
+def _of_pipeline(pipeline_name: str, call: Callable[[], T]) -> T:
+    """Upload a version of a pipeline that may have been deleted since it was listed: the
+    server answers 400 (it cannot read the pipeline's namespace), said here in a user's words."""
+    try:
+        return call()
+    except ApiException as exc:
+        if exc.status == 400 and "ResourceNotFoundError: Pipeline " in (exc.body or ""):
+            raise NotFoundError(
+                f"upload pipeline version: pipeline {pipeline_name!r} was deleted on the server "
+                "during this deploy; deploy again to upload it anew"
+            ) from None
+        raise
+
+
 def _status(exc: BaseException | None) -> int | None:
     return exc.status if isinstance(exc, ApiException) else None
 
@@ -681,6 +769,18 @@ def _log_retry(operation: str):
             attempt=state.attempt_number,
             wait_s=round(state.upcoming_sleep, 2),
             error=_status(exc) or type(exc).__name__,
+        )
+
+    return log
+
+
+def _log_unseen(operation: str):
+    def log(state: tenacity.RetryCallState) -> None:
+        logger.info(
+            "upload_not_visible_yet",
+            operation=operation,
+            attempt=state.attempt_number,
+            wait_s=round(state.upcoming_sleep, 2),
         )
 
     return log

@@ -42,3 +42,7 @@ class ConflictError(ServerError):
 
 class NotFoundError(ServerError):
     """The server does not know the object (404)."""
+
+
+class ExperimentGone(NotFoundError):
+    """A run or job was refused because its experiment was deleted (the server's 500)."""

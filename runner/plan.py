@@ -14,6 +14,7 @@ from runner import schedules, versions
 from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
 from runner.compiler import CompiledPipeline
 from runner.config import PipelineOptions
+from runner.errors import NotFoundError
 from runner.gitinfo import Origin
 
 CREATE = "create"
@@ -134,7 +135,10 @@ def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client)
     default = server_pipeline.default_version
     if default is not None and default.name == plan.version_name:
         return dataclasses.replace(plan, action=UNCHANGED, existing_version=default)
-    existing = client.find_version(server_pipeline.id, plan.version_name)
+    try:
+        existing = client.find_version(server_pipeline.id, plan.version_name)
+    except NotFoundError:  # deleted since the listing: the version lookup answers 404
+        return dataclasses.replace(plan, action=CREATE, server_pipeline=None)
     if existing is not None:
         return dataclasses.replace(plan, action=SET_DEFAULT, existing_version=existing)
     return dataclasses.replace(plan, action=NEW_VERSION)

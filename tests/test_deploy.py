@@ -1,5 +1,7 @@
 """Deploy end to end through the real TektonClient against localdsp: what the server holds."""
 
+import re
+
 import kfp_tekton
 import pytest
 
@@ -217,3 +219,23 @@ def test_on_a_server_that_does_not_auto_update_the_default_the_runner_sets_it(
         assert pipeline.default_version.id == add["version_id"]
         third = project.run(capsys)
         assert third.summary["counts"]["versions_created"] == 0
+
+
+def test_a_runs_lookup_spanning_several_pages_finds_every_run(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    """One run per page: the lookup of the existing runs walks three pages, and the
+    server refuses a page token sent with the IN filter again, as the real one does."""
+    monkeypatch.setattr("runner.client.PAGE_SIZE", 1)
+    monkeypatch.setenv("DSP_RUN_POLICY", "always")
+    assert project.run(capsys).code == 0
+    localdsp.clear_requests()
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    assert result.summary["counts"]["runs_started"] == 0
+    assert len(server_state(kfp_client)[1]) == 3
+    assert len([e for e in events(result.err) if e["event"] == "run_exists"]) == 3
+    lookups = [r for r in localdsp.requests() if "resource_reference_key.id" in r["query"]]
+    later_pages = [r for r in lookups if re.search(r"page_token=[^&]", r["query"])]
+    assert len(later_pages) == 2
+    assert all(r["status"] == 200 for r in lookups)

@@ -1,5 +1,8 @@
 """Injected faults: deploy still succeeds, and the server holds no duplicate version or run."""
 
+import threading
+import time
+
 import pytest
 
 from runner_helpers import events
@@ -151,3 +154,90 @@ def test_a_truncated_json_answer_is_an_error_not_a_traceback(project, capsys, lo
     (last,) = result.err.strip().splitlines()[-1:]
     assert last.startswith("dsp-runner: UnexpectedResponse: GET /apis/v1beta1/pipelines answered")
     assert "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------- uploads still CREATING
+
+
+def release_after_a_lookup_found_nothing(localdsp):
+    """Release the held upload once the runner's upload was refused as a duplicate and its
+    lookup by name that followed found nothing (the name is taken, the pipeline unseen)."""
+
+    def refused_then_looked_up() -> bool:
+        log = localdsp.requests()
+        refused = [i for i, r in enumerate(log) if r["path"].endswith("/upload")]
+        refused = [i for i in refused if log[i]["status"] == 500]
+        return bool(refused) and any(
+            r["method"] == "GET" and r["path"] == "/apis/v1beta1/pipelines"
+            for r in log[refused[0] + 1 :]
+        )
+
+    deadline = time.monotonic() + 30
+    while not refused_then_looked_up() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    localdsp.storage.release()
+
+
+def test_a_racing_upload_still_creating_is_waited_for_and_adopted(
+    project, capsys, kfp_client, localdsp, add_yaml
+):
+    """Another runner's upload of "Add Pipeline" holds the name while its file is stored: this
+    runner's upload is refused as a duplicate and its lookup finds nothing, until it shows."""
+    localdsp.storage.hold(uploads=1)
+    rival = threading.Thread(
+        target=kfp_client.upload_pipeline, args=(str(add_yaml), "Add Pipeline")
+    )
+    rival.start()
+    assert localdsp.storage.wait_for_held()
+    releaser = threading.Thread(target=release_after_a_lookup_found_nothing, args=(localdsp,))
+    releaser.start()
+    result = project.run(capsys)
+    releaser.join()
+    rival.join(10)
+    assert result.code == 0, result.err
+    (pipeline,) = [
+        p for p in kfp_client.list_pipelines(page_size=100).pipelines if p.name == "Add Pipeline"
+    ]
+    adopted = {p["pipeline"]: p["pipeline_id"] for p in result.summary["pipelines"]}
+    assert adopted["Add Pipeline"] == pipeline.id
+    assert any(e["event"] == "upload_not_visible_yet" for e in events(result.err))
+    assert any(e["event"] == "adopted_existing" for e in events(result.err))
+
+
+def test_a_pipeline_name_stuck_creating_is_one_line_saying_what_to_do(
+    project, capsys, kfp_client, localdsp
+):
+    """Storing the file fails: the rows stay CREATING for good, invisible and undeletable."""
+    localdsp.storage.fail()
+    result = project.run(capsys)
+    assert result.code == 1
+    errors = {p["pipeline"]: p["error"] for p in result.summary["pipelines"]}
+    assert errors["Add Pipeline"] == (
+        "pipeline 'Add Pipeline' is taken on the server but never became visible: the server "
+        "keeps an upload in status CREATING until its file is stored, and for good when storing "
+        "failed, where the API can neither show nor delete it; remove its row (Status CREATING) "
+        "from the pipelines table of the DSP database, or rename the pipeline"
+    )
+    assert kfp_client.list_pipelines(page_size=100).pipelines is None
+
+
+def test_a_version_stuck_creating_names_its_pipeline_and_is_cleared_by_deleting_it(
+    project, capsys, kfp_client, localdsp
+):
+    assert project.run(capsys).code == 0
+    project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+    localdsp.storage.fail()
+    result = project.run(capsys)
+    assert result.code == 1
+    (failed,) = [p for p in result.summary["pipelines"] if p["error"]]
+    assert failed["pipeline"] == "Add Pipeline"
+    assert failed["error"].startswith(
+        f"version '{failed['version_name']}' of pipeline 'Add Pipeline' is taken on the server but "
+        "never became visible"
+    )
+    assert failed["error"].endswith(
+        "delete pipeline 'Add Pipeline' on the server (its versions go with it) and deploy again"
+    )
+    localdsp.storage.release()
+    kfp_client.delete_pipeline(kfp_client.get_pipeline_id("Add Pipeline"))
+    assert project.run(capsys).code == 0

@@ -318,9 +318,20 @@ def test_empty_lists_are_empty_objects(call, localdsp, template):
     assert call("GET", template, 200) == {}
 
 
-def test_empty_version_list_is_an_empty_object(call):
-    query = {"resource_key.type": "PIPELINE", "resource_key.id": "no-such-pipeline"}
+def test_empty_version_list_is_an_empty_object(call, objects):
+    nothing = json.dumps({"predicates": [{"op": 1, "key": "name", "string_value": "none"}]})
+    query = {
+        "resource_key.type": "PIPELINE",
+        "resource_key.id": objects["pipeline"]["id"],
+        "filter": nothing,
+    }
     assert call("GET", "/pipeline_versions", 200, query=query) == {}
+
+
+def test_versions_of_a_missing_pipeline_are_a_404(call):
+    query = {"resource_key.type": "PIPELINE", "resource_key.id": "no-such-pipeline"}
+    body = call("GET", "/pipeline_versions", 404, query=query)
+    assert body["details"][0]["error_message"] == "Pipeline no-such-pipeline not found."
 
 
 @pytest.mark.parametrize(

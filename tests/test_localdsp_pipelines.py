@@ -225,11 +225,45 @@ def test_a_version_needs_an_existing_pipeline_id(api, add_yaml, kfp_client):
     assert missing.json["error_message"] == "Please specify a pipeline id when creating versions."
     unknown = api.upload(UPLOAD_VERSION, add_yaml.read_bytes(), name="v1", pipelineid="nope")
     assert unknown.status == 400
-    assert unknown.json["error_message"].startswith(
-        "Failed to get namespace from pipelineId.: ResourceNotFoundError: Pipeline nope not found."
+    assert unknown.json["error_message"] == (
+        "Failed to get namespace from pipelineId.: Failed to get namespace from Pipeline ID: "
+        "ResourceNotFoundError: Pipeline nope not found."
     )
     with pytest.raises(ValueError, match="Either pipeline_id or pipeline_name is required"):
         kfp_client.upload_pipeline_version(str(add_yaml), "v1")
+
+
+def test_listing_the_versions_of_a_missing_pipeline_is_a_404(api):
+    """ListPipelineVersions reads the pipeline's namespace first (after checking the list
+    options): a pipeline that is gone, or still CREATING, is a 404, not an empty listing."""
+    chain = (
+        "Failed to get namespace from pipelineId.: Failed to get namespace from Pipeline ID: "
+        "ResourceNotFoundError: Pipeline nope not found."
+    )
+    versions = api(
+        "GET",
+        "/apis/v1beta1/pipeline_versions",
+        query={"resource_key.type": "PIPELINE", "resource_key.id": "nope"},
+    )
+    assert versions.status == 404
+    assert versions.json == {
+        "error": chain,
+        "code": 5,
+        "message": chain,
+        "details": [
+            {
+                "@type": "type.googleapis.com/api.Error",
+                "error_message": "Pipeline nope not found.",
+                "error_details": chain,
+            }
+        ],
+    }
+    bad_size = api(
+        "GET",
+        "/apis/v1beta1/pipeline_versions",
+        query={"resource_key.id": "nope", "page_size": -1},
+    )
+    assert bad_size.status == 400
 
 
 def test_get_and_delete_of_unknown_objects_are_grpc_gateway_404s(api):

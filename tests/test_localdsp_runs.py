@@ -199,16 +199,57 @@ def test_the_pipeline_must_be_the_parent_of_the_version(kfp_client, api, add_yam
     assert _error_message(response) == "pipeline ID should be parent of pipeline version."
 
 
-def test_unknown_experiments_versions_and_pipelines_are_404s(api, version):
+def test_unknown_versions_and_pipelines_are_404s(api, version):
     def run_with(spec, references):
         return api("POST", RUNS, body={"name": "r", "pipeline_spec": spec, **references})
 
     experiment = {"key": {"type": "EXPERIMENT", "id": "nope"}, "relationship": "OWNER"}
-    own_version = {"key": {"type": "PIPELINE_VERSION", "id": version.id}, "relationship": 2}
     missing_version = {"key": {"type": "PIPELINE_VERSION", "id": "nope"}, "relationship": 2}
-    assert run_with({}, {"resource_references": [own_version, experiment]}).status == 404
-    assert run_with({}, {"resource_references": [missing_version]}).status == 404
+    assert run_with({}, {"resource_references": [missing_version, experiment]}).status == 404
     assert run_with({"pipeline_id": "nope"}, {}).status == 404
+
+
+def test_a_run_or_job_in_a_deleted_experiment_is_the_server_s_500(kfp_client, api, version):
+    """The server looks the experiment up only to find its namespace, after validation, and
+    turns its 404 into an internal error (getNamespaceFromExperiment)."""
+    gone = kfp_client.create_experiment("gone")
+    kfp_client.delete_experiment(gone.id)
+    references = [
+        {"key": {"type": "EXPERIMENT", "id": gone.id}, "relationship": "OWNER"},
+        {"key": {"type": "PIPELINE_VERSION", "id": version.id}, "relationship": "CREATOR"},
+    ]
+    chain = (
+        "InternalServerError: Failed to get experiment.: "
+        f"ResourceNotFoundError: Experiment {gone.id} not found."
+    )
+    run = api("POST", RUNS, body={"name": "r", "resource_references": references})
+    assert run.status == 500
+    assert run.json == {
+        "error": f"Failed to create a new run.: {chain}",
+        "code": 13,
+        "message": f"Failed to create a new run.: {chain}",
+        "details": [
+            {
+                "@type": "type.googleapis.com/api.Error",
+                "error_message": "Internal Server Error",
+                "error_details": f"Failed to create a new run.: {chain}",
+            }
+        ],
+    }
+    job = api(
+        "POST",
+        "/apis/v1beta1/jobs",
+        body={
+            "name": "j",
+            "enabled": True,
+            "max_concurrency": "1",
+            "trigger": {"cron_schedule": {"cron": "0 0 * * * *"}},
+            "resource_references": references,
+        },
+    )
+    assert job.status == 500
+    assert job.json["message"] == chain
+    assert job.json["details"][0]["error_message"] == "Internal Server Error"
 
 
 def test_run_names_need_not_be_unique(kfp_client, version, experiment):
