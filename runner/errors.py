@@ -42,3 +42,17 @@ class ConflictError(ServerError):
 
 class NotFoundError(ServerError):
     """The server does not know the object (404)."""
+
+
+INTERNAL_ERROR = 70
+INTERRUPTED = 130
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The process's exit code for an error that ends a command: its own for the expected ones,
+    130 for Ctrl-C, 70 for anything else (a bug). The command line and the summary both use it."""
+    if isinstance(exc, RunnerError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return INTERNAL_ERROR
