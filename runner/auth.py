@@ -25,7 +25,7 @@ class TokenFileCredentials:
     @property
     def source(self) -> str:
         """Where the token was read, for error lines: the setting and the file, never the token."""
-        return f"DSP_TOKEN_PATH ({self.path})"
+        return f"the file {self.path} (DSP_TOKEN_PATH)"
 
     def _get_token(self) -> str:
         try:

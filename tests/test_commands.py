@@ -81,3 +81,32 @@ def test_tekton_results_are_written_small(project, capsys, monkeypatch):
     assert len(__import__("json").loads((results / "run-ids").read_text())) == 3
     assert (results / "summary-path").read_text().endswith("summary.json")
     assert sum(len(p.read_bytes()) for p in results.iterdir()) < 4096
+
+
+def test_a_bug_inside_a_server_call_is_exit_70_with_its_traceback_not_a_network_error(
+    project, capsys, localdsp
+):
+    """A 200 without the run (a model the code does not expect) breaks our own code: that is a
+    bug to report, not 'could not reach' the server."""
+    localdsp.inject(
+        method="POST", path="/apis/v1beta1/runs", action="status", status=200, body="{}"
+    )
+    result = project.run(capsys, "deploy", "--only", "Add Pipeline")
+    assert result.code == 70
+    assert "Traceback (most recent call last)" in result.err
+    assert "AttributeError: 'NoneType' object has no attribute 'id'" in result.err
+    assert "could not reach" not in result.err
+    assert result.summary["exit_code"] == 70
+    assert result.summary["error"] == "internal error: AttributeError (traceback in the log)"
+
+
+def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
+    project, capsys, localdsp, monkeypatch
+):
+    monkeypatch.setenv("DSP_RETRIES", "2")
+    localdsp.inject(method="GET", path="/apis/v1beta1/healthz", action="drop_before", times=None)
+    result = project.run(capsys)
+    assert result.code == 1
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(f"dsp-runner: ServerError: connect: could not reach {localdsp.url}")
+    assert "Traceback" not in result.err
