@@ -91,7 +91,8 @@ def deploy(settings: Settings, *, stdout) -> int:
             concurrency=settings.concurrency,
         )
         if halted is None:
-            _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
+            pairs = [(o, p.options) for o, p in zip(outcomes, plans, strict=True)]
+            halted = _wait(settings, client, pairs)
         return job.finish(outcomes, result.failures, halted)
 
 
@@ -134,7 +135,7 @@ def trigger(settings: Settings, *, stdout) -> int:
         if halted is None:
             started = [(outcome, run) for outcome, run, _ in planned]
             apply.settle_runs(client, experiments, started)
-            _wait(settings, client, [(outcome, options) for outcome, _, options in planned])
+            halted = _wait(settings, client, [(outcome, opts) for outcome, _, opts in planned])
         return job.finish(outcomes, [], halted)
 
 
@@ -315,13 +316,15 @@ def _origin(settings: Settings) -> gitinfo.Origin:
     return origin
 
 
-def _wait(settings: Settings, client, pairs) -> None:
-    """Poll the runs whose pipeline waits (DSP_WAIT or the file), and record how they ended."""
+def _wait(settings: Settings, client, pairs) -> RunnerError | None:
+    """Poll the runs whose pipeline waits (DSP_WAIT or the file), and record how they ended.
+    Returns the whole-job error (token refused, TLS) that ended the wait, if one did: the
+    outcomes are reported with it."""
     from runner import wait
 
     waiting = [(o, opts) for o, opts in pairs if opts.wait and o.run_id and not o.error]
     if not waiting:
-        return
+        return None
     names = {o.run_id: (opts.experiment, o.run_name) for o, opts in waiting}
 
     def relocate(run_id: str):
@@ -329,19 +332,26 @@ def _wait(settings: Settings, client, pairs) -> None:
         experiment_id = client.find_experiment(experiment)
         return client.find_runs(experiment_id, [name]).get(name) if experiment_id else None
 
-    finished = wait.wait_for(
-        client,
-        {o.run_id: opts.wait_timeout for o, opts in waiting},
-        interval=settings.poll_interval,
-        relocate=relocate,
-    )
+    try:
+        finished = wait.wait_for(
+            client,
+            {o.run_id: opts.wait_timeout for o, opts in waiting},
+            interval=settings.poll_interval,
+            relocate=relocate,
+            names={o.run_id: o.run_name for o, _ in waiting},
+        )
+    except (AuthError, TLSError, ConfigurationError) as exc:
+        logger.error("job_halted", step="wait for runs", error=str(exc))
+        return exc
     for outcome, _ in waiting:
         done = finished[outcome.run_id]
         outcome.run_id = done.run.id or outcome.run_id
         outcome.run_status, outcome.run_outcome = done.run.status, done.outcome
         outcome.run_duration_s, outcome.run_outputs = done.duration_s, done.run.outputs
+        outcome.error = done.error
         if settings.ui_host:
             outcome.run_url = f"{settings.ui_host}/#/runs/details/{outcome.run_id}"
+    return None
 
 
 def _compile(settings: Settings, inputs, *, twice: bool = True, server=None):
