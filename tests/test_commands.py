@@ -2,6 +2,8 @@
 
 import pytest
 
+from runner_helpers import events
+
 pytestmark = pytest.mark.integration
 
 
@@ -110,3 +112,59 @@ def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
     last = result.err.strip().splitlines()[-1]
     assert last.startswith(f"dsp-runner: ServerError: connect: could not reach {localdsp.url}")
     assert "Traceback" not in result.err
+
+
+def test_a_deploy_where_nothing_changed_sends_five_requests_whatever_the_number_of_pipelines(
+    project, capsys, localdsp
+):
+    """The README's Performance promise, counted in the server's request log."""
+    expected = [
+        ("GET", "/apis/v1beta1/healthz"),
+        ("GET", "/apis/v1beta1/pipelines"),
+        ("GET", "/apis/v1beta1/experiments"),
+        ("GET", "/apis/v1beta1/runs"),
+        ("GET", "/apis/v1beta1/jobs"),
+    ]
+    for extra in range(3):
+        assert project.run(capsys).code == 0
+        localdsp.clear_requests()
+        assert project.run(capsys).code == 0
+        sent = [(r["method"], r["path"]) for r in localdsp.requests()]
+        assert sorted(sent) == sorted(expected), f"with {3 + extra} pipelines"
+        (project.pipelines / f"copy_{extra}.py").write_text(
+            (project.pipelines / "add_pipeline.py")
+            .read_text()
+            .replace('name="Add Pipeline"', f'name="Copy {extra}"')
+        )
+
+
+def test_retry_after_is_honoured_up_to_120_seconds(project, capsys, localdsp, monkeypatch):
+    """A server asking for a day's pause gets MAX_RETRY_AFTER, the README's 120 s."""
+    import time
+
+    from runner import client
+
+    assert client.MAX_RETRY_AFTER == 120
+    pauses = []
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        if seconds >= 60:
+            pauses.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    localdsp.inject(
+        method="GET",
+        path="/apis/v1beta1/pipelines",
+        action="status",
+        status=429,
+        headers={"Retry-After": "86400"},
+        times=1,
+    )
+    result = project.run(capsys, "plan")
+    assert result.code == 0
+    assert pauses == [120.0]
+    (retry,) = [e for e in events(result.err) if e["event"] == "server_call_retry"]
+    assert (retry["error"], retry["wait_s"]) == (429, 120.0)
