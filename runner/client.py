@@ -112,7 +112,6 @@ class DSPClient:
     ):
         self.host = host
         self._token_source = credentials.source
-        self._timeout = request_timeout
         self._retries = retries
         self._backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=retry_max_wait)
         self._kfp = self._call(
@@ -207,21 +206,6 @@ class DSPClient:
         detail = self._call("get run", lambda: self._kfp.runs.get_run(run_id))
         manifest = detail.pipeline_runtime.workflow_manifest if detail.pipeline_runtime else None
         return dataclasses.replace(_run(detail.run), outputs=_task_results(manifest))
-
-    def list_runs_of(self, experiment_id: str) -> list[ServerRun]:
-        return [
-            _run(r)
-            for r in self._pages(
-                "list runs",
-                "runs",
-                lambda token: self._kfp.runs.list_runs(
-                    page_token=token,
-                    page_size=PAGE_SIZE,
-                    resource_reference_key_type="EXPERIMENT",
-                    resource_reference_key_id=experiment_id,
-                ),
-            )
-        ]
 
     def list_jobs(self) -> list[ServerJob]:
         return [

@@ -16,7 +16,6 @@ import yaml
 
 from runner.errors import ConfigurationError
 
-FILE_NAME = "dsp-runner.yaml"
 _ARGUMENTS = {
     "type": "object",
     "additionalProperties": {"type": ["string", "number", "boolean"]},
