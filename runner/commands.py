@@ -114,23 +114,7 @@ def trigger(settings: Settings, *, stdout) -> int:
         planned = _trigger_plan(settings, client, repo)
         existing = existing_runs(client, [run for _, run, _ in planned])
         experiments = apply.Experiments(client, EXPERIMENT_DESCRIPTION)
-        halted = None
-        for outcome, run, _ in planned:
-            log = apply.Recorder(pipeline=outcome.pipeline)
-            reason = _stop_reason(halted)
-            if reason:
-                outcome.error = f"not started: {reason}"
-                log.warning("pipeline_skipped", reason=outcome.error)
-                log.emit()
-                continue
-            run = dataclasses.replace(run, existing_id=existing.get((run.experiment, run.name), ""))
-            try:
-                with apply.contained(outcome, log):
-                    apply.start_run(client, experiments, outcome, run, log)
-            except (AuthError, TLSError, ConfigurationError) as exc:
-                outcome.error, halted = str(exc), exc
-                log.error("job_halted", error=str(exc))
-            log.emit()
+        halted = _start_triggered(client, experiments, planned, existing)
         outcomes = [outcome for outcome, _, _ in planned]
         if halted is None:
             started = [(outcome, run) for outcome, run, _ in planned]
@@ -171,6 +155,30 @@ def _trigger_plan(settings: Settings, client, repo):
         )
         planned.append((outcome, run, options))
     return planned
+
+
+def _start_triggered(client, experiments, planned, existing) -> RunnerError | None:
+    """Start each planned run in turn; after SIGTERM or a whole-job error (token refused, TLS)
+    the rest are reported as not started. Returns that error, if one came."""
+    from runner import apply
+
+    halted = None
+    for outcome, run, _ in planned:
+        log = apply.Recorder(pipeline=outcome.pipeline)
+        reason = _stop_reason(halted)
+        if reason:
+            outcome.error = f"not started: {reason}"
+            log.warning("pipeline_skipped", reason=outcome.error)
+        else:
+            run = dataclasses.replace(run, existing_id=existing.get((run.experiment, run.name), ""))
+            try:
+                with apply.contained(outcome, log):
+                    apply.start_run(client, experiments, outcome, run, log)
+            except (AuthError, TLSError, ConfigurationError) as exc:
+                outcome.error, halted = str(exc), exc
+                log.error("job_halted", error=str(exc))
+        log.emit()
+    return halted
 
 
 def _stop_reason(halted) -> str:
