@@ -1,26 +1,31 @@
 """Where the bearer token comes from. The token itself is never logged, raised or written.
 
 In a pod the token is a mounted service-account token that the kubelet (or a Secret update)
-rotates, so it is re-read before every request: kfp's `ServiceAccountTokenVolumeCredentials` does
-exactly that through the generated client's `refresh_api_key_hook`, and is reused here with
-errors that name the file. On a laptop `DSP_TOKEN` carries a token from `oc whoami --show-token`.
+rotates, so it is re-read before every request through the generated client's
+`refresh_api_key_hook` (the hook kfp's `Client(credentials=...)` installs), with errors that name
+the file. On a laptop `DSP_TOKEN` carries a token from `oc whoami --show-token`.
+
+This module must not import kfp: a missing or unreadable token is a configuration error, and
+those are reported before kfp is imported.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from kfp.auth import ServiceAccountTokenVolumeCredentials, TokenCredentialsBase
-
 from runner.errors import TokenError
 
 
-class TokenFileCredentials(ServiceAccountTokenVolumeCredentials):
+class TokenFileCredentials:
     """Re-reads the token file before every request; a bad file is a one-line TokenError."""
 
     def __init__(self, path: Path):
-        super().__init__(str(path))
         self.path = Path(path)
+
+    @property
+    def source(self) -> str:
+        """Where the token was read, for error lines: the setting and the file, never the token."""
+        return f"the file {self.path} (DSP_TOKEN_PATH)"
 
     def _get_token(self) -> str:
         try:
@@ -41,12 +46,18 @@ class TokenFileCredentials(ServiceAccountTokenVolumeCredentials):
             )
         return token
 
+    def refresh_api_key_hook(self, config) -> None:
+        """Called by the generated client before each request: the file's current token."""
+        config.api_key["authorization"] = self._get_token()
+
     def __repr__(self) -> str:
         return f"TokenFileCredentials({self.path})"
 
 
-class StaticTokenCredentials(TokenCredentialsBase):
+class StaticTokenCredentials:
     """A token given in the environment (DSP_TOKEN), fixed for the life of the job."""
+
+    source = "DSP_TOKEN"
 
     def __init__(self, token: str):
         self._token = token
@@ -61,7 +72,7 @@ class StaticTokenCredentials(TokenCredentialsBase):
         return "StaticTokenCredentials(<hidden>)"
 
 
-def credentials(token: str, token_path: Path) -> TokenCredentialsBase:
+def credentials(token: str, token_path: Path) -> TokenFileCredentials | StaticTokenCredentials:
     """The environment's token wins; otherwise the token file, checked now so a missing file
     is a configuration error before any work is done."""
     if token:

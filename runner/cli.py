@@ -14,10 +14,9 @@ import sys
 import traceback
 
 from runner import __version__
-from runner.errors import ConfigurationError, RunnerError
+from runner.errors import ConfigurationError, RunnerError, exit_code_of
 from runner.settings import Settings
 
-INTERNAL_ERROR = 70
 COMMANDS = {
     "deploy": "discover, compile, upload changed pipelines as new versions, start runs (default)",
     "plan": "compile and read the server; print what deploy would do, changing nothing",
@@ -26,7 +25,7 @@ COMMANDS = {
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
-  1    some pipelines failed (module, compile, upload or run); the others shipped
+  1    some pipelines failed (module, compile, upload, run, or a run's state unreadable)
   2    configuration error (a setting, the token, the pipelines folder)
   3    a run waited for (DSP_WAIT) ended in failure
   4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
@@ -88,17 +87,17 @@ def main(argv: list[str] | None = None) -> int:
         return command(settings, stdout=sys.stdout)
     except RunnerError as exc:
         print(f"dsp-runner: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
+        return exit_code_of(exc)
+    except KeyboardInterrupt as exc:
         print("dsp-runner: interrupted", file=sys.stderr)
-        return 130
-    except Exception:
+        return exit_code_of(exc)
+    except Exception as exc:
         traceback.print_exc()
         print(
             "dsp-runner: internal error (a bug): please report it with the traceback above",
             file=sys.stderr,
         )
-        return INTERNAL_ERROR
+        return exit_code_of(exc)
 
 
 def run() -> None:

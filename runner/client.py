@@ -46,6 +46,10 @@ T = TypeVar("T")
 PAGE_SIZE = 200
 NAMES_PER_FILTER = 50
 RETRYABLE_STATUS = {429, 500, 502, 503, 504}
+# What a server call may fail with that is the network's or the server's doing, and becomes one
+# line; anything else raised in a call (AttributeError, KeyError: a bug, or a model the code did
+# not expect) escapes as itself, so the job ends with its traceback and exit code 70.
+TRANSPORT_ERRORS = (ApiException, urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
 MAX_RETRY_AFTER = 120.0
 _NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 
@@ -115,7 +119,7 @@ class DSPClient:
         retry_max_wait: float,
     ):
         self.host = host
-        self._timeout = request_timeout
+        self._token_source = credentials.source
         self._retries = retries
         self._backoff = tenacity.wait_exponential_jitter(multiplier=0.5, max=retry_max_wait)
         self._kfp = self._call(
@@ -206,21 +210,6 @@ class DSPClient:
         detail = self._call("get run", lambda: self._kfp.runs.get_run(run_id))
         manifest = detail.pipeline_runtime.workflow_manifest if detail.pipeline_runtime else None
         return dataclasses.replace(_run(detail.run), outputs=_task_results(manifest))
-
-    def list_runs_of(self, experiment_id: str) -> list[ServerRun]:
-        return [
-            _run(r)
-            for r in self._pages(
-                "list runs",
-                "runs",
-                lambda token: self._kfp.runs.list_runs(
-                    page_token=token,
-                    page_size=PAGE_SIZE,
-                    resource_reference_key_type="EXPERIMENT",
-                    resource_reference_key_id=experiment_id,
-                ),
-            )
-        ]
 
     def list_jobs(self) -> list[ServerJob]:
         return [
@@ -523,10 +512,8 @@ class DSPClient:
                             logger.info("adopted_existing", operation=operation)
                             return existing
                     return call()
-        except RunnerError:
-            raise
-        except Exception as exc:
-            raise _translate(operation, self.host, exc) from None
+        except TRANSPORT_ERRORS as exc:
+            raise _translate(operation, self.host, exc, self._token_source) from None
         raise AssertionError("tenacity ended without an outcome")
 
     def _should_retry(self, state: tenacity.RetryCallState) -> bool:
@@ -720,13 +707,15 @@ def _retry_after(exc: BaseException | None) -> float | None:
         return None
 
 
-def _translate(operation: str, host: str, exc: Exception) -> RunnerError:
-    """Every way a call can fail, as one typed line that says what to check."""
+def _translate(operation: str, host: str, exc: Exception, token_source: str) -> RunnerError:
+    """Every way the network or the server can fail a call, as one typed line that says what to
+    check; a 403 names where the token came from (never the token)."""
     if isinstance(exc, ApiException):
         if exc.status == 403:
             return AuthError(
-                f"{operation}: the server refused the token (403): check that it is valid and "
-                "that its account may `get` the route ds-pipeline-<dspa> in the DSP namespace"
+                f"{operation}: the server refused the token (403) from {token_source}: check "
+                "that it is valid and that its account may `get` the route ds-pipeline-<dspa> in "
+                "the DSP namespace"
             )
         message = _error_message(exc.body) or exc.reason
         if _already_exists(exc):

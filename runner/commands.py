@@ -1,11 +1,14 @@
 """The subcommands: each wires the stages discover → compile → plan → apply → report.
 
-Each returns an exit code. kfp is imported inside the commands only, so `--help` and
-configuration errors stay fast.
+Each returns an exit code, and each writes its summary whichever way it ends (`_Job`), so the
+summary's exit code is always the process's. Every check that needs no server (the host, the
+token, the pipelines folder, the settings file) runs before kfp is imported: configuration
+errors stay fast and never pay for kfp.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import time
@@ -13,8 +16,8 @@ from pathlib import Path
 
 import structlog
 
-from runner import config, discovery, gitinfo, report
-from runner.errors import ConfigurationError
+from runner import auth, config, discovery, gitinfo, report, stopping
+from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError, exit_code_of
 from runner.settings import Settings
 
 logger = structlog.get_logger()
@@ -23,84 +26,112 @@ EXPERIMENT_DESCRIPTION = "Runs started by dsp-runner"
 
 def compile_pipelines(settings: Settings, *, stdout) -> int:
     """Offline: discover and compile into the output folder, for pull-request checks."""
-    from runner.apply import Outcome
+    job = _Job(settings, "compile", stdout)
+    with job.reporting():
+        inputs = _inputs(settings)
+        from runner.apply import Outcome
 
-    started = time.monotonic()
-    result, packages, selected = _compile(settings, twice=True)
-    outcomes = [
-        Outcome(
-            pipeline=p.name,
-            source=str(p.source),
-            action="compiled",
-            version_name=str(packages[p.slug]),
-            error=_argument_error(p, options),
-        )
-        for p, options in selected
-    ]
-    return _finish(settings, "compile", outcomes, result.failures, started, stdout)
+        result, packages, selected = _compile(settings, inputs, twice=True)
+        outcomes = [
+            Outcome(
+                pipeline=p.name,
+                source=str(p.source),
+                action="compiled",
+                version_name=str(packages[p.slug]),
+                error=_argument_error(p, options),
+            )
+            for p, options in selected
+        ]
+        return job.finish(outcomes, result.failures)
 
 
 def plan(settings: Settings, *, stdout) -> int:
     """Compile and read the server; print what deploy would do; send no write request."""
-    from runner.apply import Outcome
+    job = _Job(settings, "plan", stdout)
+    with job.reporting():
+        credentials = _credentials(settings)
+        inputs = _inputs(settings)
+        from runner.apply import Outcome
 
-    started = time.monotonic()
-    client = _client(settings)
-    result, _, plans, origin = _plan(settings, client, twice=True)
-    outcomes = [
-        Outcome(
-            pipeline=p.pipeline.name,
-            source=str(p.pipeline.source),
-            action=p.action,
-            version_name=p.version_name,
-            pipeline_id=p.server_pipeline.id if p.server_pipeline else "",
-            version_id=p.existing_version.id if p.existing_version else "",
-            run_name=p.run.name if p.run else "",
-            run_id=p.run.existing_id if p.run else "",
-            schedules=p.schedule_changes.describe(),
-            error=p.error,
-        )
-        for p in plans
-    ]
-    return _finish(settings, "plan", outcomes, result.failures, started, stdout, origin)
+        client = _connect(settings, credentials)
+        result, _, plans, job.origin = _plan(settings, client, inputs, twice=True)
+        outcomes = [
+            Outcome(
+                pipeline=p.pipeline.name,
+                source=str(p.pipeline.source),
+                action=p.action,
+                version_name=p.version_name,
+                pipeline_id=p.server_pipeline.id if p.server_pipeline else "",
+                version_id=p.existing_version.id if p.existing_version else "",
+                run_name=p.run.name if p.run else "",
+                run_id=p.run.existing_id if p.run else "",
+                schedules=p.schedule_changes.describe(),
+                error=p.error,
+            )
+            for p in plans
+        ]
+        return job.finish(outcomes, result.failures)
 
 
 def deploy(settings: Settings, *, stdout) -> int:
     """Compile, upload what changed as new versions, start the runs, wait if asked, report."""
-    from runner import apply, reuse
+    job = _Job(settings, "deploy", stdout)
+    with job.reporting():
+        credentials = _credentials(settings)
+        inputs = _inputs(settings)
+        from runner import apply, reuse
 
-    started = time.monotonic()
-    client = _client(settings)
-    records = reuse.Records(client)
-    result, packages, plans, origin = _plan(settings, client, twice=False, records=records)
-    outcomes, halted = apply.apply(
-        plans,
-        client=client,
-        packages=packages,
-        experiments=apply.Experiments(client, EXPERIMENT_DESCRIPTION),
-        concurrency=settings.concurrency,
-    )
-    if halted is None:
-        records.write(plans, concurrency=settings.concurrency)
-        _wait(settings, client, [(o, p.options) for o, p in zip(outcomes, plans, strict=True)])
-    code = _finish(settings, "deploy", outcomes, result.failures, started, stdout, origin)
-    if halted is not None:
-        raise halted
-    return code
+        client = _connect(settings, credentials)
+        records = reuse.Records(client)
+        result, packages, plans, job.origin = _plan(
+            settings, client, inputs, twice=False, records=records
+        )
+        outcomes, halted = apply.apply(
+            plans,
+            client=client,
+            packages=packages,
+            experiments=apply.Experiments(client, EXPERIMENT_DESCRIPTION),
+            concurrency=settings.concurrency,
+        )
+        if halted is None:
+            records.write(plans, concurrency=settings.concurrency)
+            pairs = [(o, p.options) for o, p in zip(outcomes, plans, strict=True)]
+            halted = _wait(settings, client, pairs)
+        return job.finish(outcomes, result.failures, halted)
 
 
 def trigger(settings: Settings, *, stdout) -> int:
     """Cron mode: run the deployed default versions, once per schedule slot (DSP_RUN_KEY).
 
     Nothing is compiled or uploaded: the server's default version is what the last deploy
-    shipped. Only pipelines a dsp-runner deploy uploaded are considered.
+    shipped. Only pipelines a dsp-runner deploy uploaded are considered. Like deploy, it starts
+    nothing after SIGTERM or a refused token, and still reports.
     """
-    from runner import apply, versions
-    from runner.plan import RunPlan, existing_runs
+    job = _Job(settings, "trigger", stdout)
+    with job.reporting():
+        credentials = _credentials(settings)
+        repo = config.load(settings.config_path, required=settings.config is not None)
+        from runner import apply
+        from runner.plan import existing_runs
 
-    started = time.monotonic()
-    client = _client(settings)
-    repo = config.load(settings.config_path, required=settings.config is not None)
+        client = _connect(settings, credentials)
+        planned = _trigger_plan(settings, client, repo)
+        existing = existing_runs(client, [run for _, run, _ in planned])
+        experiments = apply.Experiments(client, EXPERIMENT_DESCRIPTION)
+        halted = _start_triggered(client, experiments, planned, existing)
+        outcomes = [outcome for outcome, _, _ in planned]
+        if halted is None:
+            started = [(outcome, run) for outcome, run, _ in planned]
+            apply.settle_runs(client, experiments, started)
+            halted = _wait(settings, client, [(outcome, opts) for outcome, _, opts in planned])
+        return job.finish(outcomes, [], halted)
+
+
+def _trigger_plan(settings: Settings, client, repo):
+    """(outcome, run, options) for each default version a dsp-runner deploy shipped."""
+    from runner import apply, versions
+    from runner.plan import RunPlan
+
     key = settings.run_key or datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M")
     chosen = [
         p
@@ -111,7 +142,6 @@ def trigger(settings: Settings, *, stdout) -> int:
     ]
     if not chosen:
         logger.warning("nothing_to_trigger", reason="no pipeline deployed by dsp-runner matches")
-    experiments = apply.Experiments(client, EXPERIMENT_DESCRIPTION)
     planned = []
     for pipeline in chosen:
         version = pipeline.default_version
@@ -128,30 +158,134 @@ def trigger(settings: Settings, *, stdout) -> int:
             version_id=version.id,
         )
         planned.append((outcome, run, options))
-    existing = existing_runs(client, [run for _, run, _ in planned])
+    return planned
+
+
+def _start_triggered(client, experiments, planned, existing) -> RunnerError | None:
+    """Start each planned run in turn; after SIGTERM or a whole-job error (token refused, TLS)
+    the rest are reported as not started. Returns that error, if one came."""
+    from runner import apply
+
+    halted = None
     for outcome, run, _ in planned:
         log = apply.Recorder(pipeline=outcome.pipeline)
-        with apply.contained(outcome, log):
+        reason = _stop_reason(halted)
+        if reason:
+            outcome.error = f"not started: {reason}"
+            log.warning("pipeline_skipped", reason=outcome.error)
+        else:
             run = dataclasses.replace(run, existing_id=existing.get((run.experiment, run.name), ""))
-            apply.start_run(client, experiments, outcome, run, log)
+            try:
+                with apply.contained(outcome, log):
+                    apply.start_run(client, experiments, outcome, run, log)
+            except (AuthError, TLSError, ConfigurationError) as exc:
+                outcome.error, halted = str(exc), exc
+                log.error("job_halted", error=str(exc))
         log.emit()
-    apply.settle_runs(client, experiments, [(outcome, run) for outcome, run, _ in planned])
-    outcomes = [outcome for outcome, _, _ in planned]
-    _wait(settings, client, [(outcome, options) for outcome, _, options in planned])
-    return _finish(settings, "trigger", outcomes, [], started, stdout)
+    return halted
 
 
-def _client(settings: Settings):
-    """Check everything a server command needs, then connect (one healthz call, retried)."""
-    from runner import auth
-    from runner.client import DSPClient
+def _stop_reason(halted) -> str:
+    """Why nothing new may start: a stop request, or a whole-job error met earlier."""
+    if stopping.requested():
+        return "the job was asked to stop (SIGTERM)"
+    return f"the job halted: {halted}" if halted else ""
 
+
+class _Job:
+    """One command's report, written exactly once whichever way the command ends (done, halted
+    by a whole-job error, a configuration error, Ctrl-C, a bug), so `summary.json` and the
+    Tekton results always carry the exit code the process ends with."""
+
+    def __init__(self, settings: Settings, command: str, stdout):
+        self.settings, self.command, self.stdout = settings, command, stdout
+        self.started = time.monotonic()
+        self.origin: gitinfo.Origin | None = None
+        self._reported = False
+
+    @contextlib.contextmanager
+    def reporting(self):
+        """Report an error that ends the command before `finish` did, then let it go on to the
+        command line, which prints it and exits with the code the summary records."""
+        try:
+            yield self
+        except (Exception, KeyboardInterrupt) as exc:
+            if not self._reported:
+                self._record(exc)
+            raise
+
+    def _record(self, error: BaseException) -> None:
+        """Only the files: the command line prints the one error line. A summary that cannot be
+        written must not hide the error that ended the job."""
+        try:
+            self._report([], [], error, announce=False)
+        except OSError as exc:
+            logger.warning(
+                "summary_not_written", folder=str(self.settings.output_dir), error=str(exc)
+            )
+
+    def finish(self, outcomes, failures, halted=None) -> int:
+        """Report the outcomes; a whole-job error that halted the work is raised after."""
+        code = self._report(outcomes, failures, halted)
+        if halted is not None:
+            raise halted
+        return code
+
+    def _report(self, outcomes, failures, error: BaseException | None, announce=True) -> int:
+        self._reported = True
+        origin = self.origin or _origin(self.settings)
+        summary = report.Summary(
+            self.command,
+            self.settings.host,
+            self.settings.experiment,
+            origin.commit,
+            origin.repo,
+            outcomes,
+            failures,
+            time.monotonic() - self.started,
+            error=_error_text(error),
+            error_exit_code=exit_code_of(error) if error is not None else 0,
+        )
+        if announce:
+            report.finish(summary, self.settings.output_dir, self.stdout, self.settings.results_dir)
+        else:
+            report.record(summary, self.settings.output_dir, self.settings.results_dir)
+        return summary.exit_code
+
+
+def _error_text(error: BaseException | None) -> str:
+    """The expected errors' own line; for a bug only its type (the traceback is in the log)."""
+    if error is None:
+        return ""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)"
+    if isinstance(error, RunnerError):
+        return f"{type(error).__name__}: {error}"
+    return f"internal error: {type(error).__name__} (traceback in the log)"
+
+
+def _credentials(settings: Settings):
+    """The host and the token, checked before anything else (and before kfp is imported)."""
     if not settings.host:
         raise ConfigurationError(
             "DSP_HOST: not set; give the DSP API URL (https://ds-pipeline-<dspa>.<namespace>"
             ".svc:8443 or the route), or use `make run` for the local stand-in"
         )
-    credentials = auth.credentials(settings.token, settings.token_path)
+    return auth.credentials(settings.token, settings.token_path)
+
+
+def _inputs(settings: Settings) -> tuple[config.RepoConfig, list[Path]]:
+    """The settings file and the pipeline modules: checked before kfp is imported."""
+    repo = config.load(settings.config_path, required=settings.config is not None)
+    modules = discovery.discover(settings.pipelines_dir)
+    logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
+    return repo, modules
+
+
+def _connect(settings: Settings, credentials):
+    """Connect (one healthz call, retried): the first moment kfp is needed."""
+    from runner.client import DSPClient
+
     if not settings.verify_tls:
         logger.warning(
             "tls_verification_disabled",
@@ -169,14 +303,16 @@ def _client(settings: Settings):
     )
 
 
-def _plan(settings: Settings, client, *, twice: bool, records=None):
+def _plan(settings: Settings, client, inputs, *, twice: bool, records=None):
     """`records` (deploy's, to write after) or a read-only set: see `reuse.Records`."""
     from runner import plan as planning
     from runner import reuse
 
     server = client.list_pipelines()
     records = records or reuse.Records(client)
-    result, packages, selected = _compile(settings, twice=twice, server=server, records=records)
+    result, packages, selected = _compile(
+        settings, inputs, twice=twice, server=server, records=records
+    )
     origin = _origin(settings)
     plans = planning.make_plan(
         selected,
@@ -197,13 +333,15 @@ def _origin(settings: Settings) -> gitinfo.Origin:
     return origin
 
 
-def _wait(settings: Settings, client, pairs) -> None:
-    """Poll the runs whose pipeline waits (DSP_WAIT or the file), and record how they ended."""
+def _wait(settings: Settings, client, pairs) -> RunnerError | None:
+    """Poll the runs whose pipeline waits (DSP_WAIT or the file), and record how they ended.
+    Returns the whole-job error (token refused, TLS) that ended the wait, if one did: the
+    outcomes are reported with it."""
     from runner import wait
 
     waiting = [(o, opts) for o, opts in pairs if opts.wait and o.run_id and not o.error]
     if not waiting:
-        return
+        return None
     names = {o.run_id: (opts.experiment, o.run_name) for o, opts in waiting}
 
     def relocate(run_id: str):
@@ -211,48 +349,34 @@ def _wait(settings: Settings, client, pairs) -> None:
         experiment_id = client.find_experiment(experiment)
         return client.find_runs(experiment_id, [name]).get(name) if experiment_id else None
 
-    finished = wait.wait_for(
-        client,
-        {o.run_id: opts.wait_timeout for o, opts in waiting},
-        interval=settings.poll_interval,
-        relocate=relocate,
-    )
+    try:
+        finished = wait.wait_for(
+            client,
+            {o.run_id: opts.wait_timeout for o, opts in waiting},
+            interval=settings.poll_interval,
+            relocate=relocate,
+            names={o.run_id: o.run_name for o, _ in waiting},
+        )
+    except (AuthError, TLSError, ConfigurationError) as exc:
+        logger.error("job_halted", step="wait for runs", error=str(exc))
+        return exc
     for outcome, _ in waiting:
         done = finished[outcome.run_id]
         outcome.run_id = done.run.id or outcome.run_id
         outcome.run_status, outcome.run_outcome = done.run.status, done.outcome
         outcome.run_duration_s, outcome.run_outputs = done.duration_s, done.run.outputs
+        outcome.error = done.error
         if settings.ui_host:
             outcome.run_url = f"{settings.ui_host}/#/runs/details/{outcome.run_id}"
+    return None
 
 
-def _finish(
-    settings: Settings, command: str, outcomes, failures, started: float, stdout, origin=None
-) -> int:
-    """Report; `origin` is the plan's when there was one (git is asked once per job)."""
-    origin = origin or _origin(settings)
-    summary = report.Summary(
-        command,
-        settings.host,
-        settings.experiment,
-        origin.commit,
-        origin.repo,
-        outcomes,
-        failures,
-        time.monotonic() - started,
-    )
-    report.finish(summary, settings.output_dir, stdout, results_dir=settings.results_dir)
-    return summary.exit_code
-
-
-def _compile(settings: Settings, *, twice: bool = True, server=None, records=None):
-    """Discover, compile (or reuse what the server holds) and resolve each pipeline's options;
-    write each compiled YAML where the upload and reviewers find it."""
+def _compile(settings: Settings, inputs, *, twice: bool = True, server=None, records=None):
+    """Compile (or reuse what the server holds) and resolve each pipeline's options; write each
+    compiled YAML where the upload and reviewers find it."""
     from runner import compiler, reuse, versions
 
-    repo = config.load(settings.config_path, required=settings.config is not None)
-    modules = discovery.discover(settings.pipelines_dir)
-    logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
+    repo, modules = inputs
     folder = settings.pipelines_dir
     fingerprints = versions.module_fingerprints(folder, modules, settings.config_path)
     reused, to_compile = [], modules

@@ -21,7 +21,6 @@ from runner.cron import parse as parse_cron
 from runner.errors import ConfigurationError
 from runner.settings import MAX_SERVER_TEXT
 
-FILE_NAME = "dsp-runner.yaml"
 _CRON_FORM = (
     "write 6 fields, seconds first (seconds minutes hours day-of-month month day-of-week), "
     "or a descriptor such as @daily or @every 1h"

@@ -1,7 +1,8 @@
 """Which files under the pipelines folder are pipeline modules.
 
 A user adds a pipeline by adding a file, so every `*.py` below the folder counts, in a stable
-order, except private helpers (`_name.py`, `__init__.py`) and hidden or cache folders.
+order, except private helpers (`_name.py`, `__init__.py`), hidden files (`.name.py`) and hidden,
+private or cache folders.
 """
 
 from __future__ import annotations
@@ -35,8 +36,6 @@ def discover(pipelines_dir: Path) -> list[Path]:
 
 
 def _skipped(relative: Path) -> bool:
-    """Private modules and hidden/cache folders are not pipelines."""
-    *folders, name = relative.parts
-    if name.startswith("_"):
-        return True
-    return any(part.startswith((".", "_")) for part in folders)
+    """Private modules (`_x.py`), hidden files (`.x.py`, an editor's or git's) and anything in a
+    hidden, private or cache folder are not pipelines."""
+    return any(part.startswith((".", "_")) for part in relative.parts)

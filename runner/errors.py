@@ -46,3 +46,17 @@ class NotFoundError(ServerError):
 
 class ExperimentGone(NotFoundError):
     """A run or job was refused because its experiment was deleted (the server's 500)."""
+
+
+INTERNAL_ERROR = 70
+INTERRUPTED = 130
+
+
+def exit_code_of(exc: BaseException) -> int:
+    """The process's exit code for an error that ends a command: its own for the expected ones,
+    130 for Ctrl-C, 70 for anything else (a bug). The command line and the summary both use it."""
+    if isinstance(exc, RunnerError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED
+    return INTERNAL_ERROR

@@ -10,12 +10,15 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from runner import stopping
-from runner.apply import Outcome
-from runner.compiler import ModuleFailure
+
+if TYPE_CHECKING:  # a configuration error is reported too, before kfp (and apply) is imported
+    from runner.apply import Outcome
+    from runner.compiler import ModuleFailure
 
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"
@@ -33,6 +36,9 @@ class Summary:
     outcomes: list[Outcome]
     failures: list[ModuleFailure]
     duration_s: float = 0.0
+    error: str = ""
+    """The error that ended the job early (token refused, TLS, configuration, a bug)."""
+    error_exit_code: int = 0
 
     @property
     def counts(self) -> dict[str, int]:
@@ -55,8 +61,11 @@ class Summary:
 
     @property
     def exit_code(self) -> int:
-        """Worst first: a stop request, a failed run, a wait that timed out, a failed pipeline."""
+        """Worst first: the error that ended the job, a stop request, a failed run, a wait that
+        timed out, a failed pipeline. The process exits with exactly this code."""
         counts = self.counts
+        if self.error_exit_code:
+            return self.error_exit_code
         if stopping.requested():
             return stopping.EXIT_CODE
         if counts["runs_failed"]:
@@ -75,6 +84,7 @@ class Summary:
             "repo": self.repo,
             "duration_s": round(self.duration_s, 3),
             "exit_code": self.exit_code,
+            "error": self.error,
             "counts": self.counts,
             "pipelines": [dataclasses.asdict(o) for o in self.outcomes],
             "failures": [
@@ -91,9 +101,7 @@ class Summary:
 
 def finish(summary: Summary, output_dir: Path, stream, results_dir: Path | None = None) -> Path:
     """Log, print and write the summary (and the Tekton results); returns the summary's path."""
-    path = write(summary, output_dir)
-    if results_dir is not None:
-        write_results(summary, path, results_dir)
+    path = record(summary, output_dir, results_dir)
     for failure in summary.failures:
         logger.error(
             "module_failed", file=str(failure.source), line=failure.line, reason=failure.reason
@@ -105,6 +113,15 @@ def finish(summary: Summary, output_dir: Path, stream, results_dir: Path | None 
         summary_file=str(path),
     )
     print(table(summary), file=stream)
+    return path
+
+
+def record(summary: Summary, output_dir: Path, results_dir: Path | None = None) -> Path:
+    """Write `summary.json` and the Tekton results only: for a job that ended before it had
+    anything to show, whose one error line is all a person needs."""
+    path = write(summary, output_dir)
+    if results_dir is not None:
+        write_results(summary, path, results_dir)
     return path
 
 
@@ -161,6 +178,8 @@ def table(summary: Summary) -> str:
             f"runs: {c['runs_succeeded']} succeeded, {c['runs_failed']} failed, "
             f"{c['runs_unfinished']} still running when the wait ended."
         )
+    if summary.error:
+        lines.append(f"the job ended early: {summary.error}")
     return "\n".join(lines)
 
 

@@ -239,16 +239,6 @@ class Settings:
         return not self.only or any(name in self.only for name in names)
 
     @property
-    def uses_token_file(self) -> bool:
-        """A token given in the environment wins over the token file."""
-        return not self.token
-
-    @property
-    def token_source(self) -> str:
-        """Where the token comes from, for error messages: never the token itself."""
-        return "DSP_TOKEN" if self.token else f"token file {self.token_path}"
-
-    @property
     def verify_tls(self) -> bool:
         return not self.insecure_skip_tls_verify
 

@@ -3,7 +3,9 @@
 kfp's own waits cannot be used: `kfp.Client.wait_for_run_completion` never stops on `Completed`
 (a run with skipped tasks) and `TektonClient.wait_for_run_completion` 1.5.10 always raises.
 A poll that fails (after the client's retries) is logged and tried again on the next round, so a
-blip or a token rotation does not end the wait; a refused token does.
+blip or a token rotation does not end the wait; a refused token does, and so do
+FAILED_POLLS_LIMIT failed polls of one run in a row: that run's state cannot be read, which is
+an error the job reports (exit 1), not a run "still running" at the timeout.
 """
 
 from __future__ import annotations
@@ -16,9 +18,14 @@ import structlog
 
 from runner import stopping
 from runner.client import DSPClient, ServerRun
-from runner.errors import AuthError, NotFoundError, ServerError
+from runner.errors import AuthError, NotFoundError, ServerError, TLSError
 
 logger = structlog.get_logger()
+
+FAILED_POLLS_LIMIT = 5
+"""Status reads of one run that may fail in a row, each after the client's own retries
+(DSP_RETRIES), before the wait for that run ends as an error."""
+UNREADABLE = "unreadable"
 
 SUCCESS = frozenset({"Succeeded", "Completed"})
 IN_PROGRESS = frozenset(
@@ -48,6 +55,7 @@ class Finished:
     run: ServerRun
     outcome: str
     duration_s: float | None
+    error: str = ""
 
 
 def wait_for(
@@ -58,18 +66,31 @@ def wait_for(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     relocate: Callable[[str], ServerRun | None] = lambda run_id: None,
+    names: dict[str, str] | None = None,
 ) -> dict[str, Finished]:
-    """Poll until every run is final or its timeout passes; unfinished runs come back 'running'."""
+    """Poll until every run is final, unreadable or past its timeout; unfinished runs come back
+    'running', runs whose state could not be read 'unreadable' with the last error."""
     start = clock()
     deadlines = {run_id: start + timeout for run_id, timeout in timeouts.items()}
     pending = list(deadlines)
     done: dict[str, Finished] = {}
     last: dict[str, ServerRun] = {}
+    failed_polls: dict[str, int] = {}
+    names = names or {}
     while pending:
         for run_id in list(pending):
-            run = _poll(client, run_id, relocate)
-            if run is None:
+            try:
+                run = _poll(client, run_id, relocate)
+            except (AuthError, TLSError):
+                raise
+            except ServerError as exc:
+                failed_polls[run_id] = failed_polls.get(run_id, 0) + 1
+                logger.warning("run_poll_failed", run_id=run_id, error=str(exc))
+                if failed_polls[run_id] >= FAILED_POLLS_LIMIT:
+                    pending.remove(run_id)
+                    done[run_id] = _unreadable(run_id, names.get(run_id, ""), last, exc)
                 continue
+            failed_polls.pop(run_id, None)
             last[run_id] = run
             if outcome_of(run.status) != "running":
                 done[run_id] = _finished(run)
@@ -94,22 +115,28 @@ def wait_for(
     return done
 
 
-def _poll(client: DSPClient, run_id: str, relocate) -> ServerRun | None:
+def _poll(client: DSPClient, run_id: str, relocate) -> ServerRun:
     """One status read. A run deleted under us (a racing runner kept the other one of two
     duplicates) is followed to the run that now carries its name."""
     try:
         return client.get_run(run_id)
-    except AuthError:
-        raise
     except NotFoundError:
         survivor = relocate(run_id)
         if survivor is None:
             return ServerRun(run_id, "", "NotFound", "the run no longer exists on the server", "")
         logger.info("run_replaced", run_id=run_id, now=survivor.id, run=survivor.name)
         return _poll(client, survivor.id, lambda _: None)
-    except ServerError as exc:
-        logger.warning("run_poll_failed", run_id=run_id, error=str(exc))
-        return None
+
+
+def _unreadable(run_id: str, name: str, last: dict[str, ServerRun], exc: ServerError) -> Finished:
+    """The end of the wait for a run whose state the server would not tell, named by run."""
+    run = last.get(run_id) or ServerRun(run_id, name, "", "", "")
+    error = (
+        f"run {run.name or name or run_id}: its state could not be read in "
+        f"{FAILED_POLLS_LIMIT} polls in a row; last error: {exc}"
+    )
+    logger.error("run_status_unreadable", run=run.name or name, run_id=run_id, error=str(exc))
+    return Finished(run, UNREADABLE, None, error)
 
 
 def _finished(run: ServerRun) -> Finished:

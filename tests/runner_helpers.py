@@ -56,11 +56,11 @@ class Project:
             **extra,
         }
 
-    def spawn(self, **extra: str) -> subprocess.Popen:
-        """`python -m runner deploy` in its own process, as CI runs it."""
+    def spawn(self, command: str = "deploy", **extra: str) -> subprocess.Popen:
+        """`python -m runner COMMAND` in its own process, as CI (or the CronJob) runs it."""
         env = {**os.environ, **self.values(**extra)}
         return subprocess.Popen(
-            [sys.executable, "-m", "runner", "deploy"],
+            [sys.executable, "-m", "runner", command],
             cwd=REPO,
             env=env,
             stdout=subprocess.PIPE,
@@ -75,6 +75,7 @@ class Project:
         summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
         if summary_file.exists():
             summary_file.unlink()
+            assert summary["exit_code"] == code, "summary.json and the process disagree"
         return Result(code, captured.out, captured.err, summary)
 
     def edit(self, module: str, old: str, new: str) -> None:

@@ -89,9 +89,28 @@ def test_a_refused_token_is_one_line_exit_5_and_no_retry_storm(
     result = project.run(capsys)
     assert result.code == 5
     last = result.err.strip().splitlines()[-1]
-    assert last.startswith("dsp-runner: AuthError: connect: the server refused the token (403)")
+    assert last.startswith(
+        "dsp-runner: AuthError: connect: the server refused the token (403) from the file "
+        f"{project.token_file} (DSP_TOKEN_PATH): check that it is valid"
+    )
     assert len([r for r in localdsp.requests() if r["path"].startswith("/apis/")]) == 2
     assert CANARY not in result.err + result.out
+
+
+@pytest.mark.integration
+def test_a_refused_token_from_the_environment_is_named_as_dsp_token(
+    tmp_path, localdsp, capsys, monkeypatch
+):
+    project = Project(tmp_path, localdsp.url, "unused")
+    project.env(monkeypatch, DSP_TOKEN=CANARY)
+    result = project.run(capsys, "trigger")
+    assert result.code == 5
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(
+        "dsp-runner: AuthError: connect: the server refused the token (403) from DSP_TOKEN: "
+    )
+    assert CANARY not in result.err + result.out
+    assert CANARY not in json.dumps(result.summary)
 
 
 @pytest.mark.integration

@@ -1,10 +1,17 @@
 """The command line: help, defaults and one-line configuration errors."""
 
+import json
+import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from runner import cli
 from runner.settings import Settings
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_help_lists_the_subcommands_and_every_setting(capsys):
@@ -78,3 +85,52 @@ def test_an_unexpected_error_is_a_bug_with_its_traceback_and_exit_70(capsys, mon
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
     assert err.strip().endswith("please report it with the traceback above")
+
+
+def kfp_modules_imported(stderr: str) -> list[str]:
+    """The kfp packages `python -X importtime` saw imported."""
+    names = [line.rsplit("|", 1)[-1].strip() for line in stderr.splitlines() if "|" in line]
+    return [n for n in names if n.split(".")[0] in ("kfp", "kfp_tekton", "kfp_server_api")]
+
+
+@pytest.mark.parametrize(
+    ("command", "broken"),
+    [
+        ("deploy", {"DSP_HOST": None}),
+        ("plan", {"DSP_HOST": None}),
+        ("trigger", {"DSP_HOST": None}),
+        ("deploy", {"DSP_TOKEN": None, "DSP_TOKEN_PATH": "missing-token"}),
+        ("deploy", {"DSP_PIPELINES_DIR": "no-such-folder"}),
+        ("deploy", {"DSP_CONFIG": "bad.yaml"}),
+        ("trigger", {"DSP_CONFIG": "bad.yaml"}),
+        ("compile", {"DSP_PIPELINES_DIR": "no-such-folder"}),
+    ],
+)
+def test_configuration_errors_never_import_kfp(tmp_path, command, broken):
+    """Every check that needs no server runs before kfp is imported, in a real process."""
+    (tmp_path / "bad.yaml").write_text("pipelines: [not, a, mapping]\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "DSP_HOST": "https://dsp.example.com",
+        "DSP_TOKEN": "t0k",
+        "DSP_PIPELINES_DIR": str(REPO / "pipelines"),
+        "DSP_OUTPUT_DIR": "out",
+    }
+    for name, value in broken.items():
+        env.pop(name, None)
+        if value is not None:
+            env[name] = value
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert kfp_modules_imported(done.stderr) == []
+    assert "import time:" in done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["exit_code"] == 2

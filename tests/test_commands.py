@@ -2,6 +2,8 @@
 
 import pytest
 
+from runner_helpers import events
+
 pytestmark = pytest.mark.integration
 
 
@@ -81,3 +83,88 @@ def test_tekton_results_are_written_small(project, capsys, monkeypatch):
     assert len(__import__("json").loads((results / "run-ids").read_text())) == 3
     assert (results / "summary-path").read_text().endswith("summary.json")
     assert sum(len(p.read_bytes()) for p in results.iterdir()) < 4096
+
+
+def test_a_bug_inside_a_server_call_is_exit_70_with_its_traceback_not_a_network_error(
+    project, capsys, localdsp
+):
+    """A 200 without the run (a model the code does not expect) breaks our own code: that is a
+    bug to report, not 'could not reach' the server."""
+    localdsp.inject(
+        method="POST", path="/apis/v1beta1/runs", action="status", status=200, body="{}"
+    )
+    result = project.run(capsys, "deploy", "--only", "Add Pipeline")
+    assert result.code == 70
+    assert "Traceback (most recent call last)" in result.err
+    assert "AttributeError: 'NoneType' object has no attribute 'id'" in result.err
+    assert "could not reach" not in result.err
+    assert result.summary["exit_code"] == 70
+    assert result.summary["error"] == "internal error: AttributeError (traceback in the log)"
+
+
+def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
+    project, capsys, localdsp, monkeypatch
+):
+    monkeypatch.setenv("DSP_RETRIES", "2")
+    localdsp.inject(method="GET", path="/apis/v1beta1/healthz", action="drop_before", times=None)
+    result = project.run(capsys)
+    assert result.code == 1
+    last = result.err.strip().splitlines()[-1]
+    assert last.startswith(f"dsp-runner: ServerError: connect: could not reach {localdsp.url}")
+    assert "Traceback" not in result.err
+
+
+def test_a_deploy_where_nothing_changed_sends_five_requests_whatever_the_number_of_pipelines(
+    project, capsys, localdsp
+):
+    """The README's Performance promise, counted in the server's request log."""
+    expected = [
+        ("GET", "/apis/v1beta1/healthz"),
+        ("GET", "/apis/v1beta1/pipelines"),
+        ("GET", "/apis/v1beta1/experiments"),
+        ("GET", "/apis/v1beta1/runs"),
+        ("GET", "/apis/v1beta1/jobs"),
+    ]
+    for extra in range(3):
+        assert project.run(capsys).code == 0
+        localdsp.clear_requests()
+        assert project.run(capsys).code == 0
+        sent = [(r["method"], r["path"]) for r in localdsp.requests()]
+        assert sorted(sent) == sorted(expected), f"with {3 + extra} pipelines"
+        (project.pipelines / f"copy_{extra}.py").write_text(
+            (project.pipelines / "add_pipeline.py")
+            .read_text()
+            .replace('name="Add Pipeline"', f'name="Copy {extra}"')
+        )
+
+
+def test_retry_after_is_honoured_up_to_120_seconds(project, capsys, localdsp, monkeypatch):
+    """A server asking for a day's pause gets MAX_RETRY_AFTER, the README's 120 s."""
+    import time
+
+    from runner import client
+
+    assert client.MAX_RETRY_AFTER == 120
+    pauses = []
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        if seconds >= 60:
+            pauses.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    localdsp.inject(
+        method="GET",
+        path="/apis/v1beta1/pipelines",
+        action="status",
+        status=429,
+        headers={"Retry-After": "86400"},
+        times=1,
+    )
+    result = project.run(capsys, "plan")
+    assert result.code == 0
+    assert pauses == [120.0]
+    (retry,) = [e for e in events(result.err) if e["event"] == "server_call_retry"]
+    assert (retry["error"], retry["wait_s"]) == (429, 120.0)

@@ -90,3 +90,34 @@ def test_a_refused_token_ends_the_wait():
     client = ScriptedClient({"a": [AuthError("refused")]})
     with pytest.raises(AuthError):
         wait.wait_for(client, {"a": 10}, interval=1, clock=clock, sleep=clock.sleep)
+
+
+def test_a_run_whose_state_cannot_be_read_ends_its_wait_as_an_error_not_at_the_timeout():
+    clock = FakeClock()
+    failing = [ServerError("get run: HTTP 503: unavailable")] * wait.FAILED_POLLS_LIMIT
+    client = ScriptedClient({"blind": failing, "fine": ["Running", "Running", "Succeeded"]})
+    done = wait.wait_for(
+        client,
+        {"blind": 3600, "fine": 3600},
+        interval=10,
+        clock=clock,
+        sleep=clock.sleep,
+        names={"blind": "add-pipeline-1@abc"},
+    )
+    assert done["blind"].outcome == wait.UNREADABLE
+    assert done["blind"].error == (
+        f"run add-pipeline-1@abc: its state could not be read in {wait.FAILED_POLLS_LIMIT} polls "
+        "in a row; last error: get run: HTTP 503: unavailable"
+    )
+    assert done["fine"].outcome == "success"
+    assert clock.now == 10 * (wait.FAILED_POLLS_LIMIT - 1)
+
+
+def test_failed_polls_must_come_in_a_row_to_end_the_wait():
+    clock = FakeClock()
+    blip = ServerError("get run: HTTP 503")
+    script = [blip] * (wait.FAILED_POLLS_LIMIT - 1) + ["Running"]
+    script += [blip] * (wait.FAILED_POLLS_LIMIT - 1) + ["Succeeded"]
+    client = ScriptedClient({"a": script})
+    done = wait.wait_for(client, {"a": 3600}, interval=1, clock=clock, sleep=clock.sleep)
+    assert done["a"].outcome == "success"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from runner_helpers import Project
+from runner_helpers import Project, events
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +70,35 @@ def test_a_run_still_going_at_the_timeout_exits_4(project, capsys, monkeypatch):
     result = project.run(capsys, "deploy", "--wait", "--only", "Slow")
     assert result.code == 4
     assert outcome(result, "Slow")["run_outcome"] == "running"
+
+
+def test_a_run_whose_status_reads_keep_failing_ends_the_wait_as_exit_1(
+    project, capsys, monkeypatch, executing_localdsp
+):
+    """Not 'still running' after the whole DSP_WAIT_TIMEOUT: a line naming the run and why."""
+    monkeypatch.setenv("DSP_RETRIES", "2")
+    monkeypatch.setenv("DSP_WAIT_TIMEOUT", "120")
+    executing_localdsp.inject(
+        method="GET", path="/apis/v1beta1/runs/[^/]+", action="status", status=503, times=None
+    )
+    result = project.run(capsys, "deploy", "--wait", "--only", "Add Pipeline")
+    assert result.code == 1
+    add = outcome(result, "Add Pipeline")
+    assert add["run_outcome"] == "unreadable"
+    assert add["error"].startswith(f"run {add['run_name']}: its state could not be read in 5 polls")
+    assert add["error"].endswith("get run: HTTP 503: localdsp injected fault")
+    (line,) = [e for e in events(result.err) if e["event"] == "run_status_unreadable"]
+    assert (line["run"], line["level"]) == (add["run_name"], "error")
+    assert f"FAILED: run {add['run_name']}" in result.out
+
+
+def test_a_token_refused_while_waiting_is_exit_5_and_the_summary_keeps_the_runs(
+    project, capsys, executing_localdsp
+):
+    executing_localdsp.inject(
+        method="GET", path="/apis/v1beta1/runs/[^/]+", action="status", status=403, times=None
+    )
+    result = project.run(capsys, "deploy", "--wait", "--only", "Add Pipeline")
+    assert result.code == 5
+    assert result.summary["error"].startswith("AuthError: get run: the server refused the token")
+    assert outcome(result, "Add Pipeline")["run_started"] is True
