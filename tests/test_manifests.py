@@ -53,12 +53,16 @@ NOT_SETTINGS = {
 }
 # ...and every setting is a param, except these, which the Task wires itself or never sets.
 WIRED = {
-    "DSP_TOKEN_PATH": "$(workspaces.dsp-token.path)/token",  # the mounted token Secret
     "DSP_RESULTS_DIR": "/tekton/results",  # where Tekton collects results
 }
 NEVER_SET = {
-    "DSP_TOKEN": "a secret: the Task reads the token from the dsp-token workspace, never a param",
+    "DSP_TOKEN": "a secret: never a param",
+    "DSP_TOKEN_PATH": "its default is the pod's own projected service-account token",
 }
+# Where Kubernetes projects a pod's service-account token (a short-lived, rotated token).
+PROJECTED_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+# The one place the namespace is set; the tests follow whatever step 1 of the README made of it.
+NAMESPACE = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())["namespace"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -274,13 +278,12 @@ def security_problems(label: str, container: dict) -> list[str]:
 EXPECTED_OBJECTS = {
     ("ServiceAccount", "dsp-runner"),
     ("ServiceAccount", "dsp-runner-triggers"),
-    ("Secret", "dsp-runner-token"),
     ("ConfigMap", "dsp-runner-settings"),
     ("Role", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-pipelines-scc"),
     ("RoleBinding", "dsp-runner-triggers-eventlistener"),
-    ("ClusterRoleBinding", "dsp-runner-triggers.my-data-science-project"),
+    ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
     ("Task", "dsp-runner"),
     ("Pipeline", "dsp-runner"),
     ("TriggerBinding", "dsp-runner-github-push"),
@@ -295,7 +298,7 @@ EXPECTED_OBJECTS = {
 def test_kustomize_renders_every_object_into_one_namespace(rendered):
     assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == EXPECTED_OBJECTS
     namespaced = [d for d in rendered if d["kind"] != "ClusterRoleBinding"]
-    assert {d["metadata"]["namespace"] for d in namespaced} == {"my-data-science-project"}
+    assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
     for doc in rendered:
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "dsp-runner"
 
@@ -386,7 +389,11 @@ def test_broken_kustomization_fails_to_render(tmp_path):
             "'privilegedd' was unexpected",
         ),
         ("Role", lambda d: d["rules"][0].update(verbs="get"), "'get' is not of type 'array'"),
-        ("Secret", lambda d: d.update(kind="Secrett"), "Couldn't find schema for kind Secrett"),
+        (
+            "ConfigMap",
+            lambda d: d.update(kind="ConfigMapp"),
+            "Couldn't find schema for kind ConfigMapp",
+        ),
         (
             "ServiceAccount",
             lambda d: d.update(apiVersion="v2"),
@@ -661,7 +668,7 @@ def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
     for doc in rendered:
         if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
             for subject in doc["subjects"]:
-                assert subject["namespace"] == "my-data-science-project"
+                assert subject["namespace"] == NAMESPACE
                 key = (subject["kind"], subject["name"])
                 grants.setdefault(key, set()).add((doc["kind"], doc["roleRef"]["name"]))
     assert grants == {
@@ -677,14 +684,67 @@ def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
     assert [d for d in rendered if d["kind"] in ("ClusterRole",)] == []
 
 
-def test_the_token_secret_belongs_to_the_job_account(rendered):
-    secret = find(rendered, "Secret", "dsp-runner-token")
-    assert secret["type"] == "kubernetes.io/service-account-token"
-    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "dsp-runner"}
-    assert "data" not in secret and "stringData" not in secret, "the cluster fills the token in"
+def test_no_long_lived_token_secret_is_rendered(rendered):
+    """A kubernetes.io/service-account-token Secret never expires; the pods use their own."""
+    tokens = [d for d in rendered if d["kind"] == "Secret"]
+    assert not [d for d in tokens if d.get("type") == "kubernetes.io/service-account-token"]
+    assert tokens == [], "the manifests create no Secret at all"
 
 
-def test_a_push_starts_the_pipeline_with_the_job_account_and_token(rendered):
+def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    """Every pod spec or pod template the manifests define, with a label."""
+    found = []
+    for doc in docs:
+        label = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "CronJob":
+            found.append((label, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        if doc["kind"] == "TriggerTemplate":
+            for run in doc["spec"]["resourcetemplates"]:
+                spec = run["spec"]
+                for template in [spec.get("taskRunTemplate", {}), *spec.get("taskRunSpecs", [])]:
+                    found.append((f"{label} taskRun", template.get("podTemplate", {})))
+    return found
+
+
+def test_the_pods_authenticate_with_their_projected_token(rendered):
+    """The runner's default DSP_TOKEN_PATH is the projected token, nothing overrides it, and
+    nothing switches the projection off."""
+    assert Settings().token_path == PROJECTED_TOKEN
+    for label, container in containers(rendered):
+        names = {e["name"] for e in container.get("env", [])}
+        assert not names & {"DSP_TOKEN", "DSP_TOKEN_PATH"}, label
+        for mount in container.get("volumeMounts", []):
+            assert not mount["mountPath"].startswith("/var/run/secrets"), label
+    for doc in rendered:
+        if doc["kind"] == "ConfigMap":
+            assert not set(doc["data"]) & {"DSP_TOKEN", "DSP_TOKEN_PATH"}
+        if doc["kind"] == "ServiceAccount":
+            assert doc.get("automountServiceAccountToken") is not False, doc["metadata"]["name"]
+    for label, pod in pod_specs(rendered):
+        assert pod.get("automountServiceAccountToken") is not False, label
+
+
+def test_compile_needs_no_token(tmp_path):
+    """The pull-request check: no DSP_TOKEN and a DSP_TOKEN_PATH that does not exist."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSP_", "LOG_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "compile"],
+        cwd=REPO,
+        env={
+            **env,
+            "DSP_TOKEN_PATH": str(tmp_path / "no-such-token"),
+            "DSP_OUTPUT_DIR": str(tmp_path / "out"),
+            "DSP_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]["failed"] == 0
+
+
+def test_a_push_starts_the_pipeline_with_the_job_account(rendered):
     listener = find(rendered, "EventListener")
     template = find(rendered, "TriggerTemplate")
     pipeline = find(rendered, "Pipeline")
@@ -703,7 +763,6 @@ def test_a_push_starts_the_pipeline_with_the_job_account_and_token(rendered):
     assert run["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
     assert run["spec"]["taskRunTemplate"]["serviceAccountName"] == "dsp-runner"
     workspaces = {w["name"]: w for w in run["spec"]["workspaces"]}
-    assert workspaces["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
     assert set(workspaces) == {w["name"] for w in pipeline["spec"]["workspaces"]}
     required = {p["name"] for p in pipeline["spec"]["params"] if "default" not in p}
     assert required <= {p["name"] for p in run["spec"]["params"]}
@@ -737,10 +796,6 @@ def test_the_cronjob_triggers_deployed_pipelines_once_per_slot(rendered):
     assert env["DSP_RUN_KEY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.labels['batch.kubernetes.io/job-name']"
     )
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
-    assert env["DSP_TOKEN_PATH"]["value"] == mounts["dsp-token"] + "/token"
     settings = set(Settings.env_vars().values())
     configmap = find(rendered, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
     assert set(configmap["data"]) <= settings
@@ -763,7 +818,7 @@ def section(markdown: str, heading: str) -> str:
 def test_the_deploy_doc_names_every_object_and_command(rendered):
     doc = (REPO / "README.md").read_text()
     for kind, name in EXPECTED_OBJECTS:
-        shown = name.replace("my-data-science-project", "<namespace>")
+        shown = name.replace(NAMESPACE, "<namespace>")
         assert f"`{shown}`" in doc, f"{kind} {name} is not named in the README"
         assert kind in doc
     pipeline = find(rendered, "Pipeline")
