@@ -282,7 +282,9 @@ EXPECTED_OBJECTS = {
     ("Role", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-pipelines-scc"),
-    ("RoleBinding", "dsp-runner-triggers-eventlistener"),
+    ("Role", "dsp-runner-triggers"),
+    ("RoleBinding", "dsp-runner-triggers"),
+    ("ClusterRole", f"dsp-runner-triggers.{NAMESPACE}"),
     ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
     ("Task", "dsp-runner"),
     ("Pipeline", "dsp-runner"),
@@ -297,7 +299,7 @@ EXPECTED_OBJECTS = {
 
 def test_kustomize_renders_every_object_into_one_namespace(rendered):
     assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == EXPECTED_OBJECTS
-    namespaced = [d for d in rendered if d["kind"] != "ClusterRoleBinding"]
+    namespaced = [d for d in rendered if not d["kind"].startswith("Cluster")]
     assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
     for doc in rendered:
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "dsp-runner"
@@ -677,11 +679,65 @@ def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
             ("RoleBinding", "pipelines-scc-clusterrole"),
         },
         ("ServiceAccount", "dsp-runner-triggers"): {
-            ("RoleBinding", "tekton-triggers-eventlistener-roles"),
-            ("ClusterRoleBinding", "tekton-triggers-eventlistener-clusterroles"),
+            ("RoleBinding", "dsp-runner-triggers"),
+            ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
         },
     }
-    assert [d for d in rendered if d["kind"] in ("ClusterRole",)] == []
+
+
+# The operator's roles for an EventListener: the cluster one reads every Secret in the cluster.
+OPERATOR_EVENTLISTENER_ROLES = {
+    "tekton-triggers-eventlistener-roles",
+    "tekton-triggers-eventlistener-clusterroles",
+}
+
+
+def rules_of(docs: list[dict], account: str) -> list[tuple[str, dict]]:
+    """(binding kind, rule) for every rule granted to a service account of this install. A role
+    bound but not rendered here (the cluster's own) is a failure: its rules cannot be checked."""
+    granted = []
+    for binding in docs:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if {"kind": "ServiceAccount", "name": account} not in [
+            {"kind": s["kind"], "name": s["name"]} for s in binding["subjects"]
+        ]:
+            continue
+        ref = binding["roleRef"]
+        (role,) = [
+            d for d in docs if (d["kind"], d["metadata"]["name"]) == (ref["kind"], ref["name"])
+        ]
+        granted += [(binding["kind"], rule) for rule in role["rules"]]
+    return granted
+
+
+def grants(rules: list[tuple[str, dict]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        {group, "*"} & set(rule.get("apiGroups", []))
+        and {resource, "*"} & set(rule.get("resources", []))
+        and {verb, "*"} & set(rule.get("verbs", []))
+        for _, rule in rules
+    )
+
+
+def test_the_eventlistener_has_its_own_least_privilege_roles(rendered):
+    for doc in rendered:
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            assert doc["roleRef"]["name"] not in OPERATOR_EVENTLISTENER_ROLES, doc["metadata"]
+    rules = rules_of(rendered, "dsp-runner-triggers")
+    cluster_wide = [rule for kind, rule in rules if kind == "ClusterRoleBinding"]
+    assert cluster_wide == [
+        {
+            "apiGroups": ["triggers.tekton.dev"],
+            "resources": ["clustertriggerbindings", "clusterinterceptors"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    for verb in ("get", "list", "watch"):
+        assert not grants(rules, "", "secrets", verb), f"the EventListener may {verb} Secrets"
+    assert not grants(rules, "", "serviceaccounts", "impersonate")
+    assert grants(rules, "tekton.dev", "pipelineruns", "create")
+    assert not grants(rules, "tekton.dev", "taskruns", "create")
 
 
 def test_no_long_lived_token_secret_is_rendered(rendered):
