@@ -278,6 +278,7 @@ def security_problems(label: str, container: dict) -> list[str]:
 EXPECTED_OBJECTS = {
     ("ServiceAccount", "dsp-runner"),
     ("ServiceAccount", "dsp-runner-triggers"),
+    ("ServiceAccount", "dsp-runner-clone"),
     ("ConfigMap", "dsp-runner-settings"),
     ("Role", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-dsp-access"),
@@ -674,14 +675,54 @@ def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
                 key = (subject["kind"], subject["name"])
                 grants.setdefault(key, set()).add((doc["kind"], doc["roleRef"]["name"]))
     assert grants == {
-        ("ServiceAccount", "dsp-runner"): {
-            ("RoleBinding", "dsp-runner-dsp-access"),
-            ("RoleBinding", "pipelines-scc-clusterrole"),
-        },
+        ("ServiceAccount", "dsp-runner"): {("RoleBinding", "dsp-runner-dsp-access")},
+        ("ServiceAccount", "dsp-runner-clone"): {("RoleBinding", "pipelines-scc-clusterrole")},
         ("ServiceAccount", "dsp-runner-triggers"): {
             ("RoleBinding", "dsp-runner-triggers"),
             ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
         },
+    }
+
+
+def account_of(pipeline_run: dict, pipeline_task: str) -> str:
+    """The service account a PipelineRun gives one of its tasks (taskRunSpecs win)."""
+    spec = pipeline_run["spec"]
+    for entry in spec.get("taskRunSpecs", []):
+        if entry["pipelineTaskName"] == pipeline_task and "serviceAccountName" in entry:
+            return entry["serviceAccountName"]
+    return spec.get("taskRunTemplate", {}).get("serviceAccountName", "default")
+
+
+def readme_pipeline_run() -> dict:
+    """The PipelineRun of the README's "run the Pipeline by hand" example."""
+    doc = (REPO / "README.md").read_text()
+    (body,) = re.findall(r"oc create -n <your-project> -f - <<'EOF'\n(.*?)\nEOF\n", doc, re.S)
+    return yaml.safe_load(body)
+
+
+def test_clone_and_ship_run_as_different_accounts(rendered):
+    """Only the clone account may use pipelines-scc; the account DSP lets in may not."""
+    (from_trigger,) = find(rendered, "TriggerTemplate")["spec"]["resourcetemplates"]
+    clone, ship = (t["name"] for t in find(rendered, "Pipeline")["spec"]["tasks"])
+    for run in (from_trigger, readme_pipeline_run()):
+        assert account_of(run, clone) == "dsp-runner-clone"
+        assert account_of(run, ship) == "dsp-runner"
+    scc_bound = {
+        s["name"]
+        for d in rendered
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding") and "scc" in d["roleRef"]["name"]
+        for s in d["subjects"]
+    }
+    assert scc_bound == {"dsp-runner-clone"}
+
+
+def test_the_readme_pipeline_run_passes_its_validator(rendered):
+    run = readme_pipeline_run()
+    assert not validate(run)
+    assert run["spec"]["pipelineRef"]["name"] == find(rendered, "Pipeline")["metadata"]["name"]
+    pipeline = find(rendered, "Pipeline")
+    assert {w["name"] for w in run["spec"]["workspaces"]} == {
+        w["name"] for w in pipeline["spec"]["workspaces"] if not w.get("optional")
     }
 
 
