@@ -55,6 +55,12 @@ NOT_SETTINGS = {
 WIRED = {
     "DSP_RESULTS_DIR": "/tekton/results",  # where Tekton collects results
 }
+# Not runner settings: git's own configuration, `safe.directory=*` (the checkout is git-clone's).
+GIT_SAFE_DIRECTORY = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "safe.directory",
+    "GIT_CONFIG_VALUE_0": "*",
+}
 NEVER_SET = {
     "DSP_TOKEN": "a secret: never a param",
     "DSP_TOKEN_PATH": "its default is the pod's own projected service-account token",
@@ -550,7 +556,7 @@ def test_task_params_map_one_to_one_to_runner_settings(rendered):
     )
     assert not set(envs) & (set(WIRED) | set(NEVER_SET))
     every_env = {e["name"] for e in step(task)["env"]}
-    assert every_env == set(envs) | set(WIRED)
+    assert every_env == set(envs) | set(WIRED) | set(GIT_SAFE_DIRECTORY)
     assert not any("token" in p for p in params), "the token is never a param"
 
 
@@ -896,7 +902,87 @@ def test_the_cronjob_triggers_deployed_pipelines_once_per_slot(rendered):
     settings = set(Settings.env_vars().values())
     configmap = find(rendered, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
     assert set(configmap["data"]) <= settings
-    assert set(env) - {"HOME"} <= settings, "every variable is a runner setting"
+    assert set(env) - {"HOME"} - set(GIT_SAFE_DIRECTORY) <= settings, "a runner setting or git's"
+
+
+def cron_pod(docs: list[dict]) -> dict:
+    return find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_the_cronjob_ends_its_own_wait_before_its_deadline(rendered):
+    """The Job's deadline is above the wait timeout the CronJob gives the runner (set as a
+    variable, so a repository's dsp-runner.yaml cannot raise it), with room to start."""
+    job = find(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]
+    (container,) = [c for c in cron_pod(rendered)["containers"] if c["name"] == "dsp-runner"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    wait_timeout = float(env["DSP_WAIT_TIMEOUT"])
+    assert job["activeDeadlineSeconds"] >= wait_timeout + 300
+
+
+def test_the_cronjob_does_not_retry_a_configuration_or_token_failure(rendered):
+    from runner.errors import AuthError, ConfigurationError, TLSError, TokenError
+
+    job = find(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never", "podFailurePolicy needs Never"
+    assert job["backoffLimit"] > 0, "other failures (a crash, an unreachable server) retry"
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"]["containerName"] == "dsp-runner"
+    assert rule["onExitCodes"]["operator"] == "In"
+    never_retried = {e.exit_code for e in (ConfigurationError, TokenError, AuthError, TLSError)}
+    assert set(rule["onExitCodes"]["values"]) == never_retried == {2, 5}
+
+
+def test_the_pipeline_run_timeout_is_above_the_wait(rendered):
+    """A PipelineRun killed by its own timeout leaves no summary: the runner must time out first."""
+    (from_trigger,) = find(rendered, "TriggerTemplate")["spec"]["resourcetemplates"]
+    for run in (from_trigger, readme_pipeline_run()):
+        hours, minutes, seconds = re.fullmatch(
+            r"(\d+)h(\d+)m(\d+)s", run["spec"]["timeouts"]["pipeline"]
+        ).groups()
+        timeout = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+        assert timeout >= Settings().wait_timeout + 600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can make a checkout owned by uid 65532")
+def test_git_reads_a_checkout_owned_by_another_uid_with_the_manifests_git_env(rendered, tmp_path):
+    """git-clone runs as uid 65532 and the runner as another: git refuses such a checkout unless
+    the env of the Task step (and of the CronJob) marks it safe. Then the commit is known."""
+    checkout = tmp_path / "checkout"
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True, env=plain)
+    subprocess.run(
+        [*git, "-C", str(checkout), "commit", "-q", "--allow-empty", "-m", "x"],
+        check=True,
+        env=plain,
+    )
+    expected = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"],
+        check=True,
+        env=plain,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    for dirpath, _, files in os.walk(checkout):
+        for name in [".", *files]:
+            os.chown(os.path.join(dirpath, name), 65532, 65532)
+    script = "from pathlib import Path; import sys; from runner import gitinfo; "
+    script += "print(gitinfo.origin(Path(sys.argv[1])).commit)"
+    task_env = {e["name"]: e["value"] for e in step(find(rendered, "Task"))["env"]}
+    (cron,) = [c for c in cron_pod(rendered)["containers"] if c["name"] == "dsp-runner"]
+    cron_env = {e["name"]: e.get("value") for e in cron["env"]}
+    for extra, known in (({}, ""), (task_env, expected), (cron_env, expected)):
+        git_env = {k: v for k, v in extra.items() if k.startswith("GIT_")}
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(checkout)],
+            cwd=REPO,
+            env={**plain, "HOME": str(tmp_path), **git_env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == known, (git_env, done.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
