@@ -25,6 +25,13 @@ from kustomize_helpers import REPO, find, render_with
 pytestmark = pytest.mark.integration
 
 JOB_NAME = "dsp-runner-trigger-29400000"
+# The Secret the component git-basic-auth mounts, in git-clone's basic-auth format.
+SECRETS = {
+    "dsp-runner-git-basic-auth": {
+        ".gitconfig": "[credential]\n\thelper = store\n",
+        ".git-credentials": "https://dsp-runner:not-a-real-token@git.example.com\n",
+    },
+}
 PLAIN_ENV = {
     k: v
     for k, v in os.environ.items()
@@ -67,6 +74,10 @@ def container_env(container: dict, configmap: dict, mounts: dict[str, Path]) -> 
     return env
 
 
+def mounts_of(container: dict, volumes: dict[str, Path]) -> dict[str, Path]:
+    return {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+
+
 def on_disk(value: str, mounts: dict[str, Path]) -> str:
     """A path inside the pod, mapped to the folder that stands in for its volume."""
     for mount, folder in mounts.items():
@@ -75,18 +86,23 @@ def on_disk(value: str, mounts: dict[str, Path]) -> str:
     return value
 
 
+@pytest.mark.parametrize("components", [(), ("git-basic-auth",)], ids=["base", "git-basic-auth"])
 def test_the_cronjob_triggers_with_the_deployed_branchs_settings(
-    tmp_path, localdsp, kfp_client, capsys
+    tmp_path, localdsp, kfp_client, components
 ):
-    docs = render_with((), tmp_path)
+    docs = render_with(components, tmp_path)
     pod = find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     configmap = find(docs, "ConfigMap", "dsp-runner-settings")
     branch = configmap["data"]["REPO_BRANCH"]
     bare, changed = bare_repository(tmp_path, branch)
     configmap["data"].update(REPO_URL=bare.as_uri(), DSP_HOST=localdsp.url)
     volumes = {v["name"]: tmp_path / "volumes" / v["name"] for v in pod["volumes"]}
-    for folder in volumes.values():
+    for volume in pod["volumes"]:
+        folder = volumes[volume["name"]]
         folder.mkdir(parents=True)
+        if "secret" in volume:
+            for key, value in SECRETS[volume["secret"]["secretName"]].items():
+                (folder / key).write_text(value)
     token = tmp_path / "projected-token"
     token.write_text(TOKEN)
 
@@ -110,7 +126,7 @@ def test_the_cronjob_triggers_with_the_deployed_branchs_settings(
     assert deployed.returncode == 0, deployed.stderr[-3000:]
 
     def run(container: dict, command: list[str]) -> subprocess.CompletedProcess:
-        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        mounts = mounts_of(container, volumes)
         env = container_env(container, configmap, mounts)
         if container["name"] == "dsp-runner":  # what the cluster mounts into every pod
             env["DSP_TOKEN_PATH"] = str(token)
@@ -126,6 +142,10 @@ def test_the_cronjob_triggers_with_the_deployed_branchs_settings(
     (clone,) = pod["initContainers"]
     cloned = run(clone, [*clone["command"], *clone["args"]])
     assert cloned.returncode == 0, cloned.stderr
+    home = Path(on_disk(container_env(clone, configmap, {})["HOME"], mounts_of(clone, volumes)))
+    for secret in SECRETS.values() if components else ():
+        for key, value in secret.items():
+            assert (home / key).read_text() == value, "git finds the credentials in HOME"
     (main,) = pod["containers"]
     entrypoint = [sys.executable, "-m", "runner"]  # the image's ENTRYPOINT
     triggered = run(main, [*entrypoint, *main["args"]])

@@ -32,7 +32,18 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from kustomize_helpers import BIN, NAMESPACE, REPO, TEKTON, documents, find, render
+from kustomize_helpers import (
+    BIN,
+    NAMESPACE,
+    REPO,
+    TEKTON,
+    combinations,
+    component_names,
+    documents,
+    find,
+    render,
+    render_with,
+)
 
 from runner.settings import Settings
 
@@ -76,6 +87,21 @@ def rendered() -> list[dict]:
     done = render(TEKTON)
     assert done.returncode == 0, f"kustomize failed on tekton/:\n{done.stderr}"
     return documents(done.stdout)
+
+
+COMBINATIONS = combinations()
+COMBINATION_IDS = ["+".join(c) or "base" for c in COMBINATIONS]
+
+
+@pytest.fixture(scope="module")
+def renderings(tmp_path_factory) -> dict[tuple[str, ...], list[dict]]:
+    """Every documented way to install: tekton/ alone and with each set of its components."""
+    return {c: render_with(c, tmp_path_factory.mktemp("kustomize")) for c in COMBINATIONS}
+
+
+@pytest.fixture(params=COMBINATIONS, ids=COMBINATION_IDS)
+def each_rendering(request, renderings) -> list[dict]:
+    return renderings[request.param]
 
 
 def schema_dir() -> Path:
@@ -140,8 +166,10 @@ def validate(doc: dict) -> list[str]:
 
 
 def lint_input(docs: list[dict]) -> list[dict]:
-    """tekton-lint 1.1.0 cannot follow `resolver:` refs: point them at the interface stub."""
+    """tekton-lint 1.1.0 cannot follow `resolver:` refs: point them at the interface stub. A
+    ClusterTask reference (component pipelines-1.12) gets the ClusterTask's interface stub."""
     docs = copy.deepcopy(docs)
+    stub = "git-clone-interface.yaml"
     for doc in docs:
         if doc["kind"] != "Pipeline":
             continue
@@ -149,7 +177,9 @@ def lint_input(docs: list[dict]) -> list[dict]:
             ref = task.get("taskRef", {})
             if ref.get("resolver") == "cluster":
                 task["taskRef"] = {"name": {p["name"]: p["value"] for p in ref["params"]}["name"]}
-    return [*docs, *documents((LINT / "git-clone-interface.yaml").read_text())]
+            if ref.get("kind") == "ClusterTask":
+                stub = "git-clone-clustertask-interface.yaml"
+    return [*docs, *documents((LINT / stub).read_text())]
 
 
 def tekton_lint(docs: list[dict], tmp_path: Path) -> list[dict]:
@@ -281,8 +311,8 @@ def test_kustomize_renders_every_object_into_one_namespace(rendered):
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "dsp-runner"
 
 
-def test_every_rendered_document_passes_its_validator(rendered):
-    problems = [p for doc in rendered for p in validate(doc)]
+def test_every_rendered_document_passes_its_validator(each_rendering):
+    problems = [p for doc in each_rendering for p in validate(doc)]
     assert not problems, "\n".join(problems)
 
 
@@ -300,12 +330,19 @@ def test_the_tekton_kinds_are_checked_against_the_deepest_schemas(rendered):
     assert tekton_schema(pipeline_run).name == "pipelinerun_v1-deep-strict.json"
 
 
-def test_tekton_lint_finds_nothing_but_the_written_allowances(rendered, tmp_path):
-    findings = tekton_lint(rendered, tmp_path)
+def test_tekton_lint_finds_nothing_but_the_written_allowances(renderings, tmp_path):
     allowed = allowed_lint_findings()
-    unexpected = [f for f in findings if f not in allowed]
-    stale = [a for a in allowed if a not in findings]
-    assert not unexpected, "tekton-lint findings:\n" + "\n".join(map(str, unexpected))
+    seen = []
+    for combination, docs in renderings.items():
+        workdir = tmp_path / ("+".join(combination) or "base")
+        workdir.mkdir()
+        findings = tekton_lint(docs, workdir)
+        unexpected = [f for f in findings if f not in allowed]
+        assert not unexpected, f"tekton-lint findings with {combination}:\n" + "\n".join(
+            map(str, unexpected)
+        )
+        seen += findings
+    stale = [a for a in allowed if a not in seen]
     assert not stale, "allowances that no longer match (remove them):\n" + "\n".join(
         map(str, stale)
     )
@@ -601,8 +638,8 @@ def test_task_follows_the_catalog_conventions(rendered):
     assert only["workingDir"] == "$(workspaces.source.path)"
 
 
-def test_every_container_runs_unprivileged(rendered):
-    problems = [p for label, c in containers(rendered) for p in security_problems(label, c)]
+def test_every_container_runs_unprivileged(each_rendering):
+    problems = [p for label, c in containers(each_rendering) for p in security_problems(label, c)]
     assert not problems, problems
 
 
@@ -675,8 +712,9 @@ def readme_pipeline_run() -> dict:
     return yaml.safe_load(body)
 
 
-def test_clone_and_ship_run_as_different_accounts(rendered):
+def test_clone_and_ship_run_as_different_accounts(each_rendering):
     """Only the clone account may use pipelines-scc; the account DSP lets in may not."""
+    rendered = each_rendering
     (from_trigger,) = find(rendered, "TriggerTemplate")["spec"]["resourcetemplates"]
     clone, ship = (t["name"] for t in find(rendered, "Pipeline")["spec"]["tasks"])
     for run in (from_trigger, readme_pipeline_run()):
@@ -736,7 +774,8 @@ def grants(rules: list[tuple[str, dict]], group: str, resource: str, verb: str) 
     )
 
 
-def test_the_eventlistener_has_its_own_least_privilege_roles(rendered):
+def test_the_eventlistener_has_its_own_least_privilege_roles(each_rendering):
+    rendered = each_rendering
     for doc in rendered:
         if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
             assert doc["roleRef"]["name"] not in OPERATOR_EVENTLISTENER_ROLES, doc["metadata"]
@@ -756,9 +795,9 @@ def test_the_eventlistener_has_its_own_least_privilege_roles(rendered):
     assert not grants(rules, "tekton.dev", "taskruns", "create")
 
 
-def test_no_long_lived_token_secret_is_rendered(rendered):
+def test_no_long_lived_token_secret_is_rendered(each_rendering):
     """A kubernetes.io/service-account-token Secret never expires; the pods use their own."""
-    tokens = [d for d in rendered if d["kind"] == "Secret"]
+    tokens = [d for d in each_rendering if d["kind"] == "Secret"]
     assert not [d for d in tokens if d.get("type") == "kubernetes.io/service-account-token"]
     assert tokens == [], "the manifests create no Secret at all"
 
@@ -778,9 +817,10 @@ def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
     return found
 
 
-def test_the_pods_authenticate_with_their_projected_token(rendered):
+def test_the_pods_authenticate_with_their_projected_token(each_rendering):
     """The runner's default DSP_TOKEN_PATH is the projected token, nothing overrides it, and
     nothing switches the projection off."""
+    rendered = each_rendering
     assert Settings().token_path == PROJECTED_TOKEN
     for label, container in containers(rendered):
         names = {e["name"] for e in container.get("env", [])}
@@ -835,7 +875,9 @@ def test_a_push_starts_the_pipeline_with_the_job_account(rendered):
     assert run["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
     assert run["spec"]["taskRunTemplate"]["serviceAccountName"] == "dsp-runner"
     workspaces = {w["name"]: w for w in run["spec"]["workspaces"]}
-    assert set(workspaces) == {w["name"] for w in pipeline["spec"]["workspaces"]}
+    assert set(workspaces) == {
+        w["name"] for w in pipeline["spec"]["workspaces"] if not w.get("optional")
+    }
     required = {p["name"] for p in pipeline["spec"]["params"] if "default" not in p}
     assert required <= {p["name"] for p in run["spec"]["params"]}
 
@@ -896,6 +938,85 @@ def test_settings_env_is_the_one_place_for_the_repository_and_branch(tmp_path):
         (cel,) = [i for i in trigger["interceptors"] if i["ref"]["name"] == "cel"]
         (flt,) = [p["value"] for p in cel["params"] if p["name"] == "filter"]
         assert flt.startswith("body.ref == 'refs/heads/' + 'release-2' && "), flt
+
+
+@pytest.mark.parametrize(
+    ("component", "workspace", "secret", "mount"),
+    [
+        (
+            "git-basic-auth",
+            "basic-auth",
+            "dsp-runner-git-basic-auth",
+            "/etc/dsp-runner/git-basic-auth",
+        ),
+        ("git-ssh", "ssh-directory", "dsp-runner-git-ssh", "/etc/dsp-runner/git-ssh"),
+    ],
+)
+def test_a_credentials_component_reaches_git_clone_and_the_cronjob_clone(
+    renderings, component, workspace, secret, mount
+):
+    """With the component, the PipelineRun binds the Secret to git-clone's workspace and the
+    CronJob's clone container (only it) mounts the Secret read-only where the script reads it."""
+    for combination, docs in renderings.items():
+        (run,) = find(docs, "TriggerTemplate")["spec"]["resourcetemplates"]
+        bound = {w["name"]: w for w in run["spec"]["workspaces"]}
+        pod = cron_pod(docs)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        secret_volumes = {
+            n for n, v in volumes.items() if v.get("secret", {}).get("secretName") == secret
+        }
+        if component not in combination:
+            assert workspace not in bound and not secret_volumes
+            continue
+        assert bound[workspace] == {"name": workspace, "secret": {"secretName": secret}}
+        (volume,) = secret_volumes
+        (clone,) = pod["initContainers"]
+        assert {"name": volume, "mountPath": mount, "readOnly": True} in clone["volumeMounts"]
+        for container in pod["containers"]:
+            assert volume not in {m["name"] for m in container["volumeMounts"]}
+    clone_task = find(renderings[()], "Pipeline")["spec"]["tasks"][0]
+    assert {"name": workspace, "workspace": workspace} in clone_task["workspaces"]
+
+
+def test_the_ssh_component_makes_git_use_the_key_and_known_hosts(renderings):
+    (docs,) = [d for c, d in renderings.items() if c == ("git-ssh",)]
+    (clone,) = cron_pod(docs)["initContainers"]
+    env = {e["name"]: e["value"] for e in clone["env"] if "value" in e}
+    ssh = env["GIT_SSH_COMMAND"].split()
+    assert ssh[0] == "ssh"
+    assert "StrictHostKeyChecking=yes" in ssh
+    assert "UserKnownHostsFile=/etc/dsp-runner/git-ssh/known_hosts" in ssh
+    assert "/etc/dsp-runner/git-ssh/id_ed25519" in ssh
+    urls = {
+        b["metadata"]["name"]: b["spec"]["params"][0] for b in docs if b["kind"] == "TriggerBinding"
+    }
+    assert urls == {
+        "dsp-runner-github-push": {"name": "git-url", "value": "$(body.repository.ssh_url)"},
+        "dsp-runner-gitlab-push": {"name": "git-url", "value": "$(body.project.git_ssh_url)"},
+    }
+
+
+def test_the_pipelines_1_12_component_uses_the_git_clone_clustertask(renderings):
+    """OpenShift Pipelines 1.12-1.14: the ClusterTask, its lower-case params and results."""
+    for combination, docs in renderings.items():
+        clone, ship = find(docs, "Pipeline")["spec"]["tasks"]
+        passed = {p["name"]: p["value"] for p in ship["params"]}
+        clone_params = {p["name"]: p["value"] for p in clone["params"]}
+        if "pipelines-1.12" in combination:
+            assert clone["taskRef"] == {"kind": "ClusterTask", "name": "git-clone"}
+            assert clone_params == {
+                "url": "$(params.git-url)",
+                "revision": "$(params.git-revision)",
+            }
+            assert passed["git-commit"] == "$(tasks.clone.results.commit)"
+            assert passed["git-repo"] == "$(tasks.clone.results.url)"
+        else:
+            assert clone["taskRef"]["resolver"] == "cluster"
+            assert clone_params == {
+                "URL": "$(params.git-url)",
+                "REVISION": "$(params.git-revision)",
+            }
+            assert passed["git-commit"] == "$(tasks.clone.results.COMMIT)"
 
 
 def cron_pod(docs: list[dict]) -> dict:
@@ -1014,6 +1135,10 @@ def test_the_deploy_doc_names_every_object_and_command(rendered):
         "oc delete -k tekton/",
     ):
         assert command in doc, command
+    for component in component_names():
+        assert f"`components/{component}`" in section(doc, "Deploy on OpenShift"), component
+    for secret in ("dsp-runner-git-basic-auth", "dsp-runner-git-ssh"):
+        assert f"oc create secret generic {secret}" in doc, secret
     route = find(rendered, "Route")
     assert route["spec"]["to"]["name"] == f"el-{listener}"
     troubleshooting = section(doc, "Troubleshooting")
