@@ -672,7 +672,9 @@ def test_the_job_may_only_get_the_dsp_route(rendered):
     ]
     assert service.startswith("ds-pipeline-")
     assert urlsplit(host).port == 8443 and urlsplit(host).scheme == "https"
-    assert namespace == role["metadata"]["namespace"], "the shipped example: DSP in this namespace"
+    kustomization = (TEKTON / "kustomization.yaml").read_text()
+    if "fieldPaths:\n          - data.DSP_HOST" in kustomization:  # DSP in this namespace (README)
+        assert namespace == role["metadata"]["namespace"] == NAMESPACE
     pipeline = find(rendered, "Pipeline")
     dsp_host = next(p for p in pipeline["spec"]["params"] if p["name"] == "dsp-host")
     assert dsp_host["default"] == host
@@ -1146,6 +1148,50 @@ def test_the_deploy_doc_names_every_object_and_command(rendered):
         assert symptom in troubleshooting, symptom
 
 
+def test_the_namespace_is_set_in_one_place(tmp_path):
+    """README step 1: changing `namespace:` alone moves everything, DSP_HOST included."""
+    copy = tmp_path / "tekton"
+    shutil.copytree(TEKTON, copy, ignore=shutil.ignore_patterns("lint"))
+    kustomization = copy / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert text.count(f"namespace: {NAMESPACE}") == 1
+    kustomization.write_text(text.replace(f"namespace: {NAMESPACE}", "namespace: another-project"))
+    for path in copy.rglob("*"):
+        if path.is_file() and path != kustomization:
+            assert NAMESPACE not in path.read_text(), f"{path.name} names the namespace"
+    done = render(copy)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    host = find(docs, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
+    assert host == "https://ds-pipeline-dspa.another-project.svc:8443"
+    for doc in docs:
+        if doc["kind"].startswith("Cluster"):
+            assert doc["metadata"]["name"].endswith(".another-project")
+        else:
+            assert doc["metadata"]["namespace"] == "another-project"
+
+
+def test_the_docs_the_manifests_and_readme_point_to_exist():
+    texts = [REPO / "README.md", *TEKTON.rglob("*.yaml"), *TEKTON.rglob("*.md")]
+    for path in texts:
+        for linked in re.findall(r"(?<![/\w])docs/[\w.-]+\.md\b", path.read_text()):
+            assert (REPO / linked).exists(), f"{path.name} points to {linked}, which does not exist"
+
+
+def test_the_readme_pins_the_image_by_digest_and_names_the_dspa_flavour():
+    """No image of this repository was ever pushed, so the shipped default is the local build's
+    tag; step 2 of the README, which every install follows, pins the pushed image by digest."""
+    deploy = section((REPO / "README.md").read_text(), "Deploy on OpenShift")
+    step2 = section(deploy, "2. Build and push the image")
+    (images,) = re.findall(r"```yaml\n(images:.*?)```", step2, re.S)
+    (entry,) = yaml.safe_load(images)["images"]
+    assert re.fullmatch(r"sha256:(\.\.\.|[0-9a-f]{64})", entry["digest"])
+    assert "newTag" not in entry
+    assert "--digestfile" in step2
+    for fact in ("spec.dspVersion: v1", "2.15", "2.16"):
+        assert fact in deploy, fact
+
+
 def test_the_task_readme_follows_the_catalog_order_and_lists_everything(rendered):
     readme = (TEKTON / "README.md").read_text()
     assert readme.startswith("# dsp-runner\n")
@@ -1171,7 +1217,7 @@ def test_the_manifests_carry_the_runner_version(rendered):
 
     kustomization = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())
     (image,) = kustomization["images"]
-    assert image["newTag"] == __version__
+    assert image.get("newTag", __version__) == __version__, "README step 2 replaces it by a digest"
     for kind in ("Task", "Pipeline"):
         assert (
             find(rendered, kind)["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
