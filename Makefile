@@ -91,12 +91,15 @@ $(TOOLS_STAMP): tekton/lint/package.json tekton/lint/package-lock.json
 	cd .tools/tekton-lint && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
-image:  ## Build the container image dsp-runner:<runner version> with podman or buildah
+# The cluster runs linux/amd64 (the Task declares it): build for it on any host, an arm64 laptop too.
+IMAGE_PLATFORM := linux/amd64
+
+image:  ## Build the container image dsp-runner:<runner version> (linux/amd64) with podman or buildah
 	@test -n "$(CONTAINER_TOOL)" || { echo "make image: neither podman nor buildah is on PATH; install one (or run: make image CONTAINER_TOOL=docker)"; exit 2; }
 	rm -rf build/image && mkdir -p build/image
-	cp -R Containerfile requirements.txt runner pipelines build/image/
+	cp -R Containerfile requirements-build.txt requirements.txt runner pipelines build/image/
 	find build/image -name __pycache__ -prune -exec rm -rf {} +
-	$(CONTAINER_TOOL) build -f build/image/Containerfile -t $(IMAGE):$(VERSION) \
+	$(CONTAINER_TOOL) build --platform $(IMAGE_PLATFORM) -f build/image/Containerfile -t $(IMAGE):$(VERSION) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 		build/image

