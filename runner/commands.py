@@ -248,7 +248,7 @@ def _finish(
 def _compile(settings: Settings, *, twice: bool = True, server=None, records=None):
     """Discover, compile (or reuse what the server holds) and resolve each pipeline's options;
     write each compiled YAML where the upload and reviewers find it."""
-    from runner import compiler, reuse, versions
+    from runner import harness, reuse, versions
 
     repo = config.load(settings.config_path, required=settings.config is not None)
     modules = discovery.discover(settings.pipelines_dir)
@@ -265,9 +265,9 @@ def _compile(settings: Settings, *, twice: bool = True, server=None, records=Non
             reason="the server's default versions were compiled from these exact files",
         )
     result = (
-        compiler.compile_all(to_compile, timeout=settings.compile_timeout, twice=twice)
+        harness.compile_all(to_compile, timeout=settings.compile_timeout, twice=twice)
         if to_compile
-        else compiler.CompileResult([], [])
+        else harness.CompileResult([], [])
     )
     compiled = reuse.mark(result.pipelines, {f.source for f in result.failures}, fingerprints)
     order = {module: index for index, module in enumerate(modules)}

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from runner import schedules, versions
 from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
-from runner.compiler import CompiledPipeline
 from runner.config import PipelineOptions
 from runner.errors import NotFoundError
 from runner.gitinfo import Origin
+from runner.harness import CompiledPipeline
 
 CREATE = "create"
 NEW_VERSION = "new-version"

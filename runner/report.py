@@ -15,7 +15,7 @@ import structlog
 
 from runner import stopping
 from runner.apply import Outcome
-from runner.compiler import ModuleFailure
+from runner.harness import ModuleFailure
 
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"

@@ -24,8 +24,8 @@ import structlog
 
 from runner import versions
 from runner.client import ServerExperiment, ServerPipeline
-from runner.compiler import CompiledPipeline, Parameter
 from runner.errors import AuthError, ServerError, TLSError
+from runner.harness import CompiledPipeline, Parameter
 
 logger = structlog.get_logger()
 
