@@ -35,7 +35,6 @@ from typing import Any, Protocol
 
 MAX_UPLOAD_BYTES = 32 << 20
 SERVER_NAME_PATTERN = re.compile(r"[A-Za-z0-9._ -]{1,100}")
-_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,53 +54,44 @@ class Parameter:
     def typed(self, text: str) -> Any:
         """The run argument `text` as the JSON value the parameter's type takes; ValueError
         naming the parameter when it is not one. Untyped (v1) parameters take text as is."""
+        parse, kind = _TYPES.get(self.type, (str, "text"))
         try:
-            return _PARSERS.get(self.type, str)(text)
-        except ValueError as exc:
-            raise ValueError(
-                f"run argument {self.name}={text!r} is not {_KINDS.get(self.type, 'text')}: {exc}"
-            ) from None
-
-
-def _integer(text: str) -> int:
-    return int(text)
+            return parse(text)
+        except ValueError:
+            raise ValueError(f"run argument {self.name}={text!r} is not {kind}") from None
 
 
 def _boolean(text: str) -> bool:
-    """YAML's `true` reaches the runner as "True" (settings are text): any case is taken."""
-    if text.lower() in _TRUE + _FALSE:
-        return text.lower() in _TRUE
-    raise ValueError("give true or false")
+    """YAML's `true` reaches the runner as "True" (settings are text): either case is taken."""
+    if text.lower() not in ("true", "false"):
+        raise ValueError(text)
+    return text.lower() == "true"
 
 
 def _json_of(kind: type) -> Callable[[str], Any]:
+    """A parser of JSON text that must decode to `kind` (a list or an object)."""
+
     def parse(text: str) -> Any:
         try:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = None
         if not isinstance(value, kind):
-            raise ValueError("give it as JSON text, e.g. quoted in dsp-runner.yaml")
+            raise ValueError(text)
         return value
 
     return parse
 
 
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "STRING": str,
-    "NUMBER_INTEGER": _integer,
-    "NUMBER_DOUBLE": float,
-    "BOOLEAN": _boolean,
-    "LIST": _json_of(list),
-    "STRUCT": _json_of(dict),
+_TYPES: dict[str, tuple[Callable[[str], Any], str]] = {
+    "STRING": (str, "text"),
+    "NUMBER_INTEGER": (int, "an integer"),
+    "NUMBER_DOUBLE": (float, "a number"),
+    "BOOLEAN": (_boolean, "true or false"),
+    "LIST": (_json_of(list), "a JSON list (quote it in dsp-runner.yaml)"),
+    "STRUCT": (_json_of(dict), "a JSON object (quote it in dsp-runner.yaml)"),
 }
-_KINDS = {
-    "NUMBER_INTEGER": "an integer",
-    "NUMBER_DOUBLE": "a number",
-    "BOOLEAN": "a boolean",
-    "LIST": "a JSON list",
-    "STRUCT": "a JSON object",
-}
+"""kfp 2 IR parameter types: how a run argument's text becomes the value, and what it must be."""
 
 
 @dataclasses.dataclass(frozen=True)

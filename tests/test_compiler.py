@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import discovery, harness
+from runner import discovery, flavour, harness
 from runner.errors import ConfigurationError
 from runner.flavour_v1 import compile as v1
+from runner.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPS = REPO / "tests" / "pipelines_loops"
@@ -56,6 +57,12 @@ def test_the_project_pipelines_compile_with_names_parameters_and_stable_hashes()
     assert add.deterministic
     assert "kind: PipelineRun" in add.yaml_text
     assert [p.content_hash for p in first.pipelines] == [p.content_hash for p in second.pipelines]
+
+
+def test_the_installed_sdk_makes_this_the_v1_flavour_reading_pipelines_not_pipelines_v2():
+    assert flavour.current() == "v1"
+    assert flavour.compiler() is v1
+    assert Settings().pipelines_dir == Path("pipelines")
 
 
 def test_main_block_never_runs(tmp_path):
