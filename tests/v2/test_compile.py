@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
+from kfp import local
+from kfp.components import load_component_from_file
 from kfp.pipeline_spec import pipeline_spec_pb2
 from test_ir_fields import KNOWN_TO_2_5, _fields_set
 
-from runner import discovery, flavour, harness, settings, versions
+from runner import config, discovery, flavour, harness, settings, versions
 from runner.flavour_v2 import compile as v2
 from runner.plan import arguments
 
@@ -337,3 +339,29 @@ def test_only_pipelines_the_module_defines_are_shipped_once_each_and_main_never_
     assert result.failures == []
     assert [p.name for p in result.pipelines] == ["outer"]
     assert not marker.exists()
+
+
+def _run_locally(pipeline, tmp_path: Path, arguments: dict):
+    """Run a compiled IR with kfp's local engine (subprocess, no venv per task) to its end."""
+    ir = tmp_path / f"{pipeline.slug}.yaml"
+    ir.write_text(pipeline.yaml_text)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(tmp_path / "root"),
+        raise_on_error=True,
+    )
+    return load_component_from_file(str(ir))(**arguments)
+
+
+def test_the_v2_pipelines_run_with_their_settings_files_arguments_and_add_gives_19(tmp_path):
+    settings_file = config.load(PIPELINES_V2 / "dsp-runner.yaml", required=True)
+    outputs = {}
+    for pipeline in compile_folder(PIPELINES_V2).pipelines:
+        options, _, _ = config.resolve(
+            settings.Settings(), settings_file, pipeline.name, pipeline.slug
+        )
+        merged = arguments(pipeline, options.arguments)
+        typed = {p.name: p.typed(merged[p.name]) for p in pipeline.parameters}
+        outputs[pipeline.name] = _run_locally(pipeline, tmp_path, typed)
+    assert outputs["Add Pipeline"].output == 19.0
+    assert set(outputs) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
