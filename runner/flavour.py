@@ -2,8 +2,8 @@
 
 The installed SDK decides, once: kfp 1.8 and kfp 2 cannot share one environment, so the venv or
 image a job runs in already says which server generation it serves. Read from the package
-metadata, not by importing kfp, so settings and `--help` stay fast; the other flavour's modules
-are never imported.
+metadata, not by importing kfp: settings need it for their defaults, and `--help` or a setting
+error should not wait for the SDK to load. The other flavour's modules are never imported.
 """
 
 from __future__ import annotations
