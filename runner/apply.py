@@ -14,14 +14,16 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
 from runner import plan as planning
 from runner import schedules, stopping
-from runner.client import DSPClient
 from runner.errors import AuthError, ConfigurationError, ExperimentGone, RunnerError, TLSError
+
+if TYPE_CHECKING:  # the flavour's client is imported by server commands only
+    from runner.client import DSPClient
 
 logger = structlog.get_logger()
 T = TypeVar("T")

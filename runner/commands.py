@@ -374,7 +374,7 @@ def _wait(settings: Settings, client, pairs) -> RunnerError | None:
 def _compile(settings: Settings, inputs, *, twice: bool = True, server=None, records=None):
     """Compile (or reuse what the server holds) and resolve each pipeline's options; write each
     compiled YAML where the upload and reviewers find it."""
-    from runner import compiler, reuse, versions
+    from runner import harness, reuse, versions
 
     repo, modules = inputs
     folder = settings.pipelines_dir
@@ -389,9 +389,9 @@ def _compile(settings: Settings, inputs, *, twice: bool = True, server=None, rec
             reason="the server's default versions were compiled from these exact files",
         )
     result = (
-        compiler.compile_all(to_compile, timeout=settings.compile_timeout, twice=twice)
+        harness.compile_all(to_compile, timeout=settings.compile_timeout, twice=twice)
         if to_compile
-        else compiler.CompileResult([], [])
+        else harness.CompileResult([], [])
     )
     compiled = reuse.mark(result.pipelines, {f.source for f in result.failures}, fingerprints)
     order = {module: index for index, module in enumerate(modules)}

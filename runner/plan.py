@@ -9,13 +9,16 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import schedules, versions
-from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
-from runner.compiler import CompiledPipeline
 from runner.config import PipelineOptions
 from runner.errors import NotFoundError
 from runner.gitinfo import Origin
+from runner.harness import CompiledPipeline
+
+if TYPE_CHECKING:  # the flavour's client is imported by server commands only
+    from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
 
 CREATE = "create"
 NEW_VERSION = "new-version"
@@ -52,7 +55,8 @@ class PipelinePlan:
 
 def arguments(pipeline: CompiledPipeline, given: dict[str, str]) -> dict[str, str]:
     """The pipeline's defaults with the configured arguments on top, checked against its
-    parameters: an unknown or missing argument is an error before anything is uploaded."""
+    parameters: an unknown or missing argument, or one that is not of its parameter's (kfp 2)
+    type, is an error before anything is uploaded."""
     known = {p.name for p in pipeline.parameters}
     unknown = sorted(set(given) - known)
     if unknown:
@@ -60,8 +64,14 @@ def arguments(pipeline: CompiledPipeline, given: dict[str, str]) -> dict[str, st
             f"unknown run argument(s) {', '.join(unknown)} for pipeline "
             f"{pipeline.name!r}; its parameters are {', '.join(sorted(known)) or 'none'}"
         )
+    for parameter in pipeline.parameters:
+        if parameter.name in given:
+            try:
+                parameter.typed(given[parameter.name])
+            except ValueError as exc:
+                raise ValueError(f"pipeline {pipeline.name!r}: {exc}") from None
     merged = {**pipeline.defaults, **given}
-    missing = sorted(p.name for p in pipeline.parameters if p.name not in merged)
+    missing = sorted(p.name for p in pipeline.parameters if p.required and p.name not in merged)
     if missing:
         raise ValueError(
             f"pipeline {pipeline.name!r} needs a value for {', '.join(missing)} "

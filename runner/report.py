@@ -18,7 +18,7 @@ from runner import stopping
 
 if TYPE_CHECKING:  # a configuration error is reported too, before kfp (and apply) is imported
     from runner.apply import Outcome
-    from runner.compiler import ModuleFailure
+    from runner.harness import ModuleFailure
 
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"

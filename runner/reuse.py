@@ -19,13 +19,16 @@ import dataclasses
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from runner import versions
-from runner.client import ServerExperiment, ServerPipeline
-from runner.compiler import CompiledPipeline, Parameter
 from runner.errors import AuthError, ServerError, TLSError
+from runner.harness import CompiledPipeline, Parameter
+
+if TYPE_CHECKING:  # the flavour's client is imported by server commands only
+    from runner.client import ServerExperiment, ServerPipeline
 
 logger = structlog.get_logger()
 

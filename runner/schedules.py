@@ -18,10 +18,13 @@ import dataclasses
 import hashlib
 import json
 import re
+from typing import TYPE_CHECKING
 
-from runner.client import DSPClient, ServerJob
 from runner.config import Schedule
 from runner.errors import NotFoundError
+
+if TYPE_CHECKING:  # the flavour's client is imported by server commands only
+    from runner.client import DSPClient, ServerJob
 
 MARK = re.compile(r"^dsp-runner schedule (?P<slug>[^/\s]+)/(?P<key>\S+) spec (?P<spec>[0-9a-f]+)")
 SPEC_LENGTH = 10

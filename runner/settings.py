@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from runner import flavour
 from runner.errors import ConfigurationError
 
 # The server keeps experiment, run and recurring-run names and descriptions in varchar(255)
@@ -81,8 +82,9 @@ class Settings:
     pipelines_dir: Path = _setting(
         "DSP_PIPELINES_DIR",
         "--pipelines-dir",
-        "Folder whose Python modules define the pipelines.",
-        default=Path("pipelines"),
+        "Folder whose Python modules define the pipelines. Default: pipelines (v1), "
+        "pipelines_v2 (v2, kfp 2 installed).",
+        default=flavour.default_pipelines_dir(),
     )
     experiment: str = _setting(
         "DSP_EXPERIMENT",

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from runner import flavour
+
 HASH_LENGTH = 12
 MAX_NAME = 100
 _COMMIT_IN_DESCRIPTION = re.compile(r"\bcommit ([0-9a-f]{7,64})\b")
@@ -27,6 +29,12 @@ _RECORDED = re.compile(r" compiles as module ([0-9a-f]+ of \d+)$")
 def load_yaml(text: str):
     """Safe loading with libyaml's C parser when present (ten times faster than pure Python)."""
     return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+
+
+def load_yaml_documents(text: str) -> list:
+    """Every document of a multi-document YAML stream (kfp 2 writes its platform config as a
+    second document after the pipeline spec when a pipeline has one)."""
+    return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def content_hash(yaml_text: str) -> str:
@@ -72,13 +80,14 @@ def module_fingerprints(
 ) -> dict[Path, str]:
     """What compiling a module depends on, as a short hash per module: its own file, every other
     file of the folder that is not a pipeline module (helpers, data), and the versions of the
-    compilers and the runner. Equal fingerprints compile to equal YAML.
+    flavour's SDK (`flavour.sdk_packages`) and the runner. Equal fingerprints compile to equal
+    YAML.
 
     The settings file is left out although it usually sits in the folder: the compile never
     reads it, and what it sets (arguments, schedules, descriptions) is applied after, to
     compiled and skipped modules alike; so editing a schedule recompiles nothing."""
     shared = hashlib.sha256()
-    for package in ("kfp", "kfp-tekton", "dsp-runner"):
+    for package in (*flavour.sdk_packages(), "dsp-runner"):
         shared.update(f"{package}={_installed_version(package)}\n".encode())
     left_out = {path.resolve() for path in [*modules, *([settings_file] if settings_file else [])]}
     for path in sorted(_files(folder)):

@@ -35,7 +35,8 @@ def test_deploy_help_describes_each_flag(capsys):
     out = " ".join(capsys.readouterr().out.split())
     assert (
         "--pipelines-dir DSP_PIPELINES_DIR Folder whose Python modules define the pipelines. "
-        "[env DSP_PIPELINES_DIR]" in out
+        "Default: pipelines (v1), pipelines_v2 (v2, kfp 2 installed). [env DSP_PIPELINES_DIR]"
+        in out
     )
 
 

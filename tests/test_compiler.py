@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from runner import compiler, discovery
+from runner import discovery, flavour, harness
 from runner.errors import ConfigurationError
+from runner.flavour_v1 import compile as v1
+from runner.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPS = REPO / "tests" / "pipelines_loops"
@@ -40,7 +42,7 @@ def write(folder: Path, name: str, source: str) -> Path:
 
 
 def compile_folder(folder: Path, timeout: float = 60):
-    return compiler.compile_all(discovery.discover(folder), timeout=timeout)
+    return harness.compile_all(discovery.discover(folder), timeout=timeout)
 
 
 def test_the_project_pipelines_compile_with_names_parameters_and_stable_hashes():
@@ -55,6 +57,12 @@ def test_the_project_pipelines_compile_with_names_parameters_and_stable_hashes()
     assert add.deterministic
     assert "kind: PipelineRun" in add.yaml_text
     assert [p.content_hash for p in first.pipelines] == [p.content_hash for p in second.pipelines]
+
+
+def test_the_installed_sdk_makes_this_the_v1_flavour_reading_pipelines_not_pipelines_v2():
+    assert flavour.current() == "v1"
+    assert flavour.compiler() is v1
+    assert Settings().pipelines_dir == Path("pipelines")
 
 
 def test_main_block_never_runs(tmp_path):
@@ -216,8 +224,8 @@ def test_an_empty_pipelines_folder_is_a_configuration_error(tmp_path):
 def test_a_compiled_pipeline_over_the_upload_limit_is_refused(tmp_path):
     write(tmp_path, "p.py", GOOD.format(name="Big", default="x"))
     (pipeline,) = compile_folder(tmp_path).pipelines
-    huge = dataclasses.replace(pipeline, yaml_text="x" * (compiler.MAX_UPLOAD_BYTES + 1))
-    accepted, rejected = compiler._check_server_rules([huge])
+    huge = dataclasses.replace(pipeline, yaml_text="x" * (harness.MAX_UPLOAD_BYTES + 1))
+    accepted, rejected = harness._check_server_rules([huge])
     assert accepted == []
     assert "over the server's upload limit of 33554432" in rejected[0].reason
 
@@ -269,7 +277,7 @@ def test_pipelines_with_loops_compile_to_the_same_bytes_in_every_process(tmp_pat
 
 def generated_names(pipeline) -> set[str]:
     """The names kfp-tekton made for this pipeline's custom tasks (loops, graphs, add-ons)."""
-    prefix = compiler._custom_task_prefix(pipeline)
+    prefix = v1.custom_task_prefix(pipeline)
     return (
         set(re.findall(re.escape(prefix) + r"[-a-z0-9]+", pipeline.yaml_text)) if prefix else set()
     )
@@ -317,6 +325,6 @@ def test_a_generated_name_two_pipelines_would_share_is_refused_naming_both(tmp_p
 def test_seeding_gives_kfp_its_random_module_back():
     from kfp.dsl.extensions import kubernetes
 
-    with compiler._drawing_from(random.Random("x")):
+    with v1._drawing_from(random.Random("x")):
         assert kubernetes.random is not random
     assert kubernetes.random is random

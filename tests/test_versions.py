@@ -69,6 +69,22 @@ def test_module_fingerprints_follow_own_file_shared_files_and_nothing_else(tmp_p
     assert third[a] != second[a] and third[b] != second[b]
 
 
+@pytest.mark.parametrize("package", ["kfp", "kfp-tekton", "dsp-runner"])
+def test_module_fingerprints_follow_the_v1_flavours_sdk_and_the_runner(
+    tmp_path, monkeypatch, package
+):
+    module = tmp_path / "a.py"
+    module.write_text("x = 1\n")
+    before = versions.module_fingerprints(tmp_path, [module])
+    real = versions.importlib.metadata.version
+    monkeypatch.setattr(
+        versions.importlib.metadata,
+        "version",
+        lambda name: "9.9.9" if name == package else real(name),
+    )
+    assert versions.module_fingerprints(tmp_path, [module]) != before
+
+
 def test_the_settings_file_is_not_part_of_any_module_fingerprint(tmp_path):
     module, settings = tmp_path / "a.py", tmp_path / "dsp-runner.yaml"
     module.write_text("x = 1\n")

@@ -9,8 +9,8 @@ same way when a run starts. So every field the pinned SDK sets must be in the 2.
 from pathlib import Path
 
 import kfp
-import pipelines_v2
 import pytest
+import sample_pipelines
 import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -54,7 +54,7 @@ def _compiled(pipeline, tmp_path: Path) -> dict:
     return yaml.safe_load(path.read_text())
 
 
-@pytest.mark.parametrize("pipeline", [pipelines_v2.add_pipeline, pipelines_v2.control_flow])
+@pytest.mark.parametrize("pipeline", [sample_pipelines.add_pipeline, sample_pipelines.control_flow])
 def test_every_ir_field_is_known_to_the_kfp_2_5_server(pipeline, tmp_path):
     document = _compiled(pipeline, tmp_path)
     spec = json_format.ParseDict(document, pipeline_spec_pb2.PipelineSpec())
@@ -71,7 +71,7 @@ def test_every_ir_field_is_known_to_the_kfp_2_5_server(pipeline, tmp_path):
 def test_the_fixture_ir_is_what_the_pinned_kfp_writes(tmp_path):
     """tests/data/add_pipeline_v2.yaml (used by the v1-venv localdsp tests) is not stale."""
     fixture = yaml.safe_load((DATA / "add_pipeline_v2.yaml").read_text())
-    assert _compiled(pipelines_v2.add_pipeline, tmp_path) == fixture
+    assert _compiled(sample_pipelines.add_pipeline, tmp_path) == fixture
 
 
 def test_a_field_added_after_2_5_is_caught():
