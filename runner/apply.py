@@ -14,16 +14,14 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 import structlog
 
 from runner import plan as planning
 from runner import schedules, stopping
 from runner.errors import AuthError, ConfigurationError, ExperimentGone, RunnerError, TLSError
-
-if TYPE_CHECKING:  # the flavour's client is imported by server commands only
-    from runner.client import DSPClient
+from runner.server import Server, settle_duplicate_runs
 
 logger = structlog.get_logger()
 T = TypeVar("T")
@@ -55,7 +53,7 @@ class Outcome:
 class Experiments:
     """Experiment ids by name, looked up or created on first need, once per job."""
 
-    def __init__(self, client: DSPClient, description: str):
+    def __init__(self, client: Server, description: str):
         self._client, self._description = client, description
         self._ids: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -106,7 +104,7 @@ class Recorder:
 def apply(
     plans: list[planning.PipelinePlan],
     *,
-    client: DSPClient,
+    client: Server,
     packages: dict[str, Path],
     experiments: Experiments,
     concurrency: int = 1,
@@ -130,7 +128,7 @@ def apply(
     return outcomes, halt.error
 
 
-def _check_defaults(client: DSPClient, outcomes: list[Outcome]) -> None:
+def _check_defaults(client: Server, outcomes: list[Outcome]) -> None:
     """A new version becomes the default on servers that auto-update it (DSP's default); one
     listing afterwards finds the pipelines of a server that does not, and sets them."""
     uploaded = {o.pipeline_id: o for o in outcomes if o.version_id and o.action in UPLOADS}
@@ -146,7 +144,7 @@ def _check_defaults(client: DSPClient, outcomes: list[Outcome]) -> None:
             )
 
 
-def settle_runs(client: DSPClient, experiments: Experiments, started) -> None:
+def settle_runs(client: Server, experiments: Experiments, started) -> None:
     """One listing per experiment finds runs a racing runner started under the same names."""
     by_experiment: dict[str, list[Outcome]] = {}
     for outcome, run in started:
@@ -154,8 +152,8 @@ def settle_runs(client: DSPClient, experiments: Experiments, started) -> None:
             by_experiment.setdefault(run.experiment, []).append(outcome)
     for experiment, outcomes in by_experiment.items():
         try:
-            keepers = client.settle_duplicate_runs(
-                experiments.id(experiment), [o.run_name for o in outcomes]
+            keepers = settle_duplicate_runs(
+                client, experiments.id(experiment), [o.run_name for o in outcomes]
             )
         except (AuthError, TLSError):
             raise
@@ -186,7 +184,7 @@ class _Halt:
 
 def _apply_one(
     item: planning.PipelinePlan,
-    client: DSPClient,
+    client: Server,
     package: Path,
     experiments: Experiments,
     halt: _Halt,
@@ -258,7 +256,7 @@ def contained(outcome: Outcome, log):
         log.error("pipeline_failed", error=str(exc))
 
 
-def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log) -> None:
+def _ship_version(item, client: Server, package: Path, outcome: Outcome, log) -> None:
     pipeline = item.pipeline
     if item.action == planning.CREATE:
         created = client.upload_pipeline(package, pipeline.name, pipeline.description)
@@ -295,7 +293,7 @@ def _ship_version(item, client: DSPClient, package: Path, outcome: Outcome, log)
 
 
 def start_run(
-    client: DSPClient, experiments: Experiments, outcome: Outcome, run: planning.RunPlan, log
+    client: Server, experiments: Experiments, outcome: Outcome, run: planning.RunPlan, log
 ) -> None:
     """Start the planned run unless it exists; either way the outcome names it."""
     outcome.run_name = run.name

@@ -284,7 +284,7 @@ def _inputs(settings: Settings) -> tuple[config.RepoConfig, list[Path]]:
 
 def _connect(settings: Settings, credentials):
     """Connect (one healthz call, retried): the first moment kfp is needed."""
-    from runner.client import DSPClient
+    from runner import flavour
 
     if not settings.verify_tls:
         logger.warning(
@@ -292,7 +292,7 @@ def _connect(settings: Settings, credentials):
             setting="DSP_INSECURE_SKIP_TLS_VERIFY",
             reason="the server's identity is not checked; the token may leak",
         )
-    return DSPClient(
+    return flavour.client().DSPClient(
         host=settings.host,
         credentials=credentials,
         ca_bundle=settings.ca_bundle,

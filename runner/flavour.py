@@ -57,3 +57,8 @@ def sdk_packages() -> tuple[str, ...]:
 def compiler() -> ModuleType:
     """The flavour's compile module (`runner.harness.ModuleCompiler`), imported on first use."""
     return importlib.import_module(f"runner.flavour_{current()}.compile")
+
+
+def client() -> ModuleType:
+    """The flavour's server client module (its `DSPClient` implements `runner.server.Server`)."""
+    return importlib.import_module(f"runner.flavour_{current()}.client")

@@ -9,16 +9,13 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from runner import schedules, versions
 from runner.config import PipelineOptions
 from runner.errors import NotFoundError
 from runner.gitinfo import Origin
 from runner.harness import CompiledPipeline
-
-if TYPE_CHECKING:  # the flavour's client is imported by server commands only
-    from runner.client import DSPClient, ServerJob, ServerPipeline, ServerVersion
+from runner.server import Server, ServerJob, ServerPipeline, ServerVersion
 
 CREATE = "create"
 NEW_VERSION = "new-version"
@@ -83,7 +80,7 @@ def arguments(pipeline: CompiledPipeline, given: dict[str, str]) -> dict[str, st
 def make_plan(
     pipelines: list[tuple[CompiledPipeline, PipelineOptions]],
     *,
-    client: DSPClient,
+    client: Server,
     origin: Origin,
     server: list[ServerPipeline],
     folder: Path,

@@ -19,16 +19,13 @@ import dataclasses
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import structlog
 
 from runner import versions
 from runner.errors import AuthError, ServerError, TLSError
 from runner.harness import CompiledPipeline, Parameter
-
-if TYPE_CHECKING:  # the flavour's client is imported by server commands only
-    from runner.client import ServerExperiment, ServerPipeline
+from runner.server import ServerExperiment, ServerPipeline
 
 logger = structlog.get_logger()
 

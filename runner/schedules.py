@@ -18,13 +18,10 @@ import dataclasses
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING
 
 from runner.config import Schedule
 from runner.errors import NotFoundError
-
-if TYPE_CHECKING:  # the flavour's client is imported by server commands only
-    from runner.client import DSPClient, ServerJob
+from runner.server import Server, ServerJob
 
 MARK = re.compile(r"^dsp-runner schedule (?P<slug>[^/\s]+)/(?P<key>\S+) spec (?P<spec>[0-9a-f]+)")
 SPEC_LENGTH = 10
@@ -121,7 +118,7 @@ def changes(want: list[DesiredJob], owned: list[ServerJob]) -> Changes:
 
 
 def reconcile(
-    client: DSPClient,
+    client: Server,
     *,
     experiment_id: str,
     pipeline_id: str,
@@ -165,7 +162,7 @@ def reconcile(
     return plan
 
 
-def _one_copy(client: DSPClient, wanted: DesiredJob, mine: ServerJob, log) -> ServerJob:
+def _one_copy(client: Server, wanted: DesiredJob, mine: ServerJob, log) -> ServerJob:
     """Two deploys racing (a webhook delivered twice) can each create the job. Each, still
     holding its copy disabled, lists the name: the lowest id stays, every other copy is
     disabled and deleted, whoever made it. Both agree on which stays."""

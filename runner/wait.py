@@ -1,7 +1,5 @@
-"""Wait for runs to finish, reading the Tekton reasons the DSP server reports.
+"""Wait for runs to finish, reading each run's outcome as its flavour's client maps it.
 
-kfp's own waits cannot be used: `kfp.Client.wait_for_run_completion` never stops on `Completed`
-(a run with skipped tasks) and `TektonClient.wait_for_run_completion` 1.5.10 always raises.
 A poll that fails (after the client's retries) is logged and tried again on the next round, so a
 blip or a token rotation does not end the wait; a refused token does, and so do
 FAILED_POLLS_LIMIT failed polls of one run in a row: that run's state cannot be read, which is
@@ -17,8 +15,8 @@ from collections.abc import Callable
 import structlog
 
 from runner import stopping
-from runner.client import DSPClient, ServerRun
 from runner.errors import AuthError, NotFoundError, ServerError, TLSError
+from runner.server import FAILED, RUNNING, Server, ServerRun
 
 logger = structlog.get_logger()
 
@@ -26,28 +24,6 @@ FAILED_POLLS_LIMIT = 5
 """Status reads of one run that may fail in a row, each after the client's own retries
 (DSP_RETRIES), before the wait for that run ends as an error."""
 UNREADABLE = "unreadable"
-
-SUCCESS = frozenset({"Succeeded", "Completed"})
-IN_PROGRESS = frozenset(
-    {
-        "",
-        "Running",
-        "Started",
-        "Pending",
-        "PipelineRunPending",
-        "PipelineRunStopping",
-        "Terminating",
-    }
-)
-
-
-def outcome_of(status: str) -> str:
-    """success, running, or failed: anything that is neither is a terminal failure."""
-    if status in SUCCESS:
-        return "success"
-    if status in IN_PROGRESS:
-        return "running"
-    return "failed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +35,7 @@ class Finished:
 
 
 def wait_for(
-    client: DSPClient,
+    client: Server,
     timeouts: dict[str, float],
     *,
     interval: float,
@@ -92,7 +68,7 @@ def wait_for(
                 continue
             failed_polls.pop(run_id, None)
             last[run_id] = run
-            if outcome_of(run.status) != "running":
+            if run.outcome != RUNNING:
                 done[run_id] = _finished(run)
                 pending.remove(run_id)
                 logger.info(
@@ -107,7 +83,7 @@ def wait_for(
         for run_id in [r for r in pending if now >= deadlines[r] or stopping.requested()]:
             pending.remove(run_id)
             run = last.get(run_id) or ServerRun(run_id, "", "", "", "")
-            done[run_id] = Finished(run, "running", None)
+            done[run_id] = Finished(run, RUNNING, None)
             logger.error("run_wait_timed_out", run=run.name, run_id=run_id, status=run.status)
         if not pending:
             break
@@ -115,7 +91,7 @@ def wait_for(
     return done
 
 
-def _poll(client: DSPClient, run_id: str, relocate) -> ServerRun:
+def _poll(client: Server, run_id: str, relocate) -> ServerRun:
     """One status read. A run deleted under us (a racing runner kept the other one of two
     duplicates) is followed to the run that now carries its name."""
     try:
@@ -123,7 +99,9 @@ def _poll(client: DSPClient, run_id: str, relocate) -> ServerRun:
     except NotFoundError:
         survivor = relocate(run_id)
         if survivor is None:
-            return ServerRun(run_id, "", "NotFound", "the run no longer exists on the server", "")
+            return ServerRun(
+                run_id, "", "NotFound", "the run no longer exists on the server", "", outcome=FAILED
+            )
         logger.info("run_replaced", run_id=run_id, now=survivor.id, run=survivor.name)
         return _poll(client, survivor.id, lambda _: None)
 
@@ -143,4 +121,4 @@ def _finished(run: ServerRun) -> Finished:
     duration = None
     if run.created_at and run.finished_at:
         duration = round((run.finished_at - run.created_at).total_seconds(), 1)
-    return Finished(run, outcome_of(run.status), duration)
+    return Finished(run, run.outcome, duration)

@@ -6,8 +6,8 @@ import json
 import pytest
 
 from runner import auth
-from runner.client import DSPClient
 from runner.errors import TokenError
+from runner.flavour_v1.client import DSPClient
 from runner_helpers import Project
 
 CANARY = "sha256~CANARY-7f3a9d1e-do-not-log"

@@ -8,8 +8,8 @@ from conftest import TOKEN
 
 from localdsp.server import LocalDSP
 from runner import auth
-from runner.client import DSPClient
 from runner.errors import ExperimentGone
+from runner.flavour_v1.client import DSPClient
 from runner_helpers import Project, events
 
 pytestmark = pytest.mark.integration

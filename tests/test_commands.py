@@ -142,9 +142,9 @@ def test_retry_after_is_honoured_up_to_120_seconds(project, capsys, localdsp, mo
     """A server asking for a day's pause gets MAX_RETRY_AFTER, the README's 120 s."""
     import time
 
-    from runner import client
+    from runner import calls
 
-    assert client.MAX_RETRY_AFTER == 120
+    assert calls.MAX_RETRY_AFTER == 120
     pauses = []
     real_sleep = time.sleep
 

@@ -226,7 +226,7 @@ def test_a_runs_lookup_spanning_several_pages_finds_every_run(
 ):
     """One run per page: the lookup of the existing runs walks three pages, and the
     server refuses a page token sent with the IN filter again, as the real one does."""
-    monkeypatch.setattr("runner.client.PAGE_SIZE", 1)
+    monkeypatch.setattr("runner.calls.PAGE_SIZE", 1)
     monkeypatch.setenv("DSP_RUN_POLICY", "always")
     assert project.run(capsys).code == 0
     localdsp.clear_requests()

@@ -5,8 +5,8 @@ import textwrap
 import pytest
 
 from runner import schedules
-from runner.client import ServerJob
 from runner.config import Schedule
+from runner.server import ServerJob
 from runner_helpers import Project
 
 pytestmark = pytest.mark.integration

@@ -1,10 +1,12 @@
-"""The poller: Tekton reasons decide success, failure and 'still running'."""
+"""The poller: the outcome the flavour maps from its states decides when a wait ends; the v1
+flavour's Tekton reasons map to success, failure and 'still running'."""
 
 import pytest
 
 from runner import wait
-from runner.client import ServerRun
 from runner.errors import AuthError, ServerError
+from runner.flavour_v1 import states
+from runner.server import ServerRun
 
 
 @pytest.mark.parametrize(
@@ -28,7 +30,7 @@ from runner.errors import AuthError, ServerError
     ],
 )
 def test_tekton_reasons(status, outcome):
-    assert wait.outcome_of(status) == outcome
+    assert states.outcome_of(status) == outcome
 
 
 class FakeClock:
@@ -56,7 +58,9 @@ class ScriptedClient:
         )
         if isinstance(answer, Exception):
             raise answer
-        return ServerRun(run_id, f"name-{run_id}", answer, "", "")
+        return ServerRun(
+            run_id, f"name-{run_id}", answer, "", "", outcome=states.outcome_of(answer)
+        )
 
 
 def test_waits_until_every_run_is_final_and_survives_a_failed_poll():
