@@ -4,7 +4,8 @@
     python -m localdsp exec [--data-dir D] [--api V] [fault flags] [--tls] -- CMD ARGS...
 
 `--api v1` (the default) is a DSP 1.x server; `--api v2` a DSP 2.x one (KFP backend 2.5.0), whose
-runs are stored but not executed yet.
+runs execute with kfp.local where kfp 2 is installed (localdsp.run_kfp_local) and stay PENDING
+elsewhere; its recurring runs are stored, not fired.
 
 `serve` runs in the foreground until Ctrl-C or SIGTERM. It checks bearer tokens only when
 LOCALDSP_TOKEN is set: a token is never a flag, because argv shows in process listings.
@@ -74,7 +75,7 @@ def serve(args: argparse.Namespace, faults: RandomFaults) -> int:
         auth = "bearer token from LOCALDSP_TOKEN required" if token else "no token check"
         runs = "runs execute locally" if args.execute else "runs do not execute"
         if args.api == "v2":
-            runs = "DSP 2.x API; runs are stored, not executed"
+            runs = "DSP 2.x API; " + _v2_runs(dsp)
         print(
             f"localdsp: serving {dsp.url} ({auth}; {runs}; data in {args.data_dir}); Ctrl-C stops",
             file=sys.stderr,
@@ -84,6 +85,15 @@ def serve(args: argparse.Namespace, faults: RandomFaults) -> int:
         except KeyboardInterrupt:
             pass
     return 0
+
+
+def _v2_runs(dsp: LocalDSP) -> str:
+    """What a v2 server does with runs, for the start-up line."""
+    if dsp.execute_v2:
+        return "runs execute locally with kfp.local; recurring runs are stored, not fired"
+    if dsp.execute:
+        return "runs are stored, not executed (this Python has no kfp 2, so no kfp.local)"
+    return "runs are stored, not executed"
 
 
 def exec_command(args: argparse.Namespace, faults: RandomFaults) -> int:

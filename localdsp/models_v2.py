@@ -7,7 +7,7 @@ Frozen dataclasses, kept by `store.Store` in `TABLES` with the real server's uni
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from localdsp.backend import Trigger
@@ -16,6 +16,7 @@ from localdsp.filters import Fields
 AVAILABLE = "AVAILABLE"
 ARCHIVED = "ARCHIVED"
 PENDING = "PENDING"
+CANCELING = "CANCELING"
 FINISHED = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 
 
@@ -62,6 +63,23 @@ class Source:
 
 
 @dataclass(frozen=True)
+class TaskDetailV2:
+    """One executed task of a run (a component, or a DAG: condition, loop, iteration, nested
+    pipeline, exit handler), as `run_details.task_details` shows it.
+
+    `output_parameters` is localdsp's own field (the 2.5 API has none; see docs/localdsp.md).
+    """
+
+    task_id: str
+    name: str
+    state: str
+    start_time: int
+    end_time: int = 0
+    output_parameters: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
 class RunV2:
     id: str
     name: str
@@ -78,6 +96,8 @@ class RunV2:
     finished_at: int = 0
     storage_state: str = AVAILABLE
     recurring_run_id: str = ""
+    tasks: tuple[TaskDetailV2, ...] = ()
+    error: str = ""  # why a FAILED run failed ("" otherwise)
     seq: int = 0
 
 
@@ -100,13 +120,23 @@ class RecurringRunV2:
     seq: int = 0
 
 
-class RunnerV2(Protocol):
-    """Executes v2 runs (the next step: kfp.local). `start` must not block; it reports each new
-    state through `on_state(state)`; `terminate` asks it to cancel."""
+class RunReport(NamedTuple):
+    """What a runner knows of a run: its state, the tasks so far and (FAILED) why."""
 
-    def start(self, run: RunV2, spec: dict, on_state: Callable[[str], None]) -> None: ...
+    state: str
+    tasks: tuple[TaskDetailV2, ...] = ()
+    error: str = ""
+
+
+class RunnerV2(Protocol):
+    """Executes v2 runs (`run_kfp_local.KfpLocalRunner`). `start` must not block; it reports
+    each change through `on_report`; `terminate` asks it to stop the run; `close` stops all."""
+
+    def start(self, run: RunV2, spec: dict, on_report: Callable[[RunReport], None]) -> None: ...
 
     def terminate(self, run_id: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 TABLES = {

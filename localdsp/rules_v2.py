@@ -6,7 +6,8 @@ constraints. `BackendV2` holds the rules and raises `errors.ApiError`s with the 
 wording (`resource_manager.go`, `*_server.go`); it knows nothing of HTTP.
 
 Runs are stored in state PENDING, as the server stores them before Argo reports. Executing them
-(with kfp.local) is the job of a `RunnerV2` given to the backend: that is the seam.
+is the job of a `RunnerV2` given to the backend (`run_kfp_local.KfpLocalRunner`: kfp.local); its
+reports are stored by `record`, as the persistence agent's are.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from localdsp.filters import V2, Fields, list_options, paginate
 from localdsp.models_v2 import (
     ARCHIVED,
     AVAILABLE,
+    CANCELING,
     EXPERIMENT_FIELDS,
     FINISHED,
     PENDING,
@@ -44,6 +46,7 @@ from localdsp.models_v2 import (
     PipelineV2,
     RecurringRunV2,
     RunnerV2,
+    RunReport,
     RunRequest,
     RunV2,
     Source,
@@ -327,22 +330,30 @@ class BackendV2:
             experiment = self.get_experiment(experiment_id)
             self.store.save(replace(experiment, last_run_created_at=now))
         if self.runner is not None:
-            self.runner.start(run, spec, lambda state: self.record_state(run.id, state))
+            self.runner.start(run, spec, lambda report: self.record(run.id, report))
         return run
 
-    def record_state(self, run_id: str, state: str) -> None:
-        """The runner's report: the state, its history and (once final) the finish time."""
+    def record(self, run_id: str, report: RunReport) -> None:
+        """The runner's report, stored as the persistence agent stores Argo's: a new state joins
+        the history, a final one sets `finished_at` (any other clears it), and a run being
+        terminated stays CANCELING until it ends."""
         with self.store.transaction():
             run = self.get_run(run_id)
-            if run.state == state:
-                return
-            now = self._now()
+            state = report.state
+            if run.state == CANCELING and state not in FINISHED:
+                state = CANCELING
+            history, finished_at = run.state_history, run.finished_at
+            if run.state != state:
+                history = (*history, (self._now(), state))
+                finished_at = self._now() if state in FINISHED else 0
             self.store.save(
                 replace(
                     run,
                     state=state,
-                    state_history=(*run.state_history, (now, state)),
-                    finished_at=now if state in FINISHED else run.finished_at,
+                    state_history=history,
+                    finished_at=finished_at,
+                    tasks=report.tasks,
+                    error=report.error,
                 )
             )
 
@@ -369,28 +380,35 @@ class BackendV2:
             self.runner.terminate(run_id)
 
     def terminate_run(self, run_id: str) -> None:
-        """A run still going is marked CANCELING; the runner reports CANCELED when it stops."""
+        """A pending or running run becomes CANCELING (any other is refused, as 2.5's
+        `TerminateRun` updates no row); the runner's report of its end follows (FAILED, as Argo
+        ends a terminated workflow). Without a runner nothing is going: it is CANCELED at once."""
         with self.store.transaction():
             run = self.get_run(run_id)
-            if run.state in FINISHED:
-                return
-            self.store.save(replace(run, state="CANCELING"))
+            if run.state not in (PENDING, "RUNNING", "PAUSED"):
+                message = f"Failed to terminate a run {run_id}. Row not found"
+                raise InvalidInput(
+                    message,
+                    internal=f"Failed to terminate run {run_id}: InvalidInputError: {message}",
+                )
+            self.record(run_id, RunReport(CANCELING, run.tasks))
         if self.runner is not None:
             self.runner.terminate(run_id)
         else:
-            self.record_state(run_id, "CANCELED")
+            self.record(run_id, RunReport("CANCELED"))
 
     def retry_run(self, run_id: str) -> None:
-        """Only a failed or canceled run is retried (Argo's retry needs a finished workflow)."""
+        """Only a failed or canceled run is retried (Argo's retry needs a finished workflow);
+        it runs again from its first task, under the same id."""
         run = self.get_run(run_id)
         if run.state not in ("FAILED", "CANCELED"):
             raise InvalidInput(
                 f"Failed to retry run {run_id} as it is not in a failed state: {run.state}"
             )
-        self.record_state(run_id, PENDING)
+        self.record(run_id, RunReport(PENDING))
         if self.runner is not None:
             spec = json.loads(run.source.spec or "{}")
-            self.runner.start(run, spec, lambda state: self.record_state(run_id, state))
+            self.runner.start(run, spec, lambda report: self.record(run_id, report))
 
     def archive_run(self, run_id: str, archived: bool = True) -> None:
         with self.store.transaction():

@@ -26,11 +26,13 @@ from typing import Any
 
 import uvicorn
 
+from localdsp import run_kfp_local
 from localdsp.api_v2 import create_app_v2
 from localdsp.app import Tokens, create_app
 from localdsp.backend import Backend, RunExecutor
 from localdsp.faults import ADMIN_PREFIX, ASGIApp, FaultInjector, FaultRule, RandomFaults
 from localdsp.rules_v2 import BackendV2
+from localdsp.run_kfp_local import KfpLocalRunner
 from localdsp.runs import LocalExecutor
 from localdsp.scheduler import Scheduler
 from localdsp.uploads import ObjectStore
@@ -109,8 +111,10 @@ class LocalDSP:
         """`execute=True` runs created runs on this machine with a `LocalExecutor` (unless an
         `executor` is given); `schedule` (default: whether runs execute) starts the runs of
         enabled recurring jobs on their schedule; `auto_update_default=False` models a DSPA with
-        `autoUpdatePipelineDefaultVersion: false`. With `api="v2"` runs are stored, not yet
-        executed, and `execute`, `executor` and `schedule` do not apply."""
+        `autoUpdatePipelineDefaultVersion: false`. With `api="v2"`, `execute=True` runs created
+        runs with kfp.local (`run_kfp_local.KfpLocalRunner`) where kfp 2 is installed
+        (`execute_v2` says whether they do; without kfp 2 they stay PENDING); `executor` and
+        `schedule` do not apply (recurring runs are stored, not fired)."""
         if api not in API_GENERATIONS:
             raise ValueError(f"api must be one of {', '.join(API_GENERATIONS)}, not {api!r}")
         self.api = api
@@ -131,6 +135,9 @@ class LocalDSP:
         self.faults = FaultInjector(settings)
         self.storage = ObjectStore()  # hold() or fail() it to see uploads stay CREATING
         self.backend: Backend | BackendV2 | None = None
+        # v2 runs execute with kfp.local where kfp 2 is installed; elsewhere they stay PENDING.
+        self.execute_v2 = api == "v2" and execute and run_kfp_local.available()
+        self.runner_v2: KfpLocalRunner | None = None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -186,7 +193,8 @@ class LocalDSP:
     def _create_app(self) -> ASGIApp:
         """The backend and app of this server's API generation."""
         if self.api == "v2":
-            self.backend = BackendV2(self.data_dir)
+            self.runner_v2 = KfpLocalRunner(self.data_dir) if self.execute_v2 else None
+            self.backend = BackendV2(self.data_dir, runner=self.runner_v2)
             return create_app_v2(self.backend, self.faults, self.tokens)
         if self.execute and (self.executor is None or self._own_executor):
             self.executor = LocalExecutor(self.data_dir)
@@ -210,6 +218,9 @@ class LocalDSP:
             self.scheduler = None
         if isinstance(self.executor, LocalExecutor):
             self.executor.close()
+        if self.runner_v2 is not None:
+            self.runner_v2.close()
+            self.runner_v2 = None
         if self.backend is not None:
             self.backend.close()
             self.backend = None

@@ -21,6 +21,7 @@ from localdsp.models_v2 import (
     RunRequest,
     RunV2,
     Source,
+    TaskDetailV2,
     VersionV2,
 )
 
@@ -94,8 +95,30 @@ def _runtime_config(parameters: str, pipeline_root: str) -> dict | None:
     return config or None
 
 
+def _status(message: str) -> dict | None:
+    """A google.rpc.Status; code 2 (UNKNOWN): a step failed, no API call did."""
+    return {"code": 2, "message": message} if message else None
+
+
+def api_task(run_id: str, task: TaskDetailV2) -> dict:
+    """A PipelineTaskDetail with the fields 2.5 fills from an Argo node, plus localdsp's
+    `output_parameters` (see docs/localdsp.md: the 2.5 API carries no output parameters)."""
+    return _pb(
+        run_id=run_id,
+        task_id=task.task_id,
+        display_name=task.name,
+        create_time=_time(task.start_time),
+        start_time=_time(task.start_time),
+        end_time=_time(task.end_time),
+        state=task.state,
+        error=_status(task.error),
+        output_parameters=task.output_parameters,
+    )
+
+
 def api_run(run: RunV2) -> dict:
     history = [{"update_time": _time(t), "state": state} for t, state in run.state_history]
+    details = {"task_details": [api_task(run.id, t) for t in run.tasks]} if run.tasks else None
     return _pb(
         run_id=run.id,
         experiment_id=run.experiment_id,
@@ -110,6 +133,8 @@ def api_run(run: RunV2) -> dict:
         created_at=_time(run.created_at),
         scheduled_at=_time(run.scheduled_at),
         finished_at=_time(run.finished_at),
+        error=_status(run.error),
+        run_details=details,
         **_source(run.source),
     )
 

@@ -177,6 +177,23 @@ def test_a_run_names_its_version_and_waits_in_pending(api2):
     assert api2("GET", f"{B}/runs/{run['run_id']}").json["state"] == "CANCELED"
 
 
+def test_without_kfp_2_an_executing_v2_server_leaves_runs_pending(tmp_path, api_for):
+    """kfp 1.8 (this venv) has no kfp.local: runs are stored and stay PENDING, nothing crashes."""
+    with LocalDSP(tmp_path / "v2", tokens=[TOKEN], api="v2", execute=True) as dsp:
+        assert dsp.execute_v2 is False
+        api2 = api_for(dsp.url)
+        pipeline = api2.upload(f"{B}/pipelines/upload", IR, name="adder").json
+        reference = {"pipeline_id": pipeline["pipeline_id"]}
+        body = {"display_name": "r", "pipeline_version_reference": reference}
+        run = api2("POST", f"{B}/runs", body=body).json
+        assert api2("GET", f"{B}/runs/{run['run_id']}").json["state"] == "PENDING"
+        assert api2("POST", f"{B}/runs/{run['run_id']}:terminate").status == 200
+        assert api2("GET", f"{B}/runs/{run['run_id']}").json["state"] == "CANCELED"
+        response = api2("POST", f"{B}/runs/{run['run_id']}:terminate")
+        assert response.status == 400  # 2.5's TerminateRun updates no finished run
+        assert "Row not found" in response.json["details"][0]["message"]
+
+
 def test_a_run_of_a_missing_version_is_500_as_on_2_5(api2):
     body = {"display_name": "r", "pipeline_version_reference": {"pipeline_version_id": "nope"}}
     response = api2("POST", f"{B}/runs", body=body)
