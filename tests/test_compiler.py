@@ -1,6 +1,7 @@
 """Discovery and isolated compilation: broken modules are reported, the others still compile."""
 
 import dataclasses
+import os
 import textwrap
 from pathlib import Path
 
@@ -212,3 +213,19 @@ def test_a_compiled_pipeline_over_the_upload_limit_is_refused(tmp_path):
     accepted, rejected = compiler._check_server_rules([huge])
     assert accepted == []
     assert "over the server's upload limit of 33554432" in rejected[0].reason
+
+
+def test_a_module_never_sees_the_bearer_token(tmp_path, monkeypatch):
+    """User code runs in the compile child; a module that reads its environment at import (to
+    log it, to pick a base image) must not find DSP_TOKEN there."""
+    monkeypatch.setenv("DSP_TOKEN", "sekret-canary")
+    monkeypatch.setenv("DSP_OTHER_SETTING", "visible")
+    nosy = "import os\nassert os.environ['DSP_OTHER_SETTING'] == 'visible'\n"
+    nosy += (
+        "if 'DSP_TOKEN' in os.environ:\n    raise RuntimeError('the token reached the module')\n"
+    )
+    write(tmp_path, "nosy.py", nosy + GOOD.format(name="Nosy", default="x"))
+    result = compile_folder(tmp_path)
+    assert result.failures == []
+    assert [p.name for p in result.pipelines] == ["Nosy"]
+    assert os.environ["DSP_TOKEN"] == "sekret-canary"
