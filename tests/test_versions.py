@@ -1,5 +1,10 @@
 """Version and run names: derived from content and commit, so re-deploys find what exists."""
 
+import hashlib
+
+import pytest
+import yaml
+
 from runner import versions
 
 YAML_A = "kind: PipelineRun\nmetadata: {name: p, labels: {x: '1', y: '2'}}\n"
@@ -65,3 +70,17 @@ def test_module_fingerprints_follow_own_file_shared_files_and_nothing_else(tmp_p
     helper.write_text("x = 3\n")
     third = versions.module_fingerprints(tmp_path, [a, b], [])
     assert third[a] != second[a] and third[b] != second[b]
+
+
+def test_the_hash_is_sha256_of_compact_sorted_utf8_json():
+    """Stored version names carry this hash: changing its recipe would re-upload everything."""
+    canonical = '{"a":[1,{"x":"é"}],"b":"two"}'
+    assert (
+        versions.content_hash("b: two\na: [1, {x: é}]\n")
+        == hashlib.sha256(canonical.encode()).hexdigest()
+    )
+
+
+def test_yaml_is_loaded_safely():
+    with pytest.raises(yaml.YAMLError):
+        versions.load_yaml("!!python/object/apply:os.system ['true']")

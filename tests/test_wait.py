@@ -1,5 +1,7 @@
 """The poller: Tekton reasons decide success, failure and 'still running'."""
 
+import datetime
+
 import pytest
 
 from runner import wait
@@ -90,3 +92,15 @@ def test_a_refused_token_ends_the_wait():
     client = ScriptedClient({"a": [AuthError("refused")]})
     with pytest.raises(AuthError):
         wait.wait_for(client, {"a": 10}, interval=1, clock=clock, sleep=clock.sleep)
+
+
+def test_a_finished_run_reports_its_duration_and_an_unstamped_one_none():
+    start = datetime.datetime(2026, 1, 2, 10, 0, 0, tzinfo=datetime.UTC)
+    done = ServerRun(
+        "r", "n", "Succeeded", "", "", start, start + datetime.timedelta(seconds=90.26)
+    )
+    assert wait._finished(done) == wait.Finished(done, "success", 90.3)
+    no_end = ServerRun("r", "n", "Failed", "boom", "", start, None)
+    assert wait._finished(no_end) == wait.Finished(no_end, "failed", None)
+    no_start = ServerRun("r", "n", "Failed", "boom", "", None, start)
+    assert wait._finished(no_start).duration_s is None
