@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DATA ?= .localdsp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv run compile test lint lock clean bench soak
+.PHONY: help venv run compile test lint lock clean bench soak mutate
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,6 +36,20 @@ compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-req
 
 test: $(STAMP) tools  ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
+
+# Mutation testing: not part of `make test`. The time bound suits a 2-core machine; the mutants are
+# re-made from scratch each time so a result never belongs to older code.
+MUTATE_CHILDREN ?= 4
+MUTATE_TIME_LIMIT ?= 20m
+MUTATE_MIN ?= 85
+mutate: $(STAMP)  ## Mutation testing of the runner's decisions (<= 20 min); prints the kill rate
+	rm -rf mutants && mkdir -p build
+	timeout $(MUTATE_TIME_LIMIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >build/mutate.log 2>&1 || \
+		{ code=$$?; test $$code -eq 124 || { tail -30 build/mutate.log; exit $$code; }; \
+		  echo "make mutate: stopped at $(MUTATE_TIME_LIMIT); the unfinished mutants count as not killed"; }
+	$(BIN)/mutmut export-cicd-stats >/dev/null
+	$(BIN)/mutmut results | sed 's/^ */  /' | grep -v ': killed$$' || true
+	$(BIN)/python tests/mutation_score.py $(MUTATE_MIN)
 
 bench: $(STAMP)  ## Benchmark against the seed article's way; prints a table (minutes)
 	$(BIN)/python bench/bench.py $(ARGS)
