@@ -38,13 +38,14 @@ test: $(STAMP) tools  ## Run the whole test suite
 	$(BIN)/python -m pytest $(ARGS)
 
 # Mutation testing: not part of `make test`. The time bound suits a 2-core machine; the mutants are
-# re-made from scratch each time so a result never belongs to older code.
+# re-made from scratch each time so a result never belongs to older code. mutmut carries on after a
+# SIGTERM, so the bound interrupts it as Ctrl-C does (it then saves what it has).
 MUTATE_CHILDREN ?= 4
 MUTATE_TIME_LIMIT ?= 20m
 MUTATE_MIN ?= 85
 mutate: $(STAMP)  ## Mutation testing of the runner's decisions (<= 20 min); prints the kill rate
 	rm -rf mutants && mkdir -p build
-	timeout $(MUTATE_TIME_LIMIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >build/mutate.log 2>&1 || \
+	timeout --signal=INT --kill-after=60s $(MUTATE_TIME_LIMIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >build/mutate.log 2>&1 || \
 		{ code=$$?; test $$code -eq 124 || { tail -30 build/mutate.log; exit $$code; }; \
 		  echo "make mutate: stopped at $(MUTATE_TIME_LIMIT); the unfinished mutants count as not killed"; }
 	$(BIN)/mutmut export-cicd-stats >/dev/null
