@@ -22,7 +22,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DATA ?= .localdsp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv run compile test lint lock clean bench soak
+.PHONY: help venv run compile test lint lock clean bench soak mutate
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -51,6 +51,21 @@ compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-req
 
 test: $(STAMP) $(TEST_TOOLS)  ## Run the whole test suite (BACKEND=v2: the v2 suite in .venv-v2)
 	$(BIN)/python -m pytest $(strip $(TEST_PATHS) $(ARGS))
+
+# Mutation testing: not part of `make test`. The time bound suits a 2-core machine; the mutants are
+# re-made from scratch each time so a result never belongs to older code. mutmut carries on after a
+# SIGTERM, so the bound interrupts it as Ctrl-C does (it then saves what it has).
+MUTATE_CHILDREN ?= 4
+MUTATE_TIME_LIMIT ?= 20m
+MUTATE_MIN ?= 85
+mutate: $(STAMP)  ## Mutation testing of the runner's decisions (<= 20 min); prints the kill rate
+	rm -rf mutants && mkdir -p build
+	timeout --signal=INT --kill-after=60s $(MUTATE_TIME_LIMIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >build/mutate.log 2>&1 || \
+		{ code=$$?; test $$code -eq 124 || { tail -30 build/mutate.log; exit $$code; }; \
+		  echo "make mutate: stopped at $(MUTATE_TIME_LIMIT); the unfinished mutants count as not killed"; }
+	$(BIN)/mutmut export-cicd-stats >/dev/null
+	$(BIN)/mutmut results | sed 's/^ */  /' | grep -v ': killed$$' || true
+	$(BIN)/python tests/mutation_score.py $(MUTATE_MIN)
 
 bench: $(STAMP)  ## Benchmark against the seed article's way; prints a table (minutes)
 	$(BIN)/python bench/bench.py $(ARGS)

@@ -12,6 +12,7 @@ from runner import cli
 from runner.settings import Settings
 
 REPO = Path(__file__).resolve().parent.parent
+PIPELINES = REPO / "pipelines"
 
 
 def test_help_lists_the_subcommands_and_every_setting(capsys):
@@ -68,7 +69,9 @@ def test_help_does_not_import_kfp():
 
 
 def test_compile_writes_yaml_and_a_summary_offline(tmp_path, capsys):
-    code = cli.main(["compile", "--output-dir", str(tmp_path), "--log-format", "json"])
+    """The repository's pipelines, from whatever folder pytest was started in."""
+    argv = ["compile", "--pipelines-dir", str(PIPELINES), "--output-dir", str(tmp_path)]
+    code = cli.main([*argv, "--log-format", "json"])
     assert code == 0
     written = sorted(p.name for p in (tmp_path / "pipelines").iterdir())
     assert written == ["add-pipeline.yaml", "data-quality-gate.yaml", "train-and-evaluate.yaml"]

@@ -168,3 +168,19 @@ def test_retry_after_is_honoured_up_to_120_seconds(project, capsys, localdsp, mo
     assert pauses == [120.0]
     (retry,) = [e for e in events(result.err) if e["event"] == "server_call_retry"]
     assert (retry["error"], retry["wait_s"]) == (429, 120.0)
+
+
+def test_trigger_never_runs_a_pipeline_uploaded_by_hand(project, capsys, kfp_client, monkeypatch):
+    """The cron mode runs what dsp-runner deployed, not whatever else the namespace holds."""
+    monkeypatch.setenv("DSP_RUN_POLICY", "never")
+    monkeypatch.setenv("DSP_ONLY", "add-pipeline")
+    assert project.run(capsys).code == 0
+    kfp_client.upload_pipeline(
+        str(project.output / "pipelines" / "add-pipeline.yaml"), "Uploaded By Hand"
+    )
+    monkeypatch.delenv("DSP_ONLY")
+    result = project.run(capsys, "trigger")
+    assert result.code == 0
+    assert [p["pipeline"] for p in result.summary["pipelines"]] == ["Add Pipeline"]
+    runs = kfp_client.list_runs(page_size=100).runs or []
+    assert [r.name.split("@")[0].rsplit("-", 1)[0] for r in runs] == ["add-pipeline"]

@@ -328,3 +328,19 @@ def test_seeding_gives_kfp_its_random_module_back():
     with v1._drawing_from(random.Random("x")):
         assert kubernetes.random is not random
     assert kubernetes.random is random
+
+
+def test_a_module_never_sees_the_bearer_token(tmp_path, monkeypatch):
+    """User code runs in the compile child; a module that reads its environment at import (to
+    log it, to pick a base image) must not find DSP_TOKEN there."""
+    monkeypatch.setenv("DSP_TOKEN", "sekret-canary")
+    monkeypatch.setenv("DSP_OTHER_SETTING", "visible")
+    nosy = "import os\nassert os.environ['DSP_OTHER_SETTING'] == 'visible'\n"
+    nosy += (
+        "if 'DSP_TOKEN' in os.environ:\n    raise RuntimeError('the token reached the module')\n"
+    )
+    write(tmp_path, "nosy.py", nosy + GOOD.format(name="Nosy", default="x"))
+    result = compile_folder(tmp_path)
+    assert result.failures == []
+    assert [p.name for p in result.pipelines] == ["Nosy"]
+    assert os.environ["DSP_TOKEN"] == "sekret-canary"

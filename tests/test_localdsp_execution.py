@@ -11,6 +11,7 @@ import pytest
 from kfp import dsl
 
 from localdsp.scheduler import job_run_name
+from runner_helpers import wait_until
 from tests.conftest import TOKEN
 
 pytestmark = pytest.mark.integration
@@ -261,11 +262,22 @@ def test_enabled_cron_job_starts_runs_and_a_disabled_one_does_not(client, compil
     detail = wait_final(client, run.id)
     assert detail.run.status == "Succeeded"
     assert task_results(manifest(detail))["add-2"] == {"Output": "7.0"}
+    witness = client.create_recurring_run(
+        experiment.id, "witness", cron_expression="* * * * * *", version_id=version_id,
+        params={"a": 1, "b": 2}, max_concurrency=10,
+    )  # fmt: skip
     client.disable_job(enabled.id)
-    time.sleep(1.2)  # a tick in flight may still start one run
+    wait_for_ticks(client, witness.id, 2)  # a tick in flight may still start one run
     count = len(job_runs(client, enabled.id))
-    time.sleep(1.5)
+    wait_for_ticks(client, witness.id, 2)
     assert len(job_runs(client, enabled.id)) == count
+
+
+def wait_for_ticks(client, witness_id: str, ticks: int) -> None:
+    """Let the scheduler fire `ticks` more times, seen as runs of an every-second job."""
+    target = len(job_runs(client, witness_id)) + ticks
+    wait_until(lambda: len(job_runs(client, witness_id)) >= target, 10, "scheduler ticking")
+
 
 
 # ---------------------------------------------------------------- run names

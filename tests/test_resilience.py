@@ -2,12 +2,11 @@
 
 import json
 import signal
-import time
 
 import pytest
 from test_faults import assert_no_duplicates
 
-from runner_helpers import Project, events
+from runner_helpers import Project, events, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -17,14 +16,16 @@ def project(tmp_path, localdsp):
     return Project(tmp_path, localdsp.url, "test-token")
 
 
-def wait_for_request(localdsp, method, path, timeout=60):
-    """Block until the server has seen (at least the start of) this request."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(r["method"] == method and r["path"] == path for r in localdsp.requests()):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"no {method} {path} within {timeout} s")
+def wait_for_request(localdsp, method, path, *, answered=False, timeout=60):
+    """Block until the server has seen this request (and, if `answered`, finished it)."""
+
+    def seen():
+        return any(
+            r["method"] == method and r["path"] == path and (r["status"] or not answered)
+            for r in localdsp.requests()
+        )
+
+    wait_until(seen, timeout, f"{method} {path} {'answered' if answered else 'received'}")
 
 
 def test_sigkill_mid_deploy_then_a_rerun_converges_without_duplicates(
@@ -35,7 +36,7 @@ def test_sigkill_mid_deploy_then_a_rerun_converges_without_duplicates(
     wait_for_request(localdsp, "POST", "/apis/v1beta1/runs")
     runner.send_signal(signal.SIGKILL)
     runner.wait(30)
-    time.sleep(2)
+    wait_for_request(localdsp, "POST", "/apis/v1beta1/runs", answered=True)
     rerun = project.spawn()
     _, err = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, err

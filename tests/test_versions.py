@@ -1,6 +1,9 @@
 """Version and run names: derived from content and commit, so re-deploys find what exists."""
 
+import hashlib
+
 import pytest
+import yaml
 
 from runner import versions
 
@@ -104,3 +107,17 @@ def test_a_record_description_fits_the_server_and_names_its_mark(source):
     )
     assert versions.record_target(text) == "0123456789abcdef of 2"
     assert versions.record_target("compiles as module 0123456789abcdef of 2") == ""
+
+
+def test_the_hash_is_sha256_of_compact_sorted_utf8_json():
+    """Stored version names carry this hash: changing its recipe would re-upload everything."""
+    canonical = '{"a":[1,{"x":"é"}],"b":"two"}'
+    assert (
+        versions.content_hash("b: two\na: [1, {x: é}]\n")
+        == hashlib.sha256(canonical.encode()).hexdigest()
+    )
+
+
+def test_yaml_is_loaded_safely():
+    with pytest.raises(yaml.YAMLError):
+        versions.load_yaml("!!python/object/apply:os.system ['true']")

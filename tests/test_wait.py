@@ -1,6 +1,8 @@
 """The poller: the outcome the flavour maps from its states decides when a wait ends; the v1
 flavour's Tekton reasons map to success, failure and 'still running'."""
 
+import datetime
+
 import pytest
 
 from runner import wait
@@ -125,3 +127,22 @@ def test_failed_polls_must_come_in_a_row_to_end_the_wait():
     client = ScriptedClient({"a": script})
     done = wait.wait_for(client, {"a": 3600}, interval=1, clock=clock, sleep=clock.sleep)
     assert done["a"].outcome == "success"
+
+
+def test_a_finished_run_reports_its_duration_and_an_unstamped_one_none():
+    start = datetime.datetime(2026, 1, 2, 10, 0, 0, tzinfo=datetime.UTC)
+    done = ServerRun(
+        "r",
+        "n",
+        "Succeeded",
+        "",
+        "",
+        start,
+        start + datetime.timedelta(seconds=90.26),
+        outcome="success",
+    )
+    assert wait._finished(done) == wait.Finished(done, "success", 90.3)
+    no_end = ServerRun("r", "n", "Failed", "boom", "", start, None, outcome="failed")
+    assert wait._finished(no_end) == wait.Finished(no_end, "failed", None)
+    no_start = ServerRun("r", "n", "Failed", "boom", "", None, start, outcome="failed")
+    assert wait._finished(no_start).duration_s is None

@@ -1,0 +1,190 @@
+"""The retry policy (runner.calls) and the v1 client's race rules, pinned down where a mutation
+used to survive: what is retried, how long a Retry-After may hold a job, "it exists" sent once,
+the oldest duplicate run kept."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+import tenacity
+from kfp_server_api.exceptions import ApiException
+
+from runner import auth, calls
+from runner.calls import MAX_RETRY_AFTER, already_exists
+from runner.errors import ConflictError
+from runner.flavour_v1.client import DSPClient
+from runner.server import settle_duplicate_runs
+
+TOKEN = "test-token"  # the conftest fixtures accept this one
+EXISTS_BODY = (
+    '{"error_message": "Failed to create a new pipeline. The name Add Pipeline already exist. '
+    'Please specify a new name.", "code": 13}'
+)
+
+
+def api_error(status: int, body: str = "", headers: dict | None = None) -> ApiException:
+    error = ApiException(status=status, reason="reason")
+    error.body = body
+    error.headers = headers or {}
+    return error
+
+
+def dsp_client(url: str, *, retries: int = 3, retry_max_wait: float = 0.2) -> DSPClient:
+    return DSPClient(
+        host=url,
+        credentials=auth.credentials(TOKEN, Path("/nonexistent")),
+        ca_bundle=None,
+        verify_tls=True,
+        request_timeout=5,
+        retries=retries,
+        retry_max_wait=retry_max_wait,
+    )
+
+
+POLICY = calls.Calls(
+    host="https://dsp",
+    token_source="DSP_TOKEN",
+    retries=3,
+    retry_max_wait=0.2,
+    api_exception=ApiException,
+    forbidden_hint="may get the route",
+)
+
+
+def after_failure(error: BaseException, attempt: int = 1) -> tenacity.RetryCallState:
+    """The state tenacity hands the wait and retry functions after `error` on `attempt`."""
+    state = tenacity.RetryCallState(retry_object=None, fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    state.outcome = tenacity.Future.construct(attempt, error, True)
+    return state
+
+
+# ---------------------------------------------------------------- what is retried
+
+
+@pytest.mark.parametrize(
+    ("error", "transient"),
+    [
+        (api_error(429), True),
+        (api_error(500), True),
+        (api_error(502), True),
+        (api_error(503), True),
+        (api_error(504), True),
+        (api_error(400), False),
+        (api_error(404), False),
+        (api_error(409), False),
+        (api_error(501), False),
+        (api_error(500, EXISTS_BODY), False),
+        (api_error(500, '{"error_message": "unknown template format"}'), False),
+        (ConnectionResetError("reset"), True),
+        (TimeoutError("slow"), True),
+        (ValueError("a bug"), False),
+        (None, False),
+    ],
+)
+def test_only_transient_failures_are_retried(error, transient):
+    assert POLICY.is_transient(error) is transient
+
+
+def test_a_409_or_a_500_already_exist_means_it_exists_and_nothing_else_does():
+    assert already_exists(api_error(409))
+    assert already_exists(api_error(500, EXISTS_BODY))
+    assert not already_exists(api_error(500, '{"error_message": "database is down"}'))
+    assert not already_exists(api_error(500))
+    assert not already_exists(api_error(400, EXISTS_BODY))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("path", "status", "body"),
+    [
+        ("/apis/v1beta1/pipelines/upload", 500, EXISTS_BODY),
+        ("/apis/v1beta1/runs", 409, '{"error": "conflict", "code": 6}'),
+    ],
+)
+def test_it_exists_is_sent_exactly_once(project, capsys, localdsp, monkeypatch, path, status, body):
+    """Re-sending a create the server called a duplicate could only make a duplicate."""
+    monkeypatch.setenv("DSP_ONLY", "add-pipeline")
+    localdsp.inject(method="POST", path=path, action="status", status=status, body=body, times=1)
+    result = project.run(capsys)
+    sent = [r for r in localdsp.requests() if r["method"] == "POST" and r["path"] == path]
+    assert [r["status"] for r in sent] == [status]
+    assert result.code == 1
+    assert result.summary["counts"]["failed"] == 1
+
+
+# ---------------------------------------------------------------- how long to wait
+
+
+@pytest.fixture
+def connected(localdsp):
+    return dsp_client(localdsp.url, retry_max_wait=0.2)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_retry_after_is_honoured_up_to_the_cap(connected, status):
+    def wait(seconds: str) -> float:
+        error = api_error(status, headers={"Retry-After": seconds})
+        return connected._calls._wait(after_failure(error))
+
+    assert wait("7") == 7.0
+    assert wait(str(MAX_RETRY_AFTER)) == MAX_RETRY_AFTER
+    assert wait(str(MAX_RETRY_AFTER + 1)) == MAX_RETRY_AFTER
+    assert wait("86400") == MAX_RETRY_AFTER
+    assert wait("-5") == 0.0
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        api_error(429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}),
+        api_error(429),
+        api_error(500, headers={"Retry-After": "60"}),
+        ConnectionResetError("reset"),
+    ],
+)
+def test_without_a_usable_retry_after_the_backoff_applies(connected, error):
+    assert 0.0 <= connected._calls._wait(after_failure(error, attempt=4)) <= 0.2
+
+
+def test_a_403_is_retried_once_to_re_read_the_token(connected):
+    assert connected._calls._should_retry(after_failure(api_error(403), attempt=1))
+    assert not connected._calls._should_retry(after_failure(api_error(403), attempt=2))
+    assert not connected._calls._should_retry(after_failure(api_error(409), attempt=1))
+    assert connected._calls._should_retry(after_failure(api_error(503), attempt=1))
+
+
+# ---------------------------------------------------------------- duplicate runs
+
+
+@pytest.mark.integration
+def test_of_duplicate_runs_the_oldest_stays_whatever_the_ids(localdsp, kfp_client, add_yaml):
+    """Two racing runners each started one run of a name; both must keep the same one."""
+    ticks = itertools.count(1_700_000_000, 10)
+    localdsp.backend._clock = lambda: next(ticks)
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    experiment = kfp_client.create_experiment("dsp-runner")
+
+    def start():
+        return kfp_client.run_pipeline(experiment.id, "add@abc", pipeline_id=pipeline.id)
+
+    oldest = start()
+    newer = start()
+    while newer.id > oldest.id:  # the newer run must sort first by id, so only age can decide
+        kfp_client.runs.delete_run(newer.id)
+        newer = start()
+
+    kept = settle_duplicate_runs(dsp_client(localdsp.url), experiment.id, ["add@abc"])
+
+    assert kept["add@abc"].id == oldest.id
+    left = kfp_client.list_runs(experiment_id=experiment.id, page_size=100).runs
+    assert [run.id for run in left] == [oldest.id]
+
+
+@pytest.mark.integration
+def test_a_conflict_on_a_name_nobody_holds_is_an_error_not_an_adoption(localdsp):
+    localdsp.inject(
+        method="POST", path="/apis/v1beta1/experiments", action="status", status=409, times=1
+    )
+    with pytest.raises(ConflictError, match="create experiment"):
+        dsp_client(localdsp.url).ensure_experiment("dsp-runner", "runs")
