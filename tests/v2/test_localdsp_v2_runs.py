@@ -11,10 +11,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import pipelines_v2
 import pytest
 from kfp import compiler
 
+import pipelines_v2
 from localdsp.server import LocalDSP
 
 B = "/apis/v2beta1"
