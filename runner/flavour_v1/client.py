@@ -329,11 +329,12 @@ class DSPClient:
             ),
         )
 
-    def set_default_version(self, pipeline_id: str, version_id: str) -> None:
+    def set_default_version(self, pipeline_id: str, version_id: str) -> bool:
         self._calls.call(
             "set default version",
             lambda: self._kfp.pipelines.update_pipeline_default_version(pipeline_id, version_id),
         )
+        return True
 
     def ensure_experiment(self, name: str, description: str) -> str:
         """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""
