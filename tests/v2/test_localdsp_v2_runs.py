@@ -12,9 +12,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sample_pipelines as pipelines_v2
 from kfp import compiler
 
-import pipelines_v2
 from localdsp.server import LocalDSP
 
 B = "/apis/v2beta1"
