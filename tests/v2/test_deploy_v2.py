@@ -149,3 +149,26 @@ def test_plan_sends_no_write_request_and_imports_nothing_of_the_v1_flavour(proje
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert writes(dsp) == []
     assert "create" in done.stdout
+
+
+def test_a_deploy_where_nothing_changed_sends_five_requests_and_one_per_pipeline(
+    project, capsys, dsp
+):
+    """The README's Performance sentence for DSP 2.x: v2beta1 lists versions per pipeline."""
+    assert project.run(capsys).code == 0
+    dsp.clear_requests()
+    assert project.run(capsys).code == 0
+    sent = sorted(
+        (r["method"], r["path"].removeprefix("/apis/v2beta1/"))
+        for r in dsp.requests()
+        if r["path"].startswith("/apis/")
+    )
+    versions = [p for p in sent if p[1].endswith("/versions")]
+    assert len(versions) == 3
+    assert [p for p in sent if p not in versions] == [
+        ("GET", "experiments"),
+        ("GET", "healthz"),
+        ("GET", "pipelines"),
+        ("GET", "recurringruns"),
+        ("GET", "runs"),
+    ]
