@@ -4,16 +4,20 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 # Which flavour: v1 (kfp 1.8 + kfp-tekton, DSP 1.x) or v2 (kfp 2, DSP 2.x). Each has its own
 # locked requirements and its own venv, because kfp 1.8 and kfp 2 cannot share one.
 BACKEND ?= v1
+# `make test` without a BACKEND runs both flavours' suites, each in its own venv.
+BOTH_SUITES := $(if $(filter file,$(origin BACKEND)),yes,)
 ifeq ($(BACKEND),v1)
 VENV := .venv
 REQUIREMENTS := requirements.txt requirements-dev.txt
 TEST_TOOLS := tools
+LOCALDSP_API := v1
 else ifeq ($(BACKEND),v2)
 VENV := .venv-v2
 REQUIREMENTS := requirements-v2.txt
 TEST_TOOLS :=
 # The v2 suite: tests/v2 only, without tests/conftest.py (it imports kfp_tekton).
 TEST_PATHS := --confcutdir=tests/v2 tests/v2
+LOCALDSP_API := v2
 else
 $(error BACKEND must be v1 or v2, not "$(BACKEND)")
 endif
@@ -38,9 +42,9 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 
 venv: $(STAMP)  ## Create .venv (BACKEND=v2: .venv-v2) from the pinned requirements
 
-run: $(STAMP)  ## Deploy pipelines/: to DSP_HOST if set, else to a local DSP stand-in
+run: $(STAMP)  ## Deploy pipelines/ (BACKEND=v2: pipelines_v2/): to DSP_HOST if set, else to a local DSP stand-in
 ifeq ($(strip $(DSP_HOST)),)
-	DSP_POLL_INTERVAL=1 $(BIN)/python -m localdsp exec --data-dir $(LOCAL_DATA) -- \
+	DSP_POLL_INTERVAL=1 $(BIN)/python -m localdsp exec --api $(LOCALDSP_API) --data-dir $(LOCAL_DATA) -- \
 		$(BIN)/python -m runner deploy --wait $(ARGS)
 else
 	$(BIN)/python -m runner deploy $(ARGS)
@@ -49,8 +53,11 @@ endif
 compile: $(STAMP)  ## Compile pipelines/ offline into build/dsp-runner (pull-request check)
 	$(BIN)/python -m runner compile $(ARGS)
 
-test: $(STAMP) $(TEST_TOOLS)  ## Run the whole test suite (BACKEND=v2: the v2 suite in .venv-v2)
+test: $(STAMP) $(TEST_TOOLS)  ## Run both flavours' suites (BACKEND=v1 or BACKEND=v2: that one only)
 	$(BIN)/python -m pytest $(strip $(TEST_PATHS) $(ARGS))
+ifeq ($(BOTH_SUITES),yes)
+	$(MAKE) --no-print-directory test BACKEND=v2
+endif
 
 # Mutation testing: not part of `make test`. The time bound suits a 2-core machine; the mutants are
 # re-made from scratch each time so a result never belongs to older code. mutmut carries on after a

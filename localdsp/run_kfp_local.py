@@ -78,7 +78,7 @@ class KfpLocalRunner:
     """Executes v2 runs with kfp.local, one process group per run (see the module docstring)."""
 
     def __init__(self, data_dir: str | Path, *, max_runs: int = MAX_RUNS):
-        self.runs_dir = Path(data_dir) / "runs-v2"
+        self.runs_dir = Path(data_dir).resolve() / "runs-v2"  # each child runs in its own cwd
         self._slots = threading.BoundedSemaphore(max(1, max_runs))
         self._lock = threading.Lock()
         self._attempts: dict[str, _Attempt] = {}

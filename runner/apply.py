@@ -138,10 +138,10 @@ def _check_defaults(client: Server, outcomes: list[Outcome]) -> None:
         outcome = uploaded.get(pipeline.id)
         default = pipeline.default_version
         if outcome and (default is None or default.id != outcome.version_id):
-            client.set_default_version(pipeline.id, outcome.version_id)
-            logger.info(
-                "default_version_set", pipeline=outcome.pipeline, version_id=outcome.version_id
-            )
+            if client.set_default_version(pipeline.id, outcome.version_id):
+                logger.info(
+                    "default_version_set", pipeline=outcome.pipeline, version_id=outcome.version_id
+                )
 
 
 def settle_runs(client: Server, experiments: Experiments, started) -> None:
@@ -278,11 +278,14 @@ def _ship_version(item, client: Server, package: Path, outcome: Outcome, log) ->
         return
     outcome.version_id = item.existing_version.id
     if item.action == planning.SET_DEFAULT:
-        client.set_default_version(outcome.pipeline_id, outcome.version_id)
+        made_default = client.set_default_version(outcome.pipeline_id, outcome.version_id)
         log.info(
             "pipeline_version_reused",
             version_id=outcome.version_id,
-            reason="the server already holds this content; made it the default version",
+            reason="the server already holds this content; made it the default version"
+            if made_default
+            else "the server already holds this content; runs and schedules name it (DSP 2.x "
+            "has no default version)",
         )
     else:
         log.info(

@@ -56,8 +56,11 @@ def guard(rest_client, timeout: float, api_exception: type[Exception]) -> None:
 
 
 def _is_json(response) -> bool:
-    """Judge the body, not the header: DSP v1's healthz sends its JSON as text/plain."""
-    if "html" in (response.urllib3_response.headers.get("Content-Type") or "").lower():
+    """Judge the body, not the header: DSP v1's healthz sends its JSON as text/plain. A call
+    made with `_preload_content=False` gets urllib3's response itself, whose `data` reads and
+    keeps the body, so the caller still finds it."""
+    raw = getattr(response, "urllib3_response", response)
+    if "html" in (raw.headers.get("Content-Type") or "").lower():
         return False
     body = (response.data or b"").strip()
     if not body:

@@ -27,9 +27,10 @@ class Result:
 
 
 class Project:
-    """A pipelines folder, a token file and an output folder, pointed at one server."""
+    """A pipelines folder (a copy of `source`: the v1 examples unless told), a token file and
+    an output folder, pointed at one server."""
 
-    def __init__(self, root: Path, url: str, token: str):
+    def __init__(self, root: Path, url: str, token: str, source: Path = REPO / "pipelines"):
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.pipelines = root / "pipelines"
@@ -37,7 +38,7 @@ class Project:
         self.token_file = root / "token"
         self.token_file.write_text(token + "\n")
         self.url = url
-        shutil.copytree(REPO / "pipelines", self.pipelines)
+        shutil.copytree(source, self.pipelines)
 
     def env(self, monkeypatch, **extra: str) -> None:
         for key, value in self.values(**extra).items():

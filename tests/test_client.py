@@ -196,3 +196,20 @@ def test_a_run_in_a_deleted_experiment_fails_at_once_with_a_line_saying_so(
         )
     assert str(caught.value) == f"start run: experiment {experiment.id} was deleted on the server"
     assert post_count(localdsp, "/apis/v1beta1/runs") == 1
+
+
+def test_a_dsp_2_server_is_refused_in_one_line_before_anything_is_written(
+    tmp_path, capsys, monkeypatch
+):
+    """A DSP 2.x server still answers v1beta1's healthz: the v1 flavour asks v2beta1's too."""
+    with LocalDSP(tmp_path / "data", tokens=["test-token"], api="v2") as dsp:
+        project = Project(tmp_path / "p", dsp.url, "test-token")
+        project.env(monkeypatch)
+        result = project.run(capsys)
+        sent = dsp.requests()
+    assert result.code == 2
+    (line,) = result.err.strip().splitlines()[-1:]
+    assert "is a DSP 2.x (Kubeflow Pipelines 2) server" in line
+    assert "this is the v1 image" in line and "BACKEND=v2" in line
+    assert [r for r in sent if r["method"] != "GET"] == []
+    assert result.summary["exit_code"] == 2

@@ -114,12 +114,13 @@ def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
     assert "Traceback" not in result.err
 
 
-def test_a_deploy_where_nothing_changed_sends_five_requests_whatever_the_number_of_pipelines(
+def test_a_deploy_where_nothing_changed_sends_six_requests_whatever_the_number_of_pipelines(
     project, capsys, localdsp
 ):
     """The README's Performance promise, counted in the server's request log."""
     expected = [
         ("GET", "/apis/v1beta1/healthz"),
+        ("GET", "/apis/v2beta1/healthz"),
         ("GET", "/apis/v1beta1/pipelines"),
         ("GET", "/apis/v1beta1/experiments"),
         ("GET", "/apis/v1beta1/runs"),

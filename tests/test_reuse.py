@@ -74,7 +74,7 @@ def test_after_a_change_that_compiles_to_the_same_yaml_the_next_deploy_compiles_
     assert skipped(second) == MODULES
     assert second.summary["counts"]["versions_created"] == 0
     assert writes(localdsp) == []
-    assert len(api_requests(localdsp)) == 6
+    assert len(api_requests(localdsp)) == 7
 
     project.edit("add_pipeline.py", 'b="7"', 'b="8"')
     third = project.run(capsys)
@@ -87,7 +87,7 @@ def test_after_a_change_that_compiles_to_the_same_yaml_the_next_deploy_compiles_
     assert len(records(kfp_client)) == MODULES - 1
 
 
-def test_a_no_op_deploy_sends_five_requests(project, capsys, localdsp):
+def test_a_no_op_deploy_sends_six_requests(project, capsys, localdsp):
     assert project.run(capsys).code == 0
     localdsp.clear_requests()
     result = project.run(capsys)
@@ -96,6 +96,7 @@ def test_a_no_op_deploy_sends_five_requests(project, capsys, localdsp):
         (r["method"], r["path"].removeprefix("/apis/v1beta1/")) for r in api_requests(localdsp)
     ]
     assert sorted(paths) == [
+        ("GET", "/apis/v2beta1/healthz"),
         ("GET", "experiments"),
         ("GET", "healthz"),
         ("GET", "jobs"),

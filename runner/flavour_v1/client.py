@@ -22,7 +22,7 @@ import structlog
 from kfp_server_api.exceptions import ApiException
 from kfp_tekton import TektonClient
 
-from runner import transport
+from runner import generation, transport
 from runner.calls import PAGE_SIZE, Calls
 from runner.errors import ExperimentGone, NotFoundError, ServerError
 from runner.flavour_v1 import wire
@@ -73,6 +73,18 @@ class DSPClient:
                 request_timeout=request_timeout,
             ),
         )
+        self._refuse_v2_server()
+
+    def _refuse_v2_server(self) -> None:
+        """A DSP 2.x server answers v1beta1's healthz too, then refuses every Tekton upload:
+        its v2beta1 healthz tells it apart (one GET) before anything is written."""
+        api_client = self._kfp._healthz_api.api_client
+        found = self._calls.call(
+            "connect",
+            lambda: generation.healthz(api_client, generation.V2_HEALTHZ, ApiException),
+        )
+        if found is not None:
+            raise generation.refuse_v2_server(self.host)
 
     # Reads -------------------------------------------------------------------------------
 
@@ -317,11 +329,12 @@ class DSPClient:
             ),
         )
 
-    def set_default_version(self, pipeline_id: str, version_id: str) -> None:
+    def set_default_version(self, pipeline_id: str, version_id: str) -> bool:
         self._calls.call(
             "set default version",
             lambda: self._kfp.pipelines.update_pipeline_default_version(pipeline_id, version_id),
         )
+        return True
 
     def ensure_experiment(self, name: str, description: str) -> str:
         """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""

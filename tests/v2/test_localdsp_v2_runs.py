@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import sample_pipelines as pipelines_v2
 from kfp import compiler
 
 import pipelines_v2
@@ -238,3 +239,12 @@ def test_runs_beyond_the_limit_wait_pending_for_a_slot(api, tmp_path):
         Path(f"{path}.done").touch()
     assert [api.finished(r)["state"] for r in run_ids] == ["SUCCEEDED"] * 3
     assert holds[waiting].exists()  # it ran once a slot was free
+
+
+def test_a_relative_data_folder_runs_as_an_absolute_one(tmp_path, monkeypatch):
+    """`make run` passes `--data-dir .localdsp`; each run's child works in a folder of its own."""
+    monkeypatch.chdir(tmp_path)
+    with LocalDSP(Path("data"), api="v2", execute=True) as server:
+        api = Api(server.url, tmp_path)
+        run = api.finished(api.run(pipelines_v2.add_pipeline, a=7, b=8))
+    assert run["state"] == "SUCCEEDED", run.get("error")
