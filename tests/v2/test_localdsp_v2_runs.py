@@ -15,7 +15,6 @@ import pytest
 import sample_pipelines as pipelines_v2
 from kfp import compiler
 
-import pipelines_v2
 from localdsp.server import LocalDSP
 
 B = "/apis/v2beta1"
