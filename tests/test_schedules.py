@@ -135,3 +135,64 @@ def test_duplicates_left_by_racing_deploys_are_reduced_to_one():
     plan = schedules.changes(want, twins)
     assert [j.id for j in plan.disable] == ["b"] and [j.id for j in plan.delete] == ["b"]
     assert plan.create == () and plan.enable == ()
+
+
+class RecordingServer:
+    """Records the recurring-run calls reconcile makes; `listed` is what jobs_named answers."""
+
+    def __init__(self, listed=None):
+        self.calls, self.listed = [], listed
+
+    def create_job(self, **kwargs):
+        self.calls.append(("create", kwargs))
+        return ServerJob("j-new", kwargs["name"], kwargs["description"], False, "e1")
+
+    def jobs_named(self, name):
+        return self.listed if self.listed is not None else []
+
+    def set_job_enabled(self, job_id, enabled):
+        self.calls.append(("enabled", job_id, enabled))
+
+    def delete_job(self, job_id):
+        self.calls.append(("delete", job_id))
+
+
+class NullLog:
+    def info(self, event, **fields):
+        pass
+
+
+def test_a_new_schedule_is_created_disabled_with_its_whole_spec_then_enabled():
+    """The job embeds what it runs at creation: each field must reach the server as declared."""
+    schedule = Schedule(
+        "nightly", "0 0 2 * * *", max_concurrency=3, catchup=True, arguments={"b": "9"}
+    )
+    (wanted,) = schedules.desired("add", "add-0123456789ab", "exp", {"a": "7"}, [schedule])
+    server = RecordingServer()
+    schedules.reconcile(
+        server,
+        experiment_id="e1",
+        pipeline_id="p1",
+        version_id="v1",
+        want=[wanted],
+        owned=[],
+        log=NullLog(),
+    )
+    assert server.calls == [
+        (
+            "create",
+            {
+                "experiment_id": "e1",
+                "name": wanted.name,
+                "description": wanted.description,
+                "pipeline_id": "p1",
+                "version_id": "v1",
+                "cron": "0 0 2 * * *",
+                "max_concurrency": 3,
+                "catchup": True,
+                "enabled": False,
+                "params": {"a": "7", "b": "9"},
+            },
+        ),
+        ("enabled", "j-new", True),
+    ]

@@ -6,7 +6,7 @@ import datetime
 import pytest
 
 from runner import wait
-from runner.errors import AuthError, ServerError
+from runner.errors import AuthError, NotFoundError, ServerError
 from runner.flavour_v1 import states
 from runner.server import ServerRun
 
@@ -146,3 +146,83 @@ def test_a_finished_run_reports_its_duration_and_an_unstamped_one_none():
     assert wait._finished(no_end) == wait.Finished(no_end, "failed", None)
     no_start = ServerRun("r", "n", "Failed", "boom", "", None, start, outcome="failed")
     assert wait._finished(no_start).duration_s is None
+
+
+def test_a_run_never_read_before_its_timeout_is_reported_by_its_id_as_still_running():
+    clock = FakeClock()
+    client = ScriptedClient({"lost": [ServerError("get run: HTTP 503")]})
+    done = wait.wait_for(client, {"lost": 3}, interval=1, clock=clock, sleep=clock.sleep)
+    assert done["lost"] == wait.Finished(ServerRun("lost", "", "", "", ""), "running", None)
+
+
+def test_the_last_pause_ends_at_the_deadline_not_a_whole_interval_later():
+    clock = FakeClock()
+    client = ScriptedClient({"a": ["Running"]})
+    wait.wait_for(client, {"a": 0.5}, interval=10, clock=clock, sleep=clock.sleep)
+    assert clock.now == 0.5
+    assert client.calls == 2
+
+
+class DeletingClient(ScriptedClient):
+    """A server on which some runs were deleted (by a racing runner keeping their twin)."""
+
+    def __init__(self, script, gone):
+        super().__init__(script)
+        self.gone = set(gone)
+
+    def get_run(self, run_id):
+        if run_id in self.gone:
+            raise NotFoundError(f"get run: run {run_id} not found")
+        return super().get_run(run_id)
+
+
+def test_a_deleted_run_is_followed_to_the_run_that_now_carries_its_name():
+    clock = FakeClock()
+    client = DeletingClient({"twin": ["Succeeded"]}, gone=["mine"])
+    asked = []
+
+    def relocate(run_id):
+        asked.append(run_id)
+        return ServerRun("twin", "add@abc", "Running", "", "", outcome="running")
+
+    done = wait.wait_for(
+        client, {"mine": 60}, interval=1, clock=clock, sleep=clock.sleep, relocate=relocate
+    )
+    assert asked == ["mine"]
+    assert (done["mine"].run.id, done["mine"].outcome) == ("twin", "success")
+
+
+def test_a_deleted_run_nothing_replaces_ends_as_a_failure_naming_why():
+    clock = FakeClock()
+    client = DeletingClient({}, gone=["mine"])
+    done = wait.wait_for(
+        client, {"mine": 60}, interval=1, clock=clock, sleep=clock.sleep, relocate=lambda r: None
+    )
+    assert done["mine"] == wait.Finished(
+        ServerRun(
+            "mine", "", "NotFound", "the run no longer exists on the server", "", outcome="failed"
+        ),
+        "failed",
+        None,
+    )
+    assert clock.now == 0
+
+
+def test_an_unreadable_run_never_read_is_named_from_the_plan_and_keeps_its_id():
+    clock = FakeClock()
+    failing = [ServerError("get run: HTTP 502")] * wait.FAILED_POLLS_LIMIT
+    done = wait.wait_for(
+        ScriptedClient({"r1": failing}),
+        {"r1": 3600},
+        interval=1,
+        clock=clock,
+        sleep=clock.sleep,
+        names={"r1": "add@abc"},
+    )
+    assert done["r1"].run == ServerRun("r1", "add@abc", "", "", "")
+    assert done["r1"].error.startswith("run add@abc: its state could not be read")
+    unnamed = wait.wait_for(
+        ScriptedClient({"r2": failing}), {"r2": 3600}, interval=1, clock=clock, sleep=clock.sleep
+    )
+    assert unnamed["r2"].run == ServerRun("r2", "", "", "", "")
+    assert unnamed["r2"].error.startswith("run r2: its state could not be read")
