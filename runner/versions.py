@@ -26,15 +26,19 @@ MAX_DESCRIPTION = 255
 _RECORDED = re.compile(r" compiles as module ([0-9a-f]+ of \d+)$")
 
 
+# libyaml's C parser when PyYAML has it (ten times faster than pure Python), safe either way.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_yaml(text: str):
-    """Safe loading with libyaml's C parser when present (ten times faster than pure Python)."""
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+    """Safe loading: compiled pipelines and server answers are data, never objects."""
+    return yaml.load(text, Loader=_LOADER)  # noqa: S506
 
 
 def load_yaml_documents(text: str) -> list:
     """Every document of a multi-document YAML stream (kfp 2 writes its platform config as a
     second document after the pipeline spec when a pipeline has one)."""
-    return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    return list(yaml.load_all(text, Loader=_LOADER))
 
 
 def content_hash(yaml_text: str) -> str:

@@ -121,3 +121,28 @@ def test_the_hash_is_sha256_of_compact_sorted_utf8_json():
 def test_yaml_is_loaded_safely():
     with pytest.raises(yaml.YAMLError):
         versions.load_yaml("!!python/object/apply:os.system ['true']")
+
+
+def test_every_document_of_a_yaml_stream_is_loaded_safely():
+    assert versions.load_yaml_documents("a: 1\n---\nb: [2]\n") == [{"a": 1}, {"b": [2]}]
+    with pytest.raises(yaml.YAMLError):
+        versions.load_yaml_documents("a: 1\n---\n!!python/object/apply:os.system ['true']\n")
+
+
+def test_a_record_description_keeps_a_source_that_just_fits_and_cuts_one_that_does_not():
+    mark = "0123456789abcdef of 2"
+    tail = f" compiles as module {mark}"
+    room = 255 - len("dsp-runner:") - 1 - len(tail)
+    fits = "d/" * ((room - 4) // 2) + "a.py"
+    fits = fits.rjust(room, "x")
+    assert versions.record_description(fits, mark) == f"dsp-runner: {fits}{tail}"
+    longer = "y" + fits
+    cut = versions.record_description(longer, mark)
+    assert len(cut) == 255
+    assert cut == f"dsp-runner: ...{longer[-(room - 3) :]}{tail}"
+
+
+def test_a_record_target_needs_both_the_mark_and_the_phrase():
+    assert versions.record_target(None) == ""
+    assert versions.record_target("dsp-runner: a.py compiles as module 0123 of 1") == "0123 of 1"
+    assert versions.record_target("dsp-runner: a.py, nothing more") == ""
