@@ -116,13 +116,17 @@ $(TOOLS_STAMP): tekton/lint/package.json tekton/lint/package-lock.json
 # The cluster runs linux/amd64 (the Task declares it): build for it on any host, an arm64 laptop too.
 IMAGE_PLATFORM := linux/amd64
 
-image:  ## Build the container image dsp-runner:<runner version> (linux/amd64) with podman or buildah
+# The image's tag: the runner version, with -v2 for the v2 flavour (one repository, two flavours).
+IMAGE_TAG := $(VERSION)$(if $(filter v2,$(BACKEND)),-v2)
+
+image:  ## Build the image dsp-runner:<version> (BACKEND=v2: dsp-runner:<version>-v2), linux/amd64
 	@test -n "$(CONTAINER_TOOL)" || { echo "make image: neither podman nor buildah is on PATH; install one (or run: make image CONTAINER_TOOL=docker)"; exit 2; }
 	rm -rf build/image && mkdir -p build/image
-	cp -R Containerfile requirements-build.txt requirements.txt runner pipelines build/image/
+	cp -R Containerfile requirements-build.txt requirements.txt requirements-v2.txt runner pipelines pipelines_v2 build/image/
 	find build/image -name __pycache__ -prune -exec rm -rf {} +
-	$(CONTAINER_TOOL) build --platform $(IMAGE_PLATFORM) -f build/image/Containerfile -t $(IMAGE):$(VERSION) \
+	$(CONTAINER_TOOL) build --platform $(IMAGE_PLATFORM) -f build/image/Containerfile -t $(IMAGE):$(IMAGE_TAG) \
+		--build-arg BACKEND=$(BACKEND) \
 		--build-arg VERSION=$(VERSION) \
 		--build-arg REVISION=$$(git rev-parse HEAD 2>/dev/null || echo unknown) \
 		build/image
-	@echo "built $(IMAGE):$(VERSION); push it and set it in tekton/kustomization.yaml (images:)"
+	@echo "built $(IMAGE):$(IMAGE_TAG) (flavour $(BACKEND)); push it and set it in tekton/kustomization.yaml (images:)"

@@ -36,10 +36,12 @@ from kustomize_helpers import (
     BIN,
     NAMESPACE,
     REPO,
+    SETUPS_HEADING,
     TEKTON,
     combinations,
     component_names,
     documents,
+    dsp_setups,
     find,
     render,
     render_with,
@@ -76,6 +78,18 @@ NEVER_SET = {
 }
 # Where Kubernetes projects a pod's service-account token (a short-lived, rotated token).
 PROJECTED_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+# The image placeholder each flavour's manifests name (components/dsp-v2 renames it), resolved by
+# the `images:` entry of that name in tekton/kustomization.yaml.
+IMAGE_ENTRY = {"v1": "dsp-runner", "v2": "dsp-runner-v2"}
+# kube-rbac-proxy (OpenShift AI 3.x) authorises a request as this verb of its HTTP method
+# (kube-rbac-proxy pkg/proxy/proxy.go, GetRequestAttributes); any other method is "*".
+KUBE_RBAC_PROXY_VERB = {
+    "GET": "get",
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "DELETE": "delete",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,7 +317,9 @@ EXPECTED_OBJECTS = {
 }
 
 
-def test_kustomize_renders_every_object_into_one_namespace(rendered):
+def test_kustomize_renders_every_object_into_one_namespace(each_rendering):
+    """The components change objects, never add or drop one."""
+    rendered = each_rendering
     assert {(d["kind"], d["metadata"]["name"]) for d in rendered} == EXPECTED_OBJECTS
     namespaced = [d for d in rendered if not d["kind"].startswith("Cluster")]
     assert {d["metadata"]["namespace"] for d in namespaced} == {NAMESPACE}
@@ -333,10 +349,17 @@ def test_the_tekton_kinds_are_checked_against_the_deepest_schemas(rendered):
 def test_tekton_lint_finds_nothing_but_the_written_allowances(renderings, tmp_path):
     allowed = allowed_lint_findings()
     seen = []
+    linted: dict[str, list[dict]] = {}
     for combination, docs in renderings.items():
-        workdir = tmp_path / ("+".join(combination) or "base")
-        workdir.mkdir()
-        findings = tekton_lint(docs, workdir)
+        # Components that change no Tekton object (RBAC) give tekton-lint the same input: lint
+        # each distinct input once.
+        tekton_docs = [d for d in docs if d["apiVersion"].split("/")[0].endswith("tekton.dev")]
+        key = yaml.safe_dump_all(tekton_docs, sort_keys=True)
+        if key not in linted:
+            workdir = tmp_path / ("+".join(combination) or "base")
+            workdir.mkdir()
+            linted[key] = tekton_lint(docs, workdir)
+        findings = linted[key]
         unexpected = [f for f in findings if f not in allowed]
         assert not unexpected, f"tekton-lint findings with {combination}:\n" + "\n".join(
             map(str, unexpected)
@@ -643,33 +666,94 @@ def test_every_container_runs_unprivileged(each_rendering):
     assert not problems, problems
 
 
-def test_one_pinned_image_for_the_task_and_the_cronjob(rendered):
-    task = find(rendered, "Task")
-    task_image = next(p["default"] for p in task["spec"]["params"] if p["name"] == "image")
-    cron = find(rendered, "CronJob")
-    (container,) = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    assert task_image == container["image"]
-    name, _, tag = task_image.rpartition(":")
-    assert "@sha256:" in task_image or (name and "/" not in tag), task_image
-    assert not task_image.endswith(":latest")
+def image_of_entry(name: str) -> str:
+    """The image an `images:` entry of tekton/kustomization.yaml resolves to."""
+    kustomization = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())
+    (entry,) = [e for e in kustomization["images"] if e["name"] == name]
+    new_name = entry.get("newName", name)
+    return f"{new_name}@{entry['digest']}" if "digest" in entry else f"{new_name}:{entry['newTag']}"
+
+
+def flavour_of(combination: tuple[str, ...]) -> str:
+    return "v2" if "dsp-v2" in combination else "v1"
+
+
+def test_one_pinned_image_per_flavour_for_the_task_and_the_cronjob(renderings):
+    """The Task's image default (the Pipeline's `ship` task runs it) and every CronJob container
+    run the image of the flavour's `images:` entry: v1's without components/dsp-v2, v2's with it."""
+    assert image_of_entry("dsp-runner") != image_of_entry("dsp-runner-v2")
+    for combination, docs in renderings.items():
+        task = find(docs, "Task")
+        task_image = next(p["default"] for p in task["spec"]["params"] if p["name"] == "image")
+        pod = cron_pod(docs)
+        images = {c["image"] for c in pod["initContainers"] + pod["containers"]}
+        assert images == {task_image}, combination
+        assert task_image == image_of_entry(IMAGE_ENTRY[flavour_of(combination)]), combination
+        name, _, tag = task_image.rpartition(":")
+        assert "@sha256:" in task_image or (name and "/" not in tag), task_image
+        assert not task_image.endswith(":latest")
 
 
 # ---------------------------------------------------------------------------------------------
 # Wiring: names that must agree across objects
 
 
+def dsp_rules(service: str, proxy: str) -> list[dict]:
+    """The only grant the job's Role may hold for a DSPA served at ds-pipeline-<dspa>, by the
+    proxy in front of its API server."""
+    if proxy == "oauth-proxy":
+        return [
+            {
+                "apiGroups": ["route.openshift.io"],
+                "resources": ["routes"],
+                "resourceNames": [service],
+                "verbs": ["get"],
+            }
+        ]
+    return [
+        {
+            "apiGroups": ["datasciencepipelinesapplications.opendatahub.io"],
+            "resources": ["datasciencepipelinesapplications/api"],
+            "resourceNames": [service.removeprefix("ds-pipeline-")],
+            "verbs": ["get", "create", "delete"],
+        }
+    ]
+
+
+def proxy_of(combination: tuple[str, ...]) -> str:
+    return "kube-rbac-proxy" if "rbac-kube-rbac-proxy" in combination else "oauth-proxy"
+
+
+def test_the_job_may_only_reach_the_dsp_api_of_its_dspa(renderings):
+    """oauth-proxy: `get` on the route; kube-rbac-proxy: the DSPA's api subresource. Both name
+    the DSPA of DSP_HOST (ds-pipeline-<dspa>.<namespace>.svc:8443)."""
+    for combination, docs in renderings.items():
+        role = find(docs, "Role", "dsp-runner-dsp-access")
+        host = find(docs, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
+        service = urlsplit(host).hostname.split(".")[0]
+        assert role["rules"] == dsp_rules(service, proxy_of(combination)), combination
+
+
+def test_the_kube_rbac_proxy_grant_is_the_verbs_of_the_methods_the_runner_sends(tmp_path):
+    """The v2 runner talks only to what localdsp's v2beta1 API answers (the v2 suite runs it
+    there; localdsp is no kinder than the real server, whose other methods it does not serve), so
+    the Role holds exactly kube-rbac-proxy's verbs for those methods: no update or patch."""
+    from localdsp.api_v2 import HandlersV2
+    from localdsp.rules_v2 import BackendV2
+
+    routes = HandlersV2(BackendV2(tmp_path)).routes()
+    # Starlette answers HEAD on every GET route by itself; no client sends it.
+    methods = {m for r in routes if r.path.startswith("/apis/") for m in r.methods} - {"HEAD"}
+    assert methods == {"GET", "POST", "DELETE"}
+    (rule,) = dsp_rules("ds-pipeline-dspa", "kube-rbac-proxy")
+    assert set(rule["verbs"]) == {KUBE_RBAC_PROXY_VERB[m] for m in methods}
+
+
 def test_the_job_may_only_get_the_dsp_route(rendered):
     role = find(rendered, "Role", "dsp-runner-dsp-access")
     host = find(rendered, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
     service, namespace, _ = urlsplit(host).hostname.split(".", 2)
-    assert role["rules"] == [
-        {
-            "apiGroups": ["route.openshift.io"],
-            "resources": ["routes"],
-            "resourceNames": [service],
-            "verbs": ["get"],
-        }
-    ]
+    assert role["rules"] == dsp_rules(service, "oauth-proxy")
     assert service.startswith("ds-pipeline-")
     assert urlsplit(host).port == 8443 and urlsplit(host).scheme == "https"
     kustomization = (TEKTON / "kustomization.yaml").read_text()
@@ -1148,6 +1232,76 @@ def test_the_deploy_doc_names_every_object_and_command(rendered):
         assert symptom in troubleshooting, symptom
 
 
+def test_the_readme_table_names_each_dsp_server_s_image_and_components(renderings):
+    """Each row of "Which image and components for which DSP" names components that exist, and
+    its install renders with that row's image and that row's grant (a row is one combination the
+    manifest tests render, with and without the free components)."""
+    setups = dsp_setups()
+    assert [(s.flavour, s.proxy, s.components) for s in setups] == [
+        ("v1", "oauth-proxy", ()),
+        ("v2", "oauth-proxy", ("dsp-v2",)),
+        ("v2", "kube-rbac-proxy", ("dsp-v2", "rbac-kube-rbac-proxy")),
+    ]
+    assert "`spec.dspVersion: v1`" in setups[0].server and "2.15" in setups[0].server
+    assert "`spec.dspVersion: v2`" in setups[1].server and "2.9" in setups[1].server
+    assert setups[2].server.startswith("3.")
+    for setup in setups:
+        for name in setup.components:
+            assert (TEKTON / "components" / name / "kustomization.yaml").exists(), name
+        docs = renderings[setup.components]
+        (task_image,) = [
+            p["default"] for p in find(docs, "Task")["spec"]["params"] if p["name"] == "image"
+        ]
+        assert task_image == image_of_entry(IMAGE_ENTRY[setup.flavour]), setup
+        host = find(docs, "ConfigMap", "dsp-runner-settings")["data"]["DSP_HOST"]
+        role = find(docs, "Role", "dsp-runner-dsp-access")
+        assert role["rules"] == dsp_rules(urlsplit(host).hostname.split(".")[0], setup.proxy)
+
+
+def test_a_readme_row_naming_a_missing_component_fails_to_render(tmp_path):
+    """The table is read, not trusted: a component name that does not exist fails the tests."""
+    doc = (REPO / "README.md").read_text()
+    broken = doc.replace("`components/rbac-kube-rbac-proxy` |", "`components/rbac-kube-proxy` |")
+    assert broken != doc
+    (*_, row) = dsp_setups(broken)
+    assert row.components == ("dsp-v2", "rbac-kube-proxy")
+    with pytest.raises(AssertionError, match="kustomize failed"):
+        render_with(row.components, tmp_path)
+
+
+def test_the_deploy_doc_tells_how_to_build_pin_and_grant_each_flavour():
+    deploy = section((REPO / "README.md").read_text(), "Deploy on OpenShift")
+    table = section(deploy, SETUPS_HEADING)
+    for fact in (
+        "make image BACKEND=v2",
+        "dsp-runner:<version>-v2",
+        "datasciencepipelinesapplications/api",
+        "kube-rbac-proxy",
+        "oauth-proxy",
+        "6c8718a",
+        "compatibility.md",
+        "pkg/proxy/proxy.go",
+    ):
+        assert fact in table, fact
+    step2 = section(deploy, "2. Build and push the image")
+    assert "--build-arg BACKEND=v2" in step2 and "`dsp-runner-v2`" in step2
+    step4 = section(deploy, "4. Install")
+    assert "for verb in get create delete; do oc auth can-i $verb" in step4
+    assert "--subresource=api" in step4
+    migration = section((REPO / "README.md").read_text(), "Moving a repository from v1 to v2")
+    for fact in (
+        "create_component_from_func",
+        "@dsl.component",
+        "@kfp.dsl.pipeline",
+        "pipelines_v2/",
+        "DSP_PIPELINES_DIR",
+        "dsp-runner.yaml",
+        "spec.dspVersion: v2",
+        "`components/dsp-v2`",
+    ):
+        assert fact in migration, fact
+
+
 def test_the_namespace_is_set_in_one_place(tmp_path):
     """README step 1: changing `namespace:` alone moves everything, DSP_HOST included."""
     copy = tmp_path / "tekton"
@@ -1212,12 +1366,16 @@ def test_the_task_readme_follows_the_catalog_order_and_lists_everything(rendered
 
 
 def test_the_manifests_carry_the_runner_version(rendered):
-    """`make image` tags dsp-runner:<runner version>; the shipped manifests name that tag."""
+    """`make image` tags dsp-runner:<runner version>, `make image BACKEND=v2`
+    dsp-runner:<runner version>-v2; the shipped manifests name those tags."""
     from runner import __version__
 
     kustomization = yaml.safe_load((TEKTON / "kustomization.yaml").read_text())
-    (image,) = kustomization["images"]
-    assert image.get("newTag", __version__) == __version__, "README step 2 replaces it by a digest"
+    tags = {e["name"]: e.get("newTag") for e in kustomization["images"]}
+    assert set(tags) == set(IMAGE_ENTRY.values())
+    for flavour, entry in IMAGE_ENTRY.items():
+        expected = __version__ + ("-v2" if flavour == "v2" else "")
+        assert tags[entry] in (None, expected), "README step 2 replaces it by a digest"
     for kind in ("Task", "Pipeline"):
         assert (
             find(rendered, kind)["metadata"]["labels"]["app.kubernetes.io/version"] == __version__
