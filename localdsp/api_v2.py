@@ -18,9 +18,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localdsp.app import Admin, AuthMiddleware, Tokens, _body, _form_file, _list_request, _time
-from localdsp.backend import Page, read_pipeline_file, upload_name
+from localdsp.backend import read_pipeline_file, upload_name
 from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector, FaultMiddleware
+from localdsp.models import Page
 from localdsp.models_v2 import (
     ExperimentV2,
     PipelineV2,

@@ -19,12 +19,21 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import yaml
 
 from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
 from localdsp.filters import Fields, ListOptions, go_query_unescape, list_options, paginate
+from localdsp.models import (
+    DEFAULT_EXPERIMENT,
+    DEFAULT_EXPERIMENT_DESCRIPTION,
+    DEFAULT_SERVICE_ACCOUNT,
+    ListRequest,
+    Page,
+    Trigger,
+    tables,
+)
 from localdsp.store import DuplicateName, Store, StoreClosed
 from localdsp.validation import (
     VALIDATE_JOB,
@@ -38,12 +47,6 @@ from localdsp.validation import (
 MAX_NAME_LENGTH = 100
 MAX_FILE_SIZE = 32 << 20
 MAX_PARAMETER_BYTES = 10_000
-DEFAULT_EXPERIMENT = "Default"
-DEFAULT_EXPERIMENT_DESCRIPTION = (
-    "All runs created without specifying an experiment will be grouped here."
-)
-# DSP sets DEFAULTPIPELINERUNNERSERVICEACCOUNT to pipeline-runner-<dspa>; "dspa" is the usual name.
-DEFAULT_SERVICE_ACCOUNT = "pipeline-runner-dspa"
 SDK_SERVICE_ACCOUNT = "pipeline-runner"
 TERMINATE_STATUS = "Cancelled"
 AVAILABLE = "STORAGESTATE_AVAILABLE"
@@ -88,20 +91,6 @@ class PipelineSpec:
     workflow_manifest: str = ""
     pipeline_manifest: str = ""
     parameters: tuple[Parameter, ...] = ()
-
-
-@dataclass(frozen=True)
-class Trigger:
-    """A job's schedule, by `kind`: "cron" (6 fields, seconds first), "periodic" or none ("").
-
-    Start and end times are epoch seconds, 0 when not set.
-    """
-
-    kind: str = ""
-    cron: str = ""
-    interval_second: int = 0
-    start_time: int = 0
-    end_time: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,21 +181,6 @@ M = TypeVar("M")
 StatusCallback = Callable[[str, dict], None]
 
 
-class Page(NamedTuple):
-    items: list
-    total_size: int
-    next_page_token: str
-
-
-class ListRequest(NamedTuple):
-    """A list call's paging, sorting and filtering as sent (`filter` decoded once)."""
-
-    page_token: str = ""
-    page_size: str = ""
-    sort_by: str = ""
-    filter: str = ""
-
-
 class RunExecutor(Protocol):
     """Runs PipelineRuns for localdsp, in place of Tekton and the persistence agent.
 
@@ -269,18 +243,13 @@ _NAMED_REFERENCES: dict[str, tuple[type, str]] = {
 
 # --------------------------------------------------------------------------- storage
 
-# The real server's unique indexes, as SQLite constraints: "already exists" comes from the database.
-_TABLES: dict[type, tuple[str, str]] = {
-    Pipeline: ("pipelines", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
-    PipelineVersion: (
-        "versions",
-        "name TEXT NOT NULL COLLATE NOCASE, pipeline_id TEXT NOT NULL, template TEXT NOT NULL, "
-        "UNIQUE (pipeline_id, name)",
-    ),
-    Experiment: ("experiments", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
-    Run: ("runs", "name TEXT NOT NULL"),
-    Job: ("jobs", "name TEXT NOT NULL"),
-}
+_TABLES = tables(
+    pipeline=Pipeline,
+    version=PipelineVersion,
+    experiment=Experiment,
+    run=Run,
+    schedule=(Job, "jobs"),
+)
 
 
 # --------------------------------------------------------------------------- upload rules

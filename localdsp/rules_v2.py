@@ -19,17 +19,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from localdsp.backend import (
+from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
+from localdsp.filters import V2, Fields, list_options, paginate
+from localdsp.models import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_DESCRIPTION,
     DEFAULT_SERVICE_ACCOUNT,
     ListRequest,
     Page,
     Trigger,
-    check_cron,
 )
-from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
-from localdsp.filters import V2, Fields, list_options, paginate
 from localdsp.models_v2 import (
     ARCHIVED,
     AVAILABLE,
@@ -54,6 +53,7 @@ from localdsp.models_v2 import (
 )
 from localdsp.store import DuplicateName, Store
 from localdsp.templates_v2 import PipelineTemplate, parse_template
+from localdsp.validation import check_cron
 
 
 def not_found(kind: str, identifier: str, context: str) -> NotFound:

@@ -12,8 +12,8 @@ import json
 from typing import Any
 
 from localdsp.app import _int, _parse_trigger, _pb, _time
-from localdsp.backend import Trigger
 from localdsp.errors import ApiError, InvalidInput
+from localdsp.models import Trigger
 from localdsp.models_v2 import (
     ExperimentV2,
     PipelineV2,
