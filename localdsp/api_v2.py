@@ -17,11 +17,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localdsp.app import Admin, AuthMiddleware, Tokens, _body, _form_file, _list_request, _time
+from localdsp.app import Admin, AuthMiddleware, Tokens, _form_file
 from localdsp.backend import read_pipeline_file, upload_name
 from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector, FaultMiddleware
-from localdsp.models import Page
 from localdsp.models_v2 import (
     ExperimentV2,
     PipelineV2,
@@ -30,16 +29,15 @@ from localdsp.models_v2 import (
     VersionV2,
 )
 from localdsp.rules_v2 import BackendV2
+from localdsp.wire import error_handler, handler_error, list_request, listing, read_body, timestamp
 from localdsp.wire_v2 import (
     api_experiment,
     api_pipeline,
     api_recurring_run,
     api_run,
     api_version,
-    gateway_body,
     recurring_settings,
     run_request,
-    upload_body,
 )
 
 API = "/apis/v2beta1"
@@ -67,10 +65,6 @@ async def _uploaded(request: Request, reading: str, parsing: str) -> tuple[str, 
         return filename, read_pipeline_file(filename, data)
     except ApiError as err:
         raise _UploadFailed(400, err.wrap(parsing)) from err
-
-
-def _upload_error(status: int, error: ApiError) -> JSONResponse:
-    return JSONResponse(upload_body(error), status_code=status)
 
 
 def _created_status(error: ApiError) -> int:
@@ -138,7 +132,7 @@ class HandlersV2:
                 "Failed to read a pipeline spec file",
             )
         except _UploadFailed as failed:
-            return _upload_error(failed.status, failed.error)
+            return handler_error(failed.status, failed.error)
         try:
             name = upload_name(query.get("name", ""), filename)
             pipeline, version = self.backend.create_pipeline(
@@ -148,7 +142,7 @@ class HandlersV2:
             context = "Failed to create a pipeline and a pipeline version"
             if err.status == 409:
                 context += ". The pipeline already exists."
-            return _upload_error(_created_status(err), err.wrap(context))
+            return handler_error(_created_status(err), err.wrap(context))
         return JSONResponse(render(pipeline, version))
 
     async def _upload_version(self, request: Request, render: Callable[[Any], dict]):
@@ -175,7 +169,7 @@ class HandlersV2:
                 context = "Failed to create a pipeline version due to error reading namespace"
                 raise _UploadFailed(400, err.wrap(context)) from err
         except _UploadFailed as failed:
-            return _upload_error(failed.status, failed.error)
+            return handler_error(failed.status, failed.error)
         try:
             name = upload_name(query.get("name", ""), filename)
             version = self.backend.create_version(
@@ -185,7 +179,7 @@ class HandlersV2:
             context = "Failed to create a pipeline version"
             if err.status == 409:
                 context += ". The pipeline already exists."
-            return _upload_error(_created_status(err), err.wrap(context))
+            return handler_error(_created_status(err), err.wrap(context))
         return JSONResponse(render(version))
 
     async def upload_pipeline(self, request: Request) -> Response:
@@ -206,8 +200,8 @@ class HandlersV2:
     # ---- pipelines and versions
 
     async def list_pipelines(self, request: Request) -> Response:
-        page = self.backend.list_pipelines(_list_request(request))
-        return _listing("pipelines", page, api_pipeline)
+        page = self.backend.list_pipelines(list_request(request))
+        return listing("pipelines", page, api_pipeline)
 
     async def pipeline_by_name(self, request: Request) -> Response:
         pipeline = self.backend.pipeline_by_name(request.path_params["name"])
@@ -224,8 +218,8 @@ class HandlersV2:
         return api_version(version, self.backend.version_spec(version.id))
 
     async def list_versions(self, request: Request) -> Response:
-        page = self.backend.list_versions(request.path_params["id"], _list_request(request))
-        return _listing("pipeline_versions", page, self._version_json)
+        page = self.backend.list_versions(request.path_params["id"], list_request(request))
+        return listing("pipeline_versions", page, self._version_json)
 
     async def get_version(self, request: Request) -> Response:
         version = self.backend.get_version(request.path_params["vid"])
@@ -238,15 +232,15 @@ class HandlersV2:
     # ---- experiments
 
     async def create_experiment(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         experiment = self.backend.create_experiment(
             str(body.get("display_name", "")), str(body.get("description", ""))
         )
         return JSONResponse(api_experiment(experiment))
 
     async def list_experiments(self, request: Request) -> Response:
-        page = self.backend.list_experiments(_list_request(request))
-        return _listing("experiments", page, api_experiment)
+        page = self.backend.list_experiments(list_request(request))
+        return listing("experiments", page, api_experiment)
 
     async def get_experiment(self, request: Request) -> Response:
         return JSONResponse(api_experiment(self.backend.get_experiment(request.path_params["id"])))
@@ -266,13 +260,13 @@ class HandlersV2:
     # ---- runs
 
     async def create_run(self, request: Request) -> Response:
-        run = self.backend.create_run(run_request(await _body(request)))
+        run = self.backend.create_run(run_request(await read_body(request)))
         return JSONResponse(api_run(run))
 
     async def list_runs(self, request: Request) -> Response:
         experiment_id = request.query_params.get("experiment_id", "")
-        page = self.backend.list_runs(_list_request(request), experiment_id)
-        return _listing("runs", page, api_run)
+        page = self.backend.list_runs(list_request(request), experiment_id)
+        return listing("runs", page, api_run)
 
     async def get_run(self, request: Request) -> Response:
         return JSONResponse(api_run(self.backend.get_run(request.path_params["id"])))
@@ -300,14 +294,14 @@ class HandlersV2:
     # ---- recurring runs
 
     async def create_recurring_run(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         job = self.backend.create_recurring_run(run_request(body), **recurring_settings(body))
         return JSONResponse(api_recurring_run(job))
 
     async def list_recurring_runs(self, request: Request) -> Response:
         experiment_id = request.query_params.get("experiment_id", "")
-        page = self.backend.list_recurring_runs(_list_request(request), experiment_id)
-        return _listing("recurringRuns", page, api_recurring_run)
+        page = self.backend.list_recurring_runs(list_request(request), experiment_id)
+        return listing("recurringRuns", page, api_recurring_run)
 
     async def get_recurring_run(self, request: Request) -> Response:
         job = self.backend.get_recurring_run(request.path_params["id"])
@@ -326,26 +320,11 @@ class HandlersV2:
         return JSONResponse({})
 
 
-def _listing(field: str, page: Page, render: Callable[[Any], dict]) -> JSONResponse:
-    items = [render(item) for item in page.items]
-    return JSONResponse(
-        {
-            k: v
-            for k, v in {
-                field: items,
-                "total_size": page.total_size,
-                "next_page_token": page.next_page_token,
-            }.items()
-            if v
-        }
-    )
-
-
 def _v1_pipeline(pipeline: PipelineV2, version: VersionV2) -> dict:
     """toApiPipelineV1: the pipeline with its first version as the default version."""
     return {
         "id": pipeline.id,
-        "created_at": _time(pipeline.created_at),
+        "created_at": timestamp(pipeline.created_at),
         "name": pipeline.name,
         **({"description": pipeline.description} if pipeline.description else {}),
         "default_version": _v1_version(version),
@@ -356,16 +335,12 @@ def _v1_version(version: VersionV2) -> dict:
     return {
         "id": version.id,
         "name": version.name,
-        "created_at": _time(version.created_at),
+        "created_at": timestamp(version.created_at),
         "resource_references": [
             {"key": {"type": "PIPELINE", "id": version.pipeline_id}, "relationship": "OWNER"}
         ],
         **({"description": version.description} if version.description else {}),
     }
-
-
-async def _gateway_error(request: Request, error: ApiError) -> Response:
-    return JSONResponse(gateway_body(error), status_code=error.status)
 
 
 class AdminV2(Admin):
@@ -388,5 +363,7 @@ class AdminV2(Admin):
 def create_app_v2(backend: BackendV2, injector: FaultInjector, tokens: Tokens) -> ASGIApp:
     """The DSP 2.x server as one ASGI app: faults outside, then auth, then the routes."""
     routes = HandlersV2(backend).routes() + AdminV2(backend, injector, tokens).routes()
-    app = Starlette(routes=routes, exception_handlers={ApiError: _gateway_error})
+    app = Starlette(
+        routes=routes, exception_handlers={ApiError: error_handler(ApiError.rpc_status_body)}
+    )
     return FaultMiddleware(AuthMiddleware(app, tokens), injector)

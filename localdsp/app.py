@@ -19,7 +19,6 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,15 +32,12 @@ from localdsp.backend import (
     Backend,
     Experiment,
     Job,
-    ListRequest,
-    Page,
     Parameter,
     Pipeline,
     PipelineSpec,
     PipelineVersion,
     Reference,
     Run,
-    Trigger,
     read_pipeline_file,
     upload_description,
     upload_name,
@@ -59,6 +55,19 @@ from localdsp.faults import (
     Send,
 )
 from localdsp.uploads import ObjectStore, pipeline_key
+from localdsp.wire import (
+    api_trigger,
+    error_handler,
+    handler_error,
+    list_request,
+    listing,
+    parse_enum,
+    parse_int,
+    parse_trigger,
+    pb,
+    read_body,
+    timestamp,
+)
 
 API = "/apis/v1beta1"
 RESOURCE_TYPES = (
@@ -146,23 +155,13 @@ class AuthMiddleware:
 # --------------------------------------------------------------------------- models → JSON
 
 
-def _pb(**fields: Any) -> dict[str, Any]:
-    """A message as jsonpb writes it with EmitDefaults off: zero values are left out."""
-    return {k: v for k, v in fields.items() if v not in (None, "", 0, False, [], {})}
-
-
-def _time(seconds: int) -> str:
-    """A Timestamp; the server always sends these, the zero time as 1970-01-01T00:00:00Z."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parameters(parameters: Iterable[Parameter]) -> list[dict]:
-    return [_pb(name=p.name, value=p.value) for p in parameters]
+    return [pb(name=p.name, value=p.value) for p in parameters]
 
 
 def _reference(reference: Reference) -> dict:
-    return _pb(
-        key=_pb(type=reference.type, id=reference.id),
+    return pb(
+        key=pb(type=reference.type, id=reference.id),
         name=reference.name,
         relationship=reference.relationship,
     )
@@ -170,10 +169,10 @@ def _reference(reference: Reference) -> dict:
 
 def api_version(version: PipelineVersion) -> dict:
     owner = Reference("PIPELINE", version.pipeline_id, "OWNER")
-    return _pb(
+    return pb(
         id=version.id,
         name=version.name,
-        created_at=_time(version.created_at),
+        created_at=timestamp(version.created_at),
         parameters=_parameters(version.parameters),
         resource_references=[_reference(owner)],
         description=version.description,
@@ -181,9 +180,9 @@ def api_version(version: PipelineVersion) -> dict:
 
 
 def api_pipeline(pipeline: Pipeline, default_version: PipelineVersion | None) -> dict:
-    return _pb(
+    return pb(
         id=pipeline.id,
-        created_at=_time(pipeline.created_at),
+        created_at=timestamp(pipeline.created_at),
         name=pipeline.name,
         description=pipeline.description,
         parameters=_parameters(pipeline.parameters),
@@ -192,17 +191,17 @@ def api_pipeline(pipeline: Pipeline, default_version: PipelineVersion | None) ->
 
 
 def api_experiment(experiment: Experiment) -> dict:
-    return _pb(
+    return pb(
         id=experiment.id,
         name=experiment.name,
         description=experiment.description,
-        created_at=_time(experiment.created_at),
+        created_at=timestamp(experiment.created_at),
         storage_state=experiment.storage_state,
     )
 
 
 def _spec(spec: PipelineSpec) -> dict:
-    return _pb(
+    return pb(
         pipeline_id=spec.pipeline_id,
         pipeline_name=spec.pipeline_name,
         workflow_manifest=spec.workflow_manifest,
@@ -212,7 +211,7 @@ def _spec(spec: PipelineSpec) -> dict:
 
 
 def api_run(run: Run) -> dict:
-    return _pb(
+    return pb(
         id=run.id,
         name=run.name,
         # A run's storage-state enum starts at AVAILABLE, so AVAILABLE is the omitted zero.
@@ -221,33 +220,21 @@ def api_run(run: Run) -> dict:
         pipeline_spec=_spec(run.pipeline_spec),
         resource_references=[_reference(r) for r in run.references],
         service_account=run.service_account,
-        created_at=_time(run.created_at),
-        scheduled_at=_time(run.scheduled_at),
-        finished_at=_time(run.finished_at),
+        created_at=timestamp(run.created_at),
+        scheduled_at=timestamp(run.scheduled_at),
+        finished_at=timestamp(run.finished_at),
         status=run.status,
         error=run.error,
     )
 
 
 def api_run_detail(run: Run) -> dict:
-    return {"run": api_run(run), "pipeline_runtime": _pb(workflow_manifest=run.manifest)}
-
-
-def _trigger(trigger: Trigger) -> dict | None:
-    times = {
-        "start_time": _time(trigger.start_time) if trigger.start_time else None,
-        "end_time": _time(trigger.end_time) if trigger.end_time else None,
-    }
-    if trigger.kind == "cron":
-        return {"cron_schedule": _pb(**times, cron=trigger.cron)}
-    if trigger.kind == "periodic":
-        return {"periodic_schedule": _pb(**times, interval_second=str(trigger.interval_second))}
-    return None
+    return {"run": api_run(run), "pipeline_runtime": pb(workflow_manifest=run.manifest)}
 
 
 def api_job(job: Job) -> dict:
     """The job as ToApiJob builds it; it never sets `mode`, so that field is always omitted."""
-    return _pb(
+    return pb(
         id=job.id,
         name=job.name,
         description=job.description,
@@ -255,81 +242,16 @@ def api_job(job: Job) -> dict:
         resource_references=[_reference(r) for r in job.references],
         service_account=job.service_account,
         max_concurrency=str(job.max_concurrency),
-        trigger=_trigger(job.trigger),
-        created_at=_time(job.created_at),
-        updated_at=_time(job.updated_at),
+        trigger=api_trigger(job.trigger),
+        created_at=timestamp(job.created_at),
+        updated_at=timestamp(job.updated_at),
         status=job.status,
         enabled=job.enabled,
         no_catchup=job.no_catchup,
     )
 
 
-def _listing(field: str, page: Page, render: Callable[[Any], dict]) -> JSONResponse:
-    return JSONResponse(
-        _pb(
-            **{field: [render(item) for item in page.items]},
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
-        )
-    )
-
-
 # --------------------------------------------------------------------------- JSON → requests
-
-
-def _snake_keys(value: Any) -> Any:
-    """jsonpb accepts lowerCamelCase field names as well as the proto's snake_case ones."""
-    if isinstance(value, dict):
-        return {
-            re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake_keys(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_snake_keys(v) for v in value]
-    return value
-
-
-async def _body(request: Request) -> dict:
-    try:
-        document = json.loads(await request.body() or b"{}")
-    except ValueError as err:
-        raise InvalidInput(f"invalid character in request body: {err}") from err
-    if not isinstance(document, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return _snake_keys(document)
-
-
-def _enum(value: Any, names: tuple[str, ...], what: str) -> str:
-    """An enum given by name or number; the zero value (UNKNOWN_*) becomes ""."""
-    if value in (None, ""):
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-        name = names[value]
-    elif isinstance(value, str) and value.isdigit() and int(value) < len(names):
-        name = names[int(value)]
-    elif value in names:
-        name = value
-    else:
-        raise InvalidInput(f"unknown value {json.dumps(value)} for enum {what}")
-    return "" if name == names[0] else name
-
-
-def _int(value: Any, what: str) -> int:
-    """An integer field: jsonpb reads int64 from JSON numbers or strings."""
-    if value in (None, ""):
-        return 0
-    try:
-        return int(value)
-    except (TypeError, ValueError) as err:
-        raise InvalidInput(f"invalid value {json.dumps(value)} for {what}") from err
-
-
-def _seconds(value: Any) -> int:
-    if not value:
-        return 0
-    try:
-        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
-    except ValueError as err:
-        raise InvalidInput(f"bad Timestamp {json.dumps(value)}") from err
 
 
 def _references(items: Any) -> tuple[Reference, ...]:
@@ -338,9 +260,11 @@ def _references(items: Any) -> tuple[Reference, ...]:
         key = item.get("key") or {}
         references.append(
             Reference(
-                type=_enum(key.get("type"), RESOURCE_TYPES, "api.ResourceType"),
+                type=parse_enum(key.get("type"), RESOURCE_TYPES, "api.ResourceType"),
                 id=str(key.get("id", "")),
-                relationship=_enum(item.get("relationship"), RELATIONSHIPS, "api.Relationship"),
+                relationship=parse_enum(
+                    item.get("relationship"), RELATIONSHIPS, "api.Relationship"
+                ),
                 name=str(item.get("name", "")),
             )
         )
@@ -363,37 +287,9 @@ def _pipeline_spec(data: dict | None) -> PipelineSpec:
     )
 
 
-def _parse_trigger(data: dict | None) -> Trigger:
-    data = data or {}
-    cron, periodic = data.get("cron_schedule"), data.get("periodic_schedule")
-    if cron is not None and periodic is not None:
-        raise InvalidInput("a trigger takes either cron_schedule or periodic_schedule")
-    schedule = cron if cron is not None else periodic
-    if schedule is None:
-        return Trigger()
-    times = {
-        "start_time": _seconds(schedule.get("start_time")),
-        "end_time": _seconds(schedule.get("end_time")),
-    }
-    if cron is not None:
-        return Trigger("cron", cron=str(cron.get("cron", "")), **times)
-    interval = _int(periodic.get("interval_second"), "interval_second")
-    return Trigger("periodic", interval_second=interval, **times)
-
-
-def _list_request(request: Request) -> ListRequest:
-    query = request.query_params
-    return ListRequest(
-        page_token=query.get("page_token", ""),
-        page_size=query.get("page_size", ""),
-        sort_by=query.get("sort_by", ""),
-        filter=query.get("filter", ""),
-    )
-
-
 def _reference_key(request: Request, prefix: str) -> tuple[str, str]:
     query = request.query_params
-    kind = _enum(query.get(f"{prefix}.type"), RESOURCE_TYPES, "api.ResourceType")
+    kind = parse_enum(query.get(f"{prefix}.type"), RESOURCE_TYPES, "api.ResourceType")
     return kind, query.get(f"{prefix}.id", "")
 
 
@@ -418,11 +314,6 @@ def _form_file(content_type: str, body: bytes, field: str) -> tuple[str, bytes] 
         if name and name.group(1) == field and filename and filename.group(1):
             return os.path.basename(filename.group(1)), content.removesuffix(b"\r\n")
     return None
-
-
-def _handler_error(status: int, error: ApiError) -> JSONResponse:
-    """An error of the plain HTTP handlers (uploads, logs): their JSON, their chosen status."""
-    return JSONResponse(error.upload_body(), status_code=status)
 
 
 async def _uploaded(request: Request, what: str) -> tuple[str, bytes]:
@@ -519,12 +410,12 @@ class Handlers:
                 "Error read pipeline description.",
             )
         except _UploadFailed as failed:
-            return _handler_error(failed.status, failed.error)
+            return handler_error(failed.status, failed.error)
         try:
             pipeline = self.backend.create_pipeline(name, description, content, CREATING)
             await self._store(pipeline.default_version_id, "Create pipeline failed")
         except ApiError as err:
-            return _handler_error(500, err.wrap("Error creating pipeline"))
+            return handler_error(500, err.wrap("Error creating pipeline"))
         pipeline = self.backend.get_pipeline(pipeline.id)
         return JSONResponse(api_pipeline(pipeline, self.backend.default_version(pipeline)))
 
@@ -546,14 +437,14 @@ class Handlers:
                 "Failed to get namespace from pipelineId.",
             )
         except _UploadFailed as failed:
-            return _handler_error(failed.status, failed.error)
+            return handler_error(failed.status, failed.error)
         try:
             version = self.backend.create_version(
                 pipeline_id, name, query.get("description", ""), content, CREATING
             )
             await self._store(version.id, "Create pipeline version failed")
         except ApiError as err:
-            return _handler_error(500, err.wrap("Error creating pipeline version"))
+            return handler_error(500, err.wrap("Error creating pipeline version"))
         return JSONResponse(api_version(self.backend.get_version(version.id)))
 
     async def _store(self, version_id: str, context: str) -> None:
@@ -579,8 +470,8 @@ class Handlers:
         return api_pipeline(pipeline, self.backend.default_version(pipeline))
 
     async def list_pipelines(self, request: Request) -> Response:
-        page = self.backend.list_pipelines(_list_request(request))
-        return _listing("pipelines", page, self._pipeline_json)
+        page = self.backend.list_pipelines(list_request(request))
+        return listing("pipelines", page, self._pipeline_json)
 
     async def get_pipeline(self, request: Request) -> Response:
         pipeline = self.backend.get_pipeline(request.path_params["id"])
@@ -601,8 +492,8 @@ class Handlers:
 
     async def list_versions(self, request: Request) -> Response:
         key_type, key_id = _reference_key(request, "resource_key")
-        page = self.backend.list_versions(key_type, key_id, _list_request(request))
-        return _listing("versions", page, api_version)
+        page = self.backend.list_versions(key_type, key_id, list_request(request))
+        return listing("versions", page, api_version)
 
     async def get_version(self, request: Request) -> Response:
         return JSONResponse(api_version(self.backend.get_version(request.path_params["id"])))
@@ -618,7 +509,7 @@ class Handlers:
     # ---- experiments
 
     async def create_experiment(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         experiment = self.backend.create_experiment(
             str(body.get("name", "")),
             str(body.get("description", "")),
@@ -628,8 +519,8 @@ class Handlers:
 
     async def list_experiments(self, request: Request) -> Response:
         key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_experiments(_list_request(request), key_type, key_id)
-        return _listing("experiments", page, api_experiment)
+        page = self.backend.list_experiments(list_request(request), key_type, key_id)
+        return listing("experiments", page, api_experiment)
 
     async def get_experiment(self, request: Request) -> Response:
         experiment = self.backend.get_experiment(request.path_params["id"])
@@ -650,7 +541,7 @@ class Handlers:
     # ---- runs
 
     async def create_run(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         run = self.backend.create_run(
             name=str(body.get("name", "")),
             description=str(body.get("description", "")),
@@ -662,8 +553,8 @@ class Handlers:
 
     async def list_runs(self, request: Request) -> Response:
         key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_runs(_list_request(request), key_type, key_id)
-        return _listing("runs", page, api_run)
+        page = self.backend.list_runs(list_request(request), key_type, key_id)
+        return listing("runs", page, api_run)
 
     async def get_run(self, request: Request) -> Response:
         return JSONResponse(api_run_detail(self.backend.get_run(request.path_params["id"])))
@@ -694,21 +585,21 @@ class Handlers:
         try:
             text = self.backend.read_run_log(params["id"], params["node_id"])
         except ApiError as err:
-            return _handler_error(500, err)
+            return handler_error(500, err)
         return PlainTextResponse(text)
 
     # ---- jobs
 
     async def create_job(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         job = self.backend.create_job(
             name=str(body.get("name", "")),
             description=str(body.get("description", "")),
             pipeline_spec=_pipeline_spec(body.get("pipeline_spec")),
             references=_references(body.get("resource_references")),
             service_account=str(body.get("service_account", "")),
-            max_concurrency=_int(body.get("max_concurrency"), "max_concurrency"),
-            trigger=_parse_trigger(body.get("trigger")),
+            max_concurrency=parse_int(body.get("max_concurrency"), "max_concurrency"),
+            trigger=parse_trigger(body.get("trigger")),
             enabled=bool(body.get("enabled", False)),
             no_catchup=bool(body.get("no_catchup", False)),
         )
@@ -716,8 +607,8 @@ class Handlers:
 
     async def list_jobs(self, request: Request) -> Response:
         key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_jobs(_list_request(request), key_type, key_id)
-        return _listing("jobs", page, api_job)
+        page = self.backend.list_jobs(list_request(request), key_type, key_id)
+        return listing("jobs", page, api_job)
 
     async def get_job(self, request: Request) -> Response:
         return JSONResponse(api_job(self.backend.get_job(request.path_params["id"])))
@@ -733,11 +624,6 @@ class Handlers:
     async def disable_job(self, request: Request) -> Response:
         self.backend.enable_job(request.path_params["id"], enabled=False)
         return JSONResponse({})
-
-
-async def _gateway_error(request: Request, error: ApiError) -> Response:
-    """grpc-gateway's error JSON with the HTTP status of the error's gRPC code."""
-    return JSONResponse(error.gateway_body(), status_code=error.status)
 
 
 # --------------------------------------------------------------------------- admin endpoints
@@ -785,7 +671,7 @@ class Admin:
             "id": pipeline.id,
             "name": pipeline.name,
             "description": pipeline.description,
-            "created_at": _time(pipeline.created_at),
+            "created_at": timestamp(pipeline.created_at),
             "default_version_id": default.id if default else None,
             "default_version_name": default.name if default else None,
             "status": pipeline.status,
@@ -840,7 +726,7 @@ def _version_state(version: PipelineVersion) -> dict:
         "pipeline_id": version.pipeline_id,
         "name": version.name,
         "description": version.description,
-        "created_at": _time(version.created_at),
+        "created_at": timestamp(version.created_at),
         "status": version.status,
     }
 
@@ -860,8 +746,8 @@ def _run_state(run: Run) -> dict:
         "name": run.name,
         "status": run.status,
         "storage_state": run.storage_state,
-        "created_at": _time(run.created_at),
-        "finished_at": _time(run.finished_at) if run.finished_at else None,
+        "created_at": timestamp(run.created_at),
+        "finished_at": timestamp(run.finished_at) if run.finished_at else None,
         **_references_state(run.references),
         "parameters": {p.name: p.value for p in run.pipeline_spec.parameters},
     }
@@ -872,9 +758,9 @@ def _job_state(job: Job) -> dict:
         "id": job.id,
         "name": job.name,
         "enabled": job.enabled,
-        "trigger": _trigger(job.trigger),
+        "trigger": api_trigger(job.trigger),
         "max_concurrency": job.max_concurrency,
-        "created_at": _time(job.created_at),
+        "created_at": timestamp(job.created_at),
         **_references_state(job.references),
         "parameters": {p.name: p.value for p in job.pipeline_spec.parameters},
     }
@@ -889,5 +775,7 @@ def create_app(
     """The whole server as one ASGI app: faults outside, then auth, then the routes."""
     handlers = Handlers(backend, storage or ObjectStore())
     routes = handlers.routes() + Admin(backend, injector, tokens).routes()
-    app = Starlette(routes=routes, exception_handlers={ApiError: _gateway_error})
+    app = Starlette(
+        routes=routes, exception_handlers={ApiError: error_handler(ApiError.gateway_body)}
+    )
     return FaultMiddleware(AuthMiddleware(app, tokens), injector)
