@@ -17,8 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from localdsp.app import Admin, AuthMiddleware, Tokens, _form_file
-from localdsp.backend import read_pipeline_file, upload_name
+from localdsp.app import Admin, AuthMiddleware, Tokens
 from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector, FaultMiddleware
 from localdsp.models_v2 import (
@@ -28,6 +27,7 @@ from localdsp.models_v2 import (
     RunV2,
     VersionV2,
 )
+from localdsp.pipeline_files import UploadFailed, read_upload, upload_name
 from localdsp.rules_v2 import BackendV2
 from localdsp.wire import error_handler, handler_error, list_request, listing, read_body, timestamp
 from localdsp.wire_v2 import (
@@ -44,27 +44,6 @@ API = "/apis/v2beta1"
 V1_API = "/apis/v1beta1"
 # The 2.5 server writes both healthz bodies by hand, as JSON; `pipeline_store` came in 2.14.
 HEALTHZ_BODY = '{"commit_sha":"unknown", "tag_name":"localdsp", "multi_user":false}'
-
-
-class _UploadFailed(Exception):
-    """An upload handler's early answer: a status and the error to write."""
-
-    def __init__(self, status: int, error: ApiError):
-        super().__init__(error.internal)
-        self.status = status
-        self.error = error
-
-
-async def _uploaded(request: Request, reading: str, parsing: str) -> tuple[str, bytes]:
-    """The `uploadfile` part, unpacked as ReadPipelineFile does; failures answer 400."""
-    found = _form_file(request.headers.get("content-type", ""), await request.body(), "uploadfile")
-    if found is None:
-        raise _UploadFailed(400, ApiError("http: no such file").wrap(reading))
-    filename, data = found
-    try:
-        return filename, read_pipeline_file(filename, data)
-    except ApiError as err:
-        raise _UploadFailed(400, err.wrap(parsing)) from err
 
 
 def _created_status(error: ApiError) -> int:
@@ -126,12 +105,12 @@ class HandlersV2:
     async def _upload_pipeline(self, request: Request, render: Callable[[Any, Any], dict]):
         query = request.query_params
         try:
-            filename, content = await _uploaded(
+            filename, content = await read_upload(
                 request,
                 "Failed to read pipeline from file",
                 "Failed to read a pipeline spec file",
             )
-        except _UploadFailed as failed:
+        except UploadFailed as failed:
             return handler_error(failed.status, failed.error)
         try:
             name = upload_name(query.get("name", ""), filename)
@@ -148,14 +127,14 @@ class HandlersV2:
     async def _upload_version(self, request: Request, render: Callable[[Any], dict]):
         query = request.query_params
         try:
-            filename, content = await _uploaded(
+            filename, content = await read_upload(
                 request,
                 "Failed to create a pipeline version due to error parsing pipeline spec filename",
                 "Failed to create a pipeline version due to error reading pipeline spec file",
             )
             pipeline_id = query.get("pipelineid", "")
             if not pipeline_id:
-                raise _UploadFailed(
+                raise UploadFailed(
                     400,
                     ApiError(
                         "Failed to create a pipeline version due to error reading pipeline id",
@@ -167,8 +146,8 @@ class HandlersV2:
                 self.backend.get_pipeline(pipeline_id)
             except ApiError as err:
                 context = "Failed to create a pipeline version due to error reading namespace"
-                raise _UploadFailed(400, err.wrap(context)) from err
-        except _UploadFailed as failed:
+                raise UploadFailed(400, err.wrap(context)) from err
+        except UploadFailed as failed:
             return handler_error(failed.status, failed.error)
         try:
             name = upload_name(query.get("name", ""), filename)

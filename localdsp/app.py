@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hmac
 import json
-import os
-import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -38,9 +36,6 @@ from localdsp.backend import (
     PipelineVersion,
     Reference,
     Run,
-    read_pipeline_file,
-    upload_description,
-    upload_name,
 )
 from localdsp.errors import ApiError, InvalidInput
 from localdsp.faults import (
@@ -54,6 +49,7 @@ from localdsp.faults import (
     Scope,
     Send,
 )
+from localdsp.pipeline_files import UploadFailed, read_upload, upload_description, upload_name
 from localdsp.uploads import ObjectStore, pipeline_key
 from localdsp.wire import (
     api_trigger,
@@ -296,49 +292,6 @@ def _reference_key(request: Request, prefix: str) -> tuple[str, str]:
 # --------------------------------------------------------------------------- multipart uploads
 
 
-def _form_file(content_type: str, body: bytes, field: str) -> tuple[str, bytes] | None:
-    """The (file name, content) of a multipart form field sent as a file, if there is one."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not content_type.startswith("multipart/form-data") or match is None:
-        return None
-    for part in body.split(b"--" + match.group(1).encode("latin-1"))[1:]:
-        if part.startswith(b"--"):
-            break
-        head, separator, content = part.partition(b"\r\n\r\n")
-        disposition = re.search(rb"content-disposition:[^\r\n]*", head, flags=re.IGNORECASE)
-        if not separator or disposition is None:
-            continue
-        line = disposition.group(0).decode("utf-8", errors="replace")
-        name = re.search(r'\bname="([^"]*)"', line)
-        filename = re.search(r'\bfilename="([^"]*)"', line)
-        if name and name.group(1) == field and filename and filename.group(1):
-            return os.path.basename(filename.group(1)), content.removesuffix(b"\r\n")
-    return None
-
-
-async def _uploaded(request: Request, what: str) -> tuple[str, bytes]:
-    """The `uploadfile` part, read and unpacked; raises (status, error) as the handler answers."""
-    found = _form_file(request.headers.get("content-type", ""), await request.body(), "uploadfile")
-    if found is None:
-        raise _UploadFailed(
-            400, ApiError("http: no such file").wrap(f"Failed to read {what} from file")
-        )
-    filename, data = found
-    try:
-        return filename, read_pipeline_file(filename, data)
-    except ApiError as err:
-        raise _UploadFailed(400, err.wrap(f"Error read {what} file.")) from err
-
-
-class _UploadFailed(Exception):
-    """An upload handler's early answer: a status and the error to write."""
-
-    def __init__(self, status: int, error: ApiError):
-        super().__init__(error.internal)
-        self.status = status
-        self.error = error
-
-
 # --------------------------------------------------------------------------- handlers
 
 
@@ -401,7 +354,9 @@ class Handlers:
     async def upload_pipeline(self, request: Request) -> Response:
         query = request.query_params
         try:
-            filename, content = await _uploaded(request, "pipeline")
+            filename, content = await read_upload(
+                request, "Failed to read pipeline from file", "Error read pipeline file."
+            )
             name = self._upload_step(
                 lambda: upload_name(query.get("name", ""), filename), "Invalid pipeline name."
             )
@@ -409,7 +364,7 @@ class Handlers:
                 lambda: upload_description(query.get("description", "")),
                 "Error read pipeline description.",
             )
-        except _UploadFailed as failed:
+        except UploadFailed as failed:
             return handler_error(failed.status, failed.error)
         try:
             pipeline = self.backend.create_pipeline(name, description, content, CREATING)
@@ -423,20 +378,24 @@ class Handlers:
         query = request.query_params
         pipeline_id = query.get("pipelineid", "")
         try:
-            filename, content = await _uploaded(request, "pipeline version")
+            filename, content = await read_upload(
+                request,
+                "Failed to read pipeline version from file",
+                "Error read pipeline version file.",
+            )
             name = self._upload_step(
                 lambda: upload_name(query.get("name", ""), filename),
                 "Invalid pipeline version name.",
             )
             if not pipeline_id:
-                raise _UploadFailed(
+                raise UploadFailed(
                     400, ApiError("Please specify a pipeline id when creating versions.")
                 )
             self._upload_step(
                 lambda: self.backend.pipeline_namespace(pipeline_id),
                 "Failed to get namespace from pipelineId.",
             )
-        except _UploadFailed as failed:
+        except UploadFailed as failed:
             return handler_error(failed.status, failed.error)
         try:
             version = self.backend.create_version(
@@ -462,7 +421,7 @@ class Handlers:
         try:
             return step()
         except ApiError as err:
-            raise _UploadFailed(400, err.wrap(context)) from err
+            raise UploadFailed(400, err.wrap(context)) from err
 
     # ---- pipelines and versions
 

@@ -10,12 +10,9 @@ server's wording; it knows nothing of HTTP. Run execution is delegated to an opt
 from __future__ import annotations
 
 import copy
-import io
 import json
-import tarfile
 import time
 import uuid
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Protocol, TypeVar
 import yaml
 
 from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
-from localdsp.filters import Fields, ListOptions, go_query_unescape, list_options, paginate
+from localdsp.filters import Fields, ListOptions, list_options, paginate
 from localdsp.models import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_DESCRIPTION,
@@ -34,6 +31,11 @@ from localdsp.models import (
     Trigger,
     tables,
 )
+
+# Upload files are read in `pipeline_files`; these stay importable from here, as before.
+from localdsp.pipeline_files import MAX_FILE_SIZE as MAX_FILE_SIZE
+from localdsp.pipeline_files import read_pipeline_file as read_pipeline_file
+from localdsp.pipeline_files import upload_name as upload_name
 from localdsp.store import DuplicateName, Store, StoreClosed
 from localdsp.validation import (
     VALIDATE_JOB,
@@ -44,8 +46,6 @@ from localdsp.validation import (
     swf_name,
 )
 
-MAX_NAME_LENGTH = 100
-MAX_FILE_SIZE = 32 << 20
 MAX_PARAMETER_BYTES = 10_000
 SDK_SERVICE_ACCOUNT = "pipeline-runner"
 TERMINATE_STATUS = "Cancelled"
@@ -253,78 +253,6 @@ _TABLES = tables(
 
 
 # --------------------------------------------------------------------------- upload rules
-
-
-def read_pipeline_file(filename: str, data: bytes) -> bytes:
-    """The pipeline inside an upload: chosen by file name, else sniffed as zip or tar.gz.
-
-    Mirrors the server's ReadPipelineFile, size limit and messages included.
-    """
-    if len(data) > MAX_FILE_SIZE:
-        raise InvalidInput(f"File size too large. Maximum supported size: {MAX_FILE_SIZE}").wrap(
-            "Error read pipeline file."
-        )
-    if filename.endswith((".yaml", ".yml", ".json")):
-        return data
-    if len(data) > 2 and data[:2] == b"PK":
-        return _from_archive(_zip_members, data, "zip")
-    if len(data) > 2 and data[:2] == b"\x1f\x8b":
-        return _from_archive(_tarball_members, data, "tarball")
-    raise InvalidInput("Unexpected pipeline file format. Support .zip, .tar.gz, .json or YAML.")
-
-
-def _zip_members(data: bytes) -> list[tuple[str, Callable[[], bytes]]]:
-    archive = zipfile.ZipFile(io.BytesIO(data))
-    return [(info.filename, lambda info=info: archive.read(info)) for info in archive.infolist()]
-
-
-def _tarball_members(data: bytes) -> list[tuple[str, Callable[[], bytes]]]:
-    archive = tarfile.open(fileobj=io.BytesIO(data), mode="r:gz")
-    members = [m for m in archive.getmembers() if m.isfile()]
-    return [(m.name, lambda m=m: archive.extractfile(m).read()) for m in members]
-
-
-def _from_archive(
-    members_of: Callable[[bytes], list[tuple[str, Callable[[], bytes]]]], data: bytes, kind: str
-) -> bytes:
-    """`pipeline.yaml` if the archive has one, else its first entry, which must be YAML."""
-    try:
-        members = members_of(data)
-    except (zipfile.BadZipFile, tarfile.TarError, OSError, EOFError) as err:
-        raise InvalidInput(
-            f"Error extracting pipeline from the {kind} file. Not a valid {kind} file."
-        ).wrap("Error decompress the pipeline file") from err
-    if not members:
-        raise InvalidInput(
-            f"Error extracting pipeline from the {kind} file. Empty {kind} file."
-        ).wrap("Error decompress the pipeline file")
-    name, read = next(((n, r) for n, r in members if n == "pipeline.yaml"), members[0])
-    if not name.endswith((".yaml", ".yml")):
-        raise InvalidInput(
-            f"Error extracting pipeline from the {kind} file. Expecting a pipeline.yaml file "
-            f"inside the {kind}. Got: {name}"
-        ).wrap("Error decompress the pipeline file")
-    return read()
-
-
-def upload_name(query_value: str, filename: str) -> str:
-    """The name of an upload: the `name` query value decoded once more, else the file name."""
-    try:
-        name = go_query_unescape(query_value)
-    except ValueError as err:
-        raise InvalidInput("Pipeline name in the query string has invalid format.") from err
-    name = name or filename
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidInput(f"Pipeline name too long. Support maximum length of {MAX_NAME_LENGTH}")
-    return name
-
-
-def upload_description(query_value: str) -> str:
-    """A pipeline upload's description, decoded once more (version uploads skip this)."""
-    try:
-        return go_query_unescape(query_value)
-    except ValueError as err:
-        raise InvalidInput("Error read pipeline description.") from err
 
 
 def parse_pipelinerun(content: bytes | str) -> dict:
