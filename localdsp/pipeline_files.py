@@ -48,6 +48,15 @@ async def read_upload(request: Request, reading: str, parsing: str) -> tuple[str
         raise UploadFailed(400, err.wrap(parsing)) from err
 
 
+def upload_check(step: Callable[[], str], context: str) -> str:
+    """One of the checks the upload handlers answer with 400: `step`'s error wrapped in
+    `context`."""
+    try:
+        return step()
+    except ApiError as err:
+        raise UploadFailed(400, err.wrap(context)) from err
+
+
 def form_file(content_type: str, body: bytes, field: str) -> tuple[str, bytes] | None:
     """The (file name, content) of a multipart form field sent as a file, if there is one."""
     match = re.search(r'boundary="?([^";]+)"?', content_type)

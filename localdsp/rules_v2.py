@@ -493,6 +493,16 @@ class BackendV2:
             self.get_recurring_run(job_id)
             self.store.delete(RecurringRunV2, job_id)
 
+    def dump(self) -> dict[str, list]:
+        """Every object by kind, for the state endpoint."""
+        return {
+            "pipelines": self.store.all(PipelineV2),
+            "versions": self.store.all(VersionV2),
+            "experiments": self.store.all(ExperimentV2),
+            "runs": self.store.all(RunV2),
+            "recurring_runs": self.store.all(RecurringRunV2),
+        }
+
     def reset(self) -> None:
         """Forget everything; the default experiment comes back, as on a fresh install."""
         self.store.clear()

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from localdsp import wire_v1
+from localdsp.backend import Pipeline, PipelineVersion
 from localdsp.errors import InvalidInput
 from localdsp.models_v2 import (
     ExperimentV2,
@@ -20,6 +22,7 @@ from localdsp.models_v2 import (
     TaskDetailV2,
     VersionV2,
 )
+from localdsp.rules_v2 import BackendV2
 from localdsp.wire import api_trigger, parse_int, parse_trigger, pb, timestamp
 
 RECURRING_MODES = ("MODE_UNSPECIFIED", "ENABLE", "DISABLE")
@@ -132,6 +135,38 @@ def api_recurring_run(job: RecurringRunV2) -> dict:
         experiment_id=job.experiment_id,
         **_source(job.source),
     )
+
+
+def api_pipeline_v1(pipeline: PipelineV2, version: VersionV2) -> dict:
+    """toApiPipelineV1 (a v1beta1 upload): the pipeline as v1 writes it, with its first version
+    as the default version; a v2 pipeline has no v1 parameters."""
+    return wire_v1.api_pipeline(
+        Pipeline(pipeline.id, pipeline.name, pipeline.description, pipeline.created_at),
+        _as_v1_version(version),
+    )
+
+
+def api_version_v1(version: VersionV2) -> dict:
+    """toApiPipelineVersionV1 (a v1beta1 version upload)."""
+    return wire_v1.api_version(_as_v1_version(version))
+
+
+def _as_v1_version(version: VersionV2) -> PipelineVersion:
+    return PipelineVersion(
+        version.id, version.pipeline_id, version.name, version.description, version.created_at
+    )
+
+
+def api_state(backend: BackendV2) -> dict:
+    """The admin state endpoint's dump: every object as the API writes it, without the IR."""
+    dump = backend.dump()
+    return {
+        "pipelines": [api_pipeline(p) for p in dump["pipelines"]],
+        "versions": [api_version(v, {}) for v in dump["versions"]],
+        "experiments": [api_experiment(e) for e in dump["experiments"]],
+        "runs": [api_run(r) for r in dump["runs"]],
+        "recurring_runs": [api_recurring_run(j) for j in dump["recurring_runs"]],
+    }
 
 
 # --------------------------------------------------------------------------- requests
