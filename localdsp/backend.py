@@ -20,8 +20,8 @@ from typing import Protocol, TypeVar
 
 import yaml
 
-from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
-from localdsp.filters import Fields, ListOptions, list_options, paginate
+from localdsp.errors import ApiError, Internal, InvalidInput, NotFound
+from localdsp.filters import Fields, paginate
 from localdsp.models import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_DESCRIPTION,
@@ -36,13 +36,14 @@ from localdsp.models import (
 from localdsp.pipeline_files import MAX_FILE_SIZE as MAX_FILE_SIZE
 from localdsp.pipeline_files import read_pipeline_file as read_pipeline_file
 from localdsp.pipeline_files import upload_name as upload_name
-from localdsp.store import DuplicateName, Store, StoreClosed
+from localdsp.rules import StoreRules, newest
+from localdsp.store import Store, StoreClosed
 from localdsp.validation import (
     VALIDATE_JOB,
-    check_cron,
     check_experiment_columns,
     check_job_columns,
     check_run_columns,
+    check_trigger,
     swf_name,
 )
 
@@ -295,8 +296,10 @@ def _check_parameter_size(parameters: list[Parameter] | tuple[Parameter, ...]) -
 # --------------------------------------------------------------------------- the backend
 
 
-class Backend:
+class Backend(StoreRules):
     """The server's resource manager: every rule, over a `Store` in `data_dir`."""
+
+    list_context = "Failed to create list options"
 
     def __init__(
         self,
@@ -309,17 +312,14 @@ class Backend:
         `autoUpdatePipelineDefaultVersion`, true by default): whether a new version becomes
         the pipeline's default."""
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data_dir / "localdsp.sqlite", _TABLES)
+        super().__init__(Store(data_dir / "localdsp.sqlite", _TABLES), clock)
         self.executor = executor
         self.auto_update_default = auto_update_default
-        self._clock = clock
         self._default_experiment()
 
-    def close(self) -> None:
-        self.store.close()
-
-    def _now(self) -> int:
-        return int(self._clock())
+    def _visible(self, found: object) -> bool:
+        """An upload still CREATING is not found (see localdsp.uploads)."""
+        return not isinstance(found, Pipeline | PipelineVersion) or found.status == READY
 
     # ---- pipelines and versions
 
@@ -337,19 +337,18 @@ class Backend:
         pipeline = Pipeline(pipeline_id, name, description, now, parameters, pipeline_id, status)
         version = PipelineVersion(pipeline_id, pipeline_id, name, "", now, parameters, status)
         with self.store.transaction():
-            try:
-                pipeline = self.store.insert(pipeline)
-            except DuplicateName as err:
-                raise AlreadyExists(
-                    f"Failed to create a new pipeline. The name {name} already exist. "
-                    "Please specify a new name."
-                ).wrap("Create pipeline failed") from err
+            pipeline = self._insert_unique(
+                pipeline,
+                f"Failed to create a new pipeline. The name {name} already exist. "
+                "Please specify a new name.",
+                "Create pipeline failed",
+            )
             self.store.insert(version, pipeline_id=pipeline_id, template=json.dumps(template))
         return pipeline
 
     def pipeline_namespace(self, pipeline_id: str) -> str:
         """The pipeline's namespace: always "" in single-user mode, once the pipeline exists."""
-        self._get(Pipeline, "Pipeline", pipeline_id, "Failed to get namespace from Pipeline ID")
+        self._found(Pipeline, "Pipeline", pipeline_id, "Failed to get namespace from Pipeline ID")
         return ""
 
     def create_version(
@@ -367,15 +366,14 @@ class Backend:
         )
         with self.store.transaction():
             pipeline = self.get_pipeline(pipeline_id)
-            try:
-                version = self.store.insert(
-                    version, pipeline_id=pipeline_id, template=json.dumps(template)
-                )
-            except DuplicateName as err:
-                raise AlreadyExists(
-                    f"Failed to create a new pipeline version. The name {name} already exist. "
-                    "Please specify a new name."
-                ).wrap("Create pipeline version failed") from err
+            version = self._insert_unique(
+                version,
+                f"Failed to create a new pipeline version. The name {name} already exist. "
+                "Please specify a new name.",
+                "Create pipeline version failed",
+                pipeline_id=pipeline_id,
+                template=json.dumps(template),
+            )
             if self.auto_update_default:
                 self.store.save(replace(pipeline, default_version_id=version.id))
         return version
@@ -389,7 +387,7 @@ class Backend:
                     self.store.save(replace(found, status=READY))
 
     def get_pipeline(self, pipeline_id: str) -> Pipeline:
-        return self._get(Pipeline, "Pipeline", pipeline_id)
+        return self._found(Pipeline, "Pipeline", pipeline_id)
 
     def default_version(self, pipeline: Pipeline) -> PipelineVersion | None:
         if not pipeline.default_version_id:
@@ -398,11 +396,11 @@ class Backend:
 
     def list_pipelines(self, request: ListRequest) -> Page:
         ready = [p for p in self.store.all(Pipeline) if p.status == READY]
-        return self._list(ready, request, "Pipeline", PIPELINE_FIELDS)
+        return self._page(ready, request, "Pipeline", PIPELINE_FIELDS)
 
     def delete_pipeline(self, pipeline_id: str) -> None:
         with self.store.transaction():
-            self._get(Pipeline, "Pipeline", pipeline_id, "Delete pipeline failed")
+            self._found(Pipeline, "Pipeline", pipeline_id, "Delete pipeline failed")
             for version in self._versions_of(pipeline_id):
                 self.store.delete(PipelineVersion, version.id)
             self.store.delete(Pipeline, pipeline_id)
@@ -419,16 +417,16 @@ class Backend:
             self.store.save(replace(pipeline, default_version_id=version_id))
 
     def pipeline_template(self, pipeline_id: str) -> str:
-        pipeline = self._get(Pipeline, "Pipeline", pipeline_id, "Get pipeline template failed")
+        pipeline = self._found(Pipeline, "Pipeline", pipeline_id, "Get pipeline template failed")
         if not pipeline.default_version_id:
             raise Internal("Get pipeline template failed since no default version is defined")
         return self.store.template(PipelineVersion, pipeline.default_version_id)
 
     def get_version(self, version_id: str) -> PipelineVersion:
-        return self._get(PipelineVersion, "Version", version_id)
+        return self._found(PipelineVersion, "Version", version_id)
 
     def version_template(self, version_id: str) -> str:
-        self._get(PipelineVersion, "Version", version_id, "Get pipeline version template failed")
+        self._found(PipelineVersion, "Version", version_id, "Get pipeline version template failed")
         return self.store.template(PipelineVersion, version_id)
 
     def list_versions(self, key_type: str, key_id: str, request: ListRequest) -> Page:
@@ -446,15 +444,14 @@ class Backend:
     def delete_version(self, version_id: str) -> None:
         """Delete a version; if it was the default, the newest remaining one takes over."""
         with self.store.transaction():
-            version = self._get(
+            version = self._found(
                 PipelineVersion, "Version", version_id, "Delete pipeline version failed"
             )
             self.store.delete(PipelineVersion, version_id)
             pipeline = self.store.get(Pipeline, version.pipeline_id)
             if pipeline is not None and pipeline.default_version_id == version_id:
-                remaining = self._versions_of(pipeline.id)
-                newest = max(remaining, key=lambda v: (v.created_at, v.seq), default=None)
-                self.store.save(replace(pipeline, default_version_id=newest.id if newest else ""))
+                latest = newest(self._versions_of(pipeline.id))
+                self.store.save(replace(pipeline, default_version_id=latest.id if latest else ""))
 
     def _versions_of(self, pipeline_id: str) -> list[PipelineVersion]:
         return [v for v in self.store.all(PipelineVersion) if v.pipeline_id == pipeline_id]
@@ -473,24 +470,23 @@ class Backend:
             raise InvalidInput("Experiment name is empty. Please specify a valid experiment name.")
         check_experiment_columns(name, description)
         experiment = Experiment(str(uuid.uuid4()), name, description, self._now())
-        try:
-            return self.store.insert(experiment)
-        except DuplicateName as err:
-            raise AlreadyExists(
-                f"Failed to create a new experiment. The name {name} already exists. "
-                "Please specify a new name."
-            ).wrap("Failed to create a new experiment") from err
+        return self._insert_unique(
+            experiment,
+            f"Failed to create a new experiment. The name {name} already exists. "
+            "Please specify a new name.",
+            "Failed to create a new experiment",
+        )
 
     def get_experiment(self, experiment_id: str) -> Experiment:
-        return self._get(Experiment, "Experiment", experiment_id)
+        return self._found(Experiment, "Experiment", experiment_id)
 
     def list_experiments(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
         self._refuse_namespace(key_type, key_id, "ListExperiment")
-        return self._list(self.store.all(Experiment), request, "Experiment", EXPERIMENT_FIELDS)
+        return self._page(self.store.all(Experiment), request, "Experiment", EXPERIMENT_FIELDS)
 
     def delete_experiment(self, experiment_id: str) -> None:
         with self.store.transaction():
-            self._get(Experiment, "Experiment", experiment_id, "Delete experiment failed")
+            self._found(Experiment, "Experiment", experiment_id, "Delete experiment failed")
             self.store.delete(Experiment, experiment_id)
 
     def archive_experiment(self, experiment_id: str) -> None:
@@ -498,12 +494,11 @@ class Backend:
         with self.store.transaction():
             experiment = self.get_experiment(experiment_id)
             self.store.save(replace(experiment, storage_state=ARCHIVED))
-            for run in self.store.all(Run):
-                if experiment_id in run.references_of("EXPERIMENT"):
-                    self.store.save(replace(run, storage_state=ARCHIVED))
-            for job in self.store.all(Job):
-                if experiment_id in job.references_of("EXPERIMENT"):
-                    self.store.save(replace(job, enabled=False, updated_at=self._now()))
+            self._archive_contents(
+                [r for r in self.store.all(Run) if experiment_id in r.references_of("EXPERIMENT")],
+                [j for j in self.store.all(Job) if experiment_id in j.references_of("EXPERIMENT")],
+                ARCHIVED,
+            )
 
     def unarchive_experiment(self, experiment_id: str) -> None:
         with self.store.transaction():
@@ -513,10 +508,10 @@ class Backend:
     def _default_experiment(self) -> Experiment:
         """The experiment of runs created without one; the server creates it at start-up."""
         with self.store.transaction():
-            for experiment in self.store.all(Experiment):
-                if experiment.name == DEFAULT_EXPERIMENT:
-                    return experiment
-            return self.create_experiment(DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_DESCRIPTION)
+            default = self._by_name(Experiment, DEFAULT_EXPERIMENT)
+            return default or self.create_experiment(
+                DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_DESCRIPTION
+            )
 
     # ---- runs
 
@@ -560,17 +555,17 @@ class Backend:
         return run
 
     def get_run(self, run_id: str) -> Run:
-        return self._get(Run, "Run", run_id)
+        return self._found(Run, "Run", run_id)
 
     def list_runs(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
         self._refuse_namespace(key_type, key_id, "ListRuns")
         runs = self.store.all(Run)
         if key_type and key_type != "NAMESPACE":
             runs = [r for r in runs if key_id in r.references_of(key_type)]
-        return self._list(runs, request, "Run", RUN_FIELDS)
+        return self._page(runs, request, "Run", RUN_FIELDS)
 
     def delete_run(self, run_id: str) -> None:
-        run = self._get(Run, "Run", run_id, "Delete run failed")
+        run = self._found(Run, "Run", run_id, "Delete run failed")
         self.store.delete(Run, run_id)
         if run.status in IN_PROGRESS and self.executor is not None:
             self.executor.terminate(run_id)
@@ -578,7 +573,7 @@ class Backend:
     def terminate_run(self, run_id: str) -> None:
         """Mark a running run Terminating and patch its PipelineRun's spec.status to cancel it."""
         with self.store.transaction():
-            run = self._get(Run, "Run", run_id, "Terminate run failed")
+            run = self._found(Run, "Run", run_id, "Terminate run failed")
             if run.status not in TERMINABLE:
                 raise InvalidInput(f"Failed to terminate run {run_id}. Row not found.").wrap(
                     "Terminate run failed"
@@ -592,7 +587,7 @@ class Backend:
     def retry_run(self, run_id: str) -> None:
         """Start a failed run again under the same id, as the server re-creates its PipelineRun."""
         with self.store.transaction():
-            run = self._get(Run, "Run", run_id, "Retry run failed")
+            run = self._found(Run, "Run", run_id, "Retry run failed")
             if run.status in IN_PROGRESS or run.status in SUCCEEDED:
                 raise InvalidInput("Workflow must be Failed/Error to retry").wrap(
                     "Retry run failed."
@@ -693,23 +688,23 @@ class Backend:
             )
 
     def get_job(self, job_id: str) -> Job:
-        return self._get(Job, "Job", job_id)
+        return self._found(Job, "Job", job_id)
 
     def list_jobs(self, request: ListRequest, key_type: str = "", key_id: str = "") -> Page:
         self._refuse_namespace(key_type, key_id, "ListJobs")
         jobs = self.store.all(Job)
         if key_type and key_type != "NAMESPACE":
             jobs = [j for j in jobs if key_id in j.references_of(key_type)]
-        return self._list(jobs, request, "Job", JOB_FIELDS)
+        return self._page(jobs, request, "Job", JOB_FIELDS)
 
     def enable_job(self, job_id: str, enabled: bool) -> None:
         with self.store.transaction():
-            job = self._get(Job, "Job", job_id, "Enable/Disable job failed")
+            job = self._found(Job, "Job", job_id, "Enable/Disable job failed")
             self.store.save(replace(job, enabled=enabled, updated_at=self._now()))
 
     def delete_job(self, job_id: str) -> None:
         with self.store.transaction():
-            self._get(Job, "Job", job_id, "Delete job failed")
+            self._found(Job, "Job", job_id, "Delete job failed")
             self.store.delete(Job, job_id)
 
     # ---- shared rules
@@ -726,13 +721,13 @@ class Backend:
         _check_pipeline_source(spec, references)
         version_id = _version_reference(references)
         if spec.pipeline_id:
-            pipeline = self._get(Pipeline, "Pipeline", spec.pipeline_id, "Get pipelineId failed.")
+            pipeline = self._found(Pipeline, "Pipeline", spec.pipeline_id, "Get pipelineId failed.")
             spec = replace(spec, pipeline_name=pipeline.name)
             if not version_id:
                 version_id = self._default_version_id(pipeline)
                 references = (*references, Reference("PIPELINE_VERSION", version_id, "CREATOR"))
         if version_id:
-            version = self._get(
+            version = self._found(
                 PipelineVersion, "Version", version_id, "Get pipelineVersionId failed."
             )
             if spec.pipeline_id and version.pipeline_id != spec.pipeline_id:
@@ -765,35 +760,7 @@ class Backend:
                 "Failed to get experiment.", NotFound.of("Experiment", reference.id)
             )
         kind, label = _NAMED_REFERENCES[reference.type]
-        return replace(reference, name=self._get(kind, label, reference.id).name)
-
-    def _get(self, kind: type[M], label: str, object_id: str, context: str = "") -> M:
-        """The object, or the server's 404; an upload still CREATING is not found either."""
-        found = self.store.get(kind, object_id)
-        hidden = isinstance(found, Pipeline | PipelineVersion) and found.status != READY
-        if found is None or hidden:
-            error = NotFound.of(label, object_id)
-            raise error.wrap(context) if context else error
-        return found
-
-    def _list(self, items: list, request: ListRequest, kind: str, fields_: Fields) -> Page:
-        options = self._list_options(request, kind, fields_)
-        return Page(*paginate(items, options, fields_))
-
-    @staticmethod
-    def _list_options(request: ListRequest, kind: str, fields_: Fields) -> ListOptions:
-        """The request's paging, sort and filter, checked first as every List call does."""
-        try:
-            return list_options(
-                kind=kind,
-                fields=fields_,
-                page_token=request.page_token,
-                page_size=request.page_size,
-                sort_by=request.sort_by,
-                filter_json=request.filter,
-            )
-        except ApiError as err:
-            raise err.wrap("Failed to create list options") from err
+        return replace(reference, name=self._found(kind, label, reference.id).name)
 
     @staticmethod
     def _refuse_namespace(key_type: str, key_id: str, call: str) -> None:
@@ -875,13 +842,7 @@ def _check_job_settings(max_concurrency: int, trigger: Trigger) -> None:
             "The max concurrency of the job is out of range. Support 1-10. "
             f"Received {max_concurrency}."
         )
-    if trigger.kind == "cron":
-        check_cron(trigger.cron)
-    elif trigger.kind == "periodic" and trigger.interval_second < 1:
-        raise InvalidInput(
-            f"Found invalid period schedule interval {trigger.interval_second}. "
-            "Set at interval to least 1 second."
-        )
+    check_trigger(trigger, ".")
 
 
 def _service_account(template: dict, requested: str) -> str:
