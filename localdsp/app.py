@@ -19,9 +19,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from localdsp.admin import Admin
-from localdsp.backend import CREATING, Backend, ListRequest, Pipeline
+from localdsp.backend import Backend
 from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector
+from localdsp.models import ListRequest
+from localdsp.models_v1 import CREATING, Pipeline
 from localdsp.pipeline_files import (
     UploadFailed,
     read_upload,

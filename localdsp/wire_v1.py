@@ -12,9 +12,10 @@ from typing import Any
 
 from starlette.requests import Request
 
-from localdsp.backend import (
+from localdsp.backend import Backend
+from localdsp.errors import InvalidInput
+from localdsp.models_v1 import (
     AVAILABLE,
-    Backend,
     Experiment,
     Job,
     Parameter,
@@ -24,7 +25,6 @@ from localdsp.backend import (
     Reference,
     Run,
 )
-from localdsp.errors import InvalidInput
 from localdsp.wire import api_trigger, parse_enum, pb, timestamp
 
 RESOURCE_TYPES = (

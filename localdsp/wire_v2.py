@@ -10,8 +10,8 @@ import json
 from typing import Any
 
 from localdsp import wire_v1
-from localdsp.backend import Pipeline, PipelineVersion
 from localdsp.errors import InvalidInput
+from localdsp.models_v1 import Pipeline, PipelineVersion
 from localdsp.models_v2 import (
     ExperimentV2,
     PipelineV2,
