@@ -23,7 +23,7 @@ from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector
 from localdsp.models import ListRequest, Page
 from localdsp.models_v2 import VersionV2
-from localdsp.pipeline_files import UploadFailed, read_upload, upload_check, upload_name
+from localdsp.pipeline_files import UploadFailed, read_upload, upload_name, upload_pipeline_id
 from localdsp.proxy import Tokens
 from localdsp.routes import api_app, by_path, collection, delete, get, list_of, post
 from localdsp.rules_v2 import BackendV2
@@ -158,18 +158,10 @@ class HandlersV2:
                 "Failed to create a pipeline version due to error parsing pipeline spec filename",
                 "Failed to create a pipeline version due to error reading pipeline spec file",
             )
-            pipeline_id = query.get("pipelineid", "")
-            if not pipeline_id:
-                raise UploadFailed(
-                    400,
-                    ApiError(
-                        "Failed to create a pipeline version due to error reading pipeline id",
-                        internal="Failed to create a pipeline version due to error reading "
-                        "pipeline id",
-                    ),
-                )
-            upload_check(
-                lambda: self.backend.get_pipeline(pipeline_id),
+            pipeline_id = upload_pipeline_id(
+                query.get("pipelineid", ""),
+                "Failed to create a pipeline version due to error reading pipeline id",
+                self.backend.get_pipeline,
                 "Failed to create a pipeline version due to error reading namespace",
             )
         except UploadFailed as failed:

@@ -30,6 +30,7 @@ from localdsp.pipeline_files import (
     upload_check,
     upload_description,
     upload_name,
+    upload_pipeline_id,
 )
 from localdsp.proxy import Tokens
 from localdsp.routes import api_app, by_path, collection, delete, get, list_of, post
@@ -171,12 +172,10 @@ class Handlers:
                 lambda: upload_name(query.get("name", ""), filename),
                 "Invalid pipeline version name.",
             )
-            if not pipeline_id:
-                raise UploadFailed(
-                    400, ApiError("Please specify a pipeline id when creating versions.")
-                )
-            upload_check(
-                lambda: self.backend.pipeline_namespace(pipeline_id),
+            upload_pipeline_id(
+                pipeline_id,
+                "Please specify a pipeline id when creating versions.",
+                self.backend.pipeline_namespace,
                 "Failed to get namespace from pipelineId.",
             )
         except UploadFailed as failed:

@@ -16,12 +16,14 @@ import re
 import tarfile
 import zipfile
 from collections.abc import Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 
 from localdsp.errors import ApiError, InvalidInput
 from localdsp.filters import go_query_unescape
 
+T = TypeVar("T")
 MAX_NAME_LENGTH = 100
 MAX_FILE_SIZE = 32 << 20
 
@@ -48,13 +50,24 @@ async def read_upload(request: Request, reading: str, parsing: str) -> tuple[str
         raise UploadFailed(400, err.wrap(parsing)) from err
 
 
-def upload_check(step: Callable[[], str], context: str) -> str:
+def upload_check(step: Callable[[], T], context: str) -> T:
     """One of the checks the upload handlers answer with 400: `step`'s error wrapped in
     `context`."""
     try:
         return step()
     except ApiError as err:
         raise UploadFailed(400, err.wrap(context)) from err
+
+
+def upload_pipeline_id(
+    pipeline_id: str, missing: str, lookup: Callable[[str], object], context: str
+) -> str:
+    """A version upload's `pipelineid`: required (else 400 `missing`), and the pipeline must
+    exist (else 400, `lookup`'s error wrapped in `context`)."""
+    if not pipeline_id:
+        raise UploadFailed(400, ApiError(missing))
+    upload_check(lambda: lookup(pipeline_id), context)
+    return pipeline_id
 
 
 def form_file(content_type: str, body: bytes, field: str) -> tuple[str, bytes] | None:
