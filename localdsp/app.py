@@ -22,7 +22,7 @@ from localdsp.admin import Admin
 from localdsp.backend import Backend
 from localdsp.errors import ApiError
 from localdsp.faults import ASGIApp, FaultInjector
-from localdsp.models import ListRequest
+from localdsp.models import ListRequest, Page
 from localdsp.models_v1 import CREATING, Pipeline
 from localdsp.pipeline_files import (
     UploadFailed,
@@ -56,6 +56,7 @@ HEALTHZ_BODY = '{"commit_sha":"unknown", "tag_name":"localdsp", "multi_user":fal
 
 
 def _template(template: str) -> dict:
+    """The templates endpoints' answer: the stored PipelineRun, as JSON text."""
     return {"template": template}
 
 
@@ -203,20 +204,20 @@ class Handlers:
     def _pipeline_json(self, pipeline: Pipeline) -> dict:
         return api_pipeline(pipeline, self.backend.default_version(pipeline))
 
-    def _pipelines(self, request: Request, options: ListRequest):
+    def _pipelines(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_pipelines(options)
 
-    def _versions(self, request: Request, options: ListRequest):
+    def _versions(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_versions(*reference_key(request, "resource_key"), options)
 
-    def _experiments(self, request: Request, options: ListRequest):
+    def _experiments(self, request: Request, options: ListRequest) -> Page:
         key = reference_key(request, "resource_reference_key")
         return self.backend.list_experiments(options, *key)
 
-    def _runs(self, request: Request, options: ListRequest):
+    def _runs(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_runs(options, *reference_key(request, "resource_reference_key"))
 
-    def _jobs(self, request: Request, options: ListRequest):
+    def _jobs(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_jobs(options, *reference_key(request, "resource_reference_key"))
 
     # ---- creates and the run log
