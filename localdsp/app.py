@@ -1,454 +1,63 @@
-"""The HTTP face of localdsp: DSP v1's routes, wire format, oauth-proxy and admin endpoints.
+"""The HTTP face of localdsp's DSP v1 server (kfp-tekton 1.5.x): its routes.
 
 Handlers only translate: query strings, JSON bodies and multipart uploads into backend calls, and
-models into the JSON the real server writes (jsonpb with original snake_case names, enums as
-names, int64 as strings, RFC 3339 timestamps, empty fields left out). The rules live in
-`backend`. Errors become grpc-gateway's error JSON, except on the two upload endpoints, which
-write their own `{"error_message", "error_details"}` with 400 or 500 as the real handlers do.
+models into the JSON the real server writes (`wire_v1`). The rules live in `backend`. Errors
+become grpc-gateway's error JSON, except on the two upload endpoints, which write their own
+`{"error_message", "error_details"}` with 400 or 500 as the real handlers do.
 
-Layers, outermost first: faults (and the request log), the oauth-proxy's bearer-token check,
-then the routes. Admin endpoints live under `/_localdsp/`, apart from the real API's paths; they
-are never faulted, logged or authenticated.
+Layers, outermost first (`routes.api_app`): faults (and the request log), the oauth-proxy's
+bearer-token check (`proxy`), then the routes. The admin endpoints (`admin`) live under
+`/_localdsp/`, apart from the real API's paths.
 """
 
 from __future__ import annotations
 
-import hmac
-import json
-import os
-import re
-import threading
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import Any
+from functools import partial
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from localdsp.backend import (
-    AVAILABLE,
-    CREATING,
-    Backend,
-    Experiment,
-    Job,
-    ListRequest,
-    Page,
-    Parameter,
-    Pipeline,
-    PipelineSpec,
-    PipelineVersion,
-    Reference,
-    Run,
-    Trigger,
-    read_pipeline_file,
+from localdsp.admin import Admin
+from localdsp.backend import Backend
+from localdsp.errors import ApiError
+from localdsp.faults import ASGIApp, FaultInjector
+from localdsp.models import ListRequest, Page
+from localdsp.models_v1 import CREATING, Pipeline
+from localdsp.pipeline_files import (
+    UploadFailed,
+    read_upload,
+    upload_check,
     upload_description,
     upload_name,
+    upload_pipeline_id,
 )
-from localdsp.errors import ApiError, InvalidInput
-from localdsp.faults import (
-    ADMIN_PREFIX,
-    ASGIApp,
-    FaultInjector,
-    FaultMiddleware,
-    FaultRule,
-    RandomFaults,
-    Receive,
-    Scope,
-    Send,
-)
+from localdsp.proxy import Tokens
+from localdsp.routes import api_app, by_path, collection, delete, get, list_of, post
 from localdsp.uploads import ObjectStore, pipeline_key
+from localdsp.wire import handler_error, parse_int, parse_trigger, read_body
+from localdsp.wire_v1 import (
+    api_experiment,
+    api_job,
+    api_pipeline,
+    api_run,
+    api_run_detail,
+    api_state,
+    api_version,
+    parse_pipeline_spec,
+    parse_references,
+    reference_key,
+)
 
 API = "/apis/v1beta1"
-RESOURCE_TYPES = (
-    "UNKNOWN_RESOURCE_TYPE",
-    "EXPERIMENT",
-    "JOB",
-    "PIPELINE",
-    "PIPELINE_VERSION",
-    "NAMESPACE",
-)
-RELATIONSHIPS = ("UNKNOWN_RELATIONSHIP", "OWNER", "CREATOR")
 # The real healthz handler writes this by hand and sets no Content-Type, so Go sniffs it as
 # text/plain; clients that insist on JSON content types fail there too.
 HEALTHZ_BODY = '{"commit_sha":"unknown", "tag_name":"localdsp", "multi_user":false}'
-SIGN_IN_PAGE = """<!DOCTYPE html>
-<html lang="en" charset="utf-8">
-<head>
-<title>Log In</title>
-<meta name="viewport" content="width=device-width, initial-scale=1, maximum-scale=1">
-</head>
-<body>
-<div class="signin center">
-<form method="GET" action="/oauth/start">
-<input type="hidden" name="rd" value="/">
-<button type="submit" class="btn">Log in with OpenShift</button><br/>
-</form>
-</div>
-</body>
-</html>
-"""
 
 
-# --------------------------------------------------------------------------- the oauth-proxy
-
-
-class Tokens:
-    """The bearer tokens the stand-in oauth-proxy accepts; None switches the check off."""
-
-    def __init__(self, tokens: Iterable[str] | None = None):
-        self._lock = threading.Lock()
-        self.set(tokens)
-
-    def set(self, tokens: Iterable[str] | None) -> None:
-        """Replace the accepted tokens; raises TypeError unless given strings (or None)."""
-        accepted = None if tokens is None else tuple(tokens)
-        if isinstance(tokens, str) or not all(isinstance(t, str) for t in accepted or ()):
-            raise TypeError("tokens must be a list of strings, or None to switch the check off")
-        with self._lock:
-            self._tokens = accepted
-
-    def allows(self, authorization: str) -> bool:
-        with self._lock:
-            tokens = self._tokens
-        if tokens is None:
-            return True
-        scheme, _, presented = authorization.partition(" ")
-        presented = presented.strip()
-        return scheme == "Bearer" and any(hmac.compare_digest(presented, t) for t in tokens)
-
-    def __repr__(self) -> str:
-        return "Tokens(<hidden>)"
-
-
-class AuthMiddleware:
-    """DSP's oauth-proxy: a request without an accepted bearer token gets the 403 sign-in page.
-
-    Healthz is no exception: DSP's skip-auth regex never matches (see the fact sheet §3.2).
-    """
-
-    def __init__(self, app: ASGIApp, tokens: Tokens):
-        self.app = app
-        self.tokens = tokens
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(ADMIN_PREFIX):
-            headers = dict(scope.get("headers") or [])
-            authorization = headers.get(b"authorization", b"").decode("latin-1")
-            if not self.tokens.allows(authorization):
-                page = Response(SIGN_IN_PAGE, 403, media_type="text/html; charset=utf-8")
-                await page(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
-# --------------------------------------------------------------------------- models → JSON
-
-
-def _pb(**fields: Any) -> dict[str, Any]:
-    """A message as jsonpb writes it with EmitDefaults off: zero values are left out."""
-    return {k: v for k, v in fields.items() if v not in (None, "", 0, False, [], {})}
-
-
-def _time(seconds: int) -> str:
-    """A Timestamp; the server always sends these, the zero time as 1970-01-01T00:00:00Z."""
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parameters(parameters: Iterable[Parameter]) -> list[dict]:
-    return [_pb(name=p.name, value=p.value) for p in parameters]
-
-
-def _reference(reference: Reference) -> dict:
-    return _pb(
-        key=_pb(type=reference.type, id=reference.id),
-        name=reference.name,
-        relationship=reference.relationship,
-    )
-
-
-def api_version(version: PipelineVersion) -> dict:
-    owner = Reference("PIPELINE", version.pipeline_id, "OWNER")
-    return _pb(
-        id=version.id,
-        name=version.name,
-        created_at=_time(version.created_at),
-        parameters=_parameters(version.parameters),
-        resource_references=[_reference(owner)],
-        description=version.description,
-    )
-
-
-def api_pipeline(pipeline: Pipeline, default_version: PipelineVersion | None) -> dict:
-    return _pb(
-        id=pipeline.id,
-        created_at=_time(pipeline.created_at),
-        name=pipeline.name,
-        description=pipeline.description,
-        parameters=_parameters(pipeline.parameters),
-        default_version=api_version(default_version) if default_version else None,
-    )
-
-
-def api_experiment(experiment: Experiment) -> dict:
-    return _pb(
-        id=experiment.id,
-        name=experiment.name,
-        description=experiment.description,
-        created_at=_time(experiment.created_at),
-        storage_state=experiment.storage_state,
-    )
-
-
-def _spec(spec: PipelineSpec) -> dict:
-    return _pb(
-        pipeline_id=spec.pipeline_id,
-        pipeline_name=spec.pipeline_name,
-        workflow_manifest=spec.workflow_manifest,
-        pipeline_manifest=spec.pipeline_manifest,
-        parameters=_parameters(spec.parameters),
-    )
-
-
-def api_run(run: Run) -> dict:
-    return _pb(
-        id=run.id,
-        name=run.name,
-        # A run's storage-state enum starts at AVAILABLE, so AVAILABLE is the omitted zero.
-        storage_state=None if run.storage_state == AVAILABLE else run.storage_state,
-        description=run.description,
-        pipeline_spec=_spec(run.pipeline_spec),
-        resource_references=[_reference(r) for r in run.references],
-        service_account=run.service_account,
-        created_at=_time(run.created_at),
-        scheduled_at=_time(run.scheduled_at),
-        finished_at=_time(run.finished_at),
-        status=run.status,
-        error=run.error,
-    )
-
-
-def api_run_detail(run: Run) -> dict:
-    return {"run": api_run(run), "pipeline_runtime": _pb(workflow_manifest=run.manifest)}
-
-
-def _trigger(trigger: Trigger) -> dict | None:
-    times = {
-        "start_time": _time(trigger.start_time) if trigger.start_time else None,
-        "end_time": _time(trigger.end_time) if trigger.end_time else None,
-    }
-    if trigger.kind == "cron":
-        return {"cron_schedule": _pb(**times, cron=trigger.cron)}
-    if trigger.kind == "periodic":
-        return {"periodic_schedule": _pb(**times, interval_second=str(trigger.interval_second))}
-    return None
-
-
-def api_job(job: Job) -> dict:
-    """The job as ToApiJob builds it; it never sets `mode`, so that field is always omitted."""
-    return _pb(
-        id=job.id,
-        name=job.name,
-        description=job.description,
-        pipeline_spec=_spec(job.pipeline_spec),
-        resource_references=[_reference(r) for r in job.references],
-        service_account=job.service_account,
-        max_concurrency=str(job.max_concurrency),
-        trigger=_trigger(job.trigger),
-        created_at=_time(job.created_at),
-        updated_at=_time(job.updated_at),
-        status=job.status,
-        enabled=job.enabled,
-        no_catchup=job.no_catchup,
-    )
-
-
-def _listing(field: str, page: Page, render: Callable[[Any], dict]) -> JSONResponse:
-    return JSONResponse(
-        _pb(
-            **{field: [render(item) for item in page.items]},
-            total_size=page.total_size,
-            next_page_token=page.next_page_token,
-        )
-    )
-
-
-# --------------------------------------------------------------------------- JSON → requests
-
-
-def _snake_keys(value: Any) -> Any:
-    """jsonpb accepts lowerCamelCase field names as well as the proto's snake_case ones."""
-    if isinstance(value, dict):
-        return {
-            re.sub(r"(?<!^)([A-Z])", r"_\1", k).lower(): _snake_keys(v) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_snake_keys(v) for v in value]
-    return value
-
-
-async def _body(request: Request) -> dict:
-    try:
-        document = json.loads(await request.body() or b"{}")
-    except ValueError as err:
-        raise InvalidInput(f"invalid character in request body: {err}") from err
-    if not isinstance(document, dict):
-        raise InvalidInput("the request body must be a JSON object")
-    return _snake_keys(document)
-
-
-def _enum(value: Any, names: tuple[str, ...], what: str) -> str:
-    """An enum given by name or number; the zero value (UNKNOWN_*) becomes ""."""
-    if value in (None, ""):
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-        name = names[value]
-    elif isinstance(value, str) and value.isdigit() and int(value) < len(names):
-        name = names[int(value)]
-    elif value in names:
-        name = value
-    else:
-        raise InvalidInput(f"unknown value {json.dumps(value)} for enum {what}")
-    return "" if name == names[0] else name
-
-
-def _int(value: Any, what: str) -> int:
-    """An integer field: jsonpb reads int64 from JSON numbers or strings."""
-    if value in (None, ""):
-        return 0
-    try:
-        return int(value)
-    except (TypeError, ValueError) as err:
-        raise InvalidInput(f"invalid value {json.dumps(value)} for {what}") from err
-
-
-def _seconds(value: Any) -> int:
-    if not value:
-        return 0
-    try:
-        return int(datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp())
-    except ValueError as err:
-        raise InvalidInput(f"bad Timestamp {json.dumps(value)}") from err
-
-
-def _references(items: Any) -> tuple[Reference, ...]:
-    references = []
-    for item in items or []:
-        key = item.get("key") or {}
-        references.append(
-            Reference(
-                type=_enum(key.get("type"), RESOURCE_TYPES, "api.ResourceType"),
-                id=str(key.get("id", "")),
-                relationship=_enum(item.get("relationship"), RELATIONSHIPS, "api.Relationship"),
-                name=str(item.get("name", "")),
-            )
-        )
-    return tuple(references)
-
-
-def _pipeline_spec(data: dict | None) -> PipelineSpec:
-    data = data or {}
-    if data.get("runtime_config"):
-        raise InvalidInput("localdsp does not run KFP v2 runtime_config; use parameters.")
-    parameters = tuple(
-        Parameter(str(p.get("name", "")), str(p.get("value", "")))
-        for p in data.get("parameters") or []
-    )
-    return PipelineSpec(
-        pipeline_id=str(data.get("pipeline_id", "")),
-        workflow_manifest=str(data.get("workflow_manifest", "")),
-        pipeline_manifest=str(data.get("pipeline_manifest", "")),
-        parameters=parameters,
-    )
-
-
-def _parse_trigger(data: dict | None) -> Trigger:
-    data = data or {}
-    cron, periodic = data.get("cron_schedule"), data.get("periodic_schedule")
-    if cron is not None and periodic is not None:
-        raise InvalidInput("a trigger takes either cron_schedule or periodic_schedule")
-    schedule = cron if cron is not None else periodic
-    if schedule is None:
-        return Trigger()
-    times = {
-        "start_time": _seconds(schedule.get("start_time")),
-        "end_time": _seconds(schedule.get("end_time")),
-    }
-    if cron is not None:
-        return Trigger("cron", cron=str(cron.get("cron", "")), **times)
-    interval = _int(periodic.get("interval_second"), "interval_second")
-    return Trigger("periodic", interval_second=interval, **times)
-
-
-def _list_request(request: Request) -> ListRequest:
-    query = request.query_params
-    return ListRequest(
-        page_token=query.get("page_token", ""),
-        page_size=query.get("page_size", ""),
-        sort_by=query.get("sort_by", ""),
-        filter=query.get("filter", ""),
-    )
-
-
-def _reference_key(request: Request, prefix: str) -> tuple[str, str]:
-    query = request.query_params
-    kind = _enum(query.get(f"{prefix}.type"), RESOURCE_TYPES, "api.ResourceType")
-    return kind, query.get(f"{prefix}.id", "")
-
-
-# --------------------------------------------------------------------------- multipart uploads
-
-
-def _form_file(content_type: str, body: bytes, field: str) -> tuple[str, bytes] | None:
-    """The (file name, content) of a multipart form field sent as a file, if there is one."""
-    match = re.search(r'boundary="?([^";]+)"?', content_type)
-    if not content_type.startswith("multipart/form-data") or match is None:
-        return None
-    for part in body.split(b"--" + match.group(1).encode("latin-1"))[1:]:
-        if part.startswith(b"--"):
-            break
-        head, separator, content = part.partition(b"\r\n\r\n")
-        disposition = re.search(rb"content-disposition:[^\r\n]*", head, flags=re.IGNORECASE)
-        if not separator or disposition is None:
-            continue
-        line = disposition.group(0).decode("utf-8", errors="replace")
-        name = re.search(r'\bname="([^"]*)"', line)
-        filename = re.search(r'\bfilename="([^"]*)"', line)
-        if name and name.group(1) == field and filename and filename.group(1):
-            return os.path.basename(filename.group(1)), content.removesuffix(b"\r\n")
-    return None
-
-
-def _handler_error(status: int, error: ApiError) -> JSONResponse:
-    """An error of the plain HTTP handlers (uploads, logs): their JSON, their chosen status."""
-    return JSONResponse(error.upload_body(), status_code=status)
-
-
-async def _uploaded(request: Request, what: str) -> tuple[str, bytes]:
-    """The `uploadfile` part, read and unpacked; raises (status, error) as the handler answers."""
-    found = _form_file(request.headers.get("content-type", ""), await request.body(), "uploadfile")
-    if found is None:
-        raise _UploadFailed(
-            400, ApiError("http: no such file").wrap(f"Failed to read {what} from file")
-        )
-    filename, data = found
-    try:
-        return filename, read_pipeline_file(filename, data)
-    except ApiError as err:
-        raise _UploadFailed(400, err.wrap(f"Error read {what} file.")) from err
-
-
-class _UploadFailed(Exception):
-    """An upload handler's early answer: a status and the error to write."""
-
-    def __init__(self, status: int, error: ApiError):
-        super().__init__(error.internal)
-        self.status = status
-        self.error = error
-
-
-# --------------------------------------------------------------------------- handlers
+def _template(template: str) -> dict:
+    """The templates endpoints' answer: the stored PipelineRun, as JSON text."""
+    return {"template": template}
 
 
 class Handlers:
@@ -459,47 +68,68 @@ class Handlers:
         self.storage = storage
 
     def routes(self) -> list[Route]:
-        b = API
+        b, backend = API, self.backend
         return [
-            Route(f"{b}/healthz", self.healthz, methods=["GET"]),
-            Route(f"{b}/pipelines/upload", self.upload_pipeline, methods=["POST"]),
-            Route(f"{b}/pipelines/upload_version", self.upload_version, methods=["POST"]),
-            Route(f"{b}/pipelines", self.list_pipelines, methods=["GET"]),
-            Route(f"{b}/pipelines/{{id}}", self.get_pipeline, methods=["GET"]),
-            Route(f"{b}/pipelines/{{id}}", self.delete_pipeline, methods=["DELETE"]),
-            Route(f"{b}/pipelines/{{id}}/templates", self.pipeline_template, methods=["GET"]),
-            Route(
+            get(f"{b}/healthz", self.healthz),
+            post(f"{b}/pipelines/upload", self.upload_pipeline),
+            post(f"{b}/pipelines/upload_version", self.upload_version),
+            get(f"{b}/pipelines", list_of("pipelines", self._pipeline_json, self._pipelines)),
+            get(f"{b}/pipelines/{{id}}", by_path(backend.get_pipeline, render=self._pipeline_json)),
+            delete(f"{b}/pipelines/{{id}}", by_path(backend.delete_pipeline)),
+            get(
+                f"{b}/pipelines/{{id}}/templates",
+                by_path(backend.pipeline_template, render=_template),
+            ),
+            post(
                 f"{b}/pipelines/{{pipeline_id}}/default_version/{{version_id}}",
-                self.set_default_version,
-                methods=["POST"],
+                by_path(backend.set_default_version, "pipeline_id", "version_id"),
             ),
-            Route(f"{b}/pipeline_versions", self.list_versions, methods=["GET"]),
-            Route(f"{b}/pipeline_versions/{{id}}", self.get_version, methods=["GET"]),
-            Route(f"{b}/pipeline_versions/{{id}}", self.delete_version, methods=["DELETE"]),
-            Route(
-                f"{b}/pipeline_versions/{{id}}/templates", self.version_template, methods=["GET"]
+            get(f"{b}/pipeline_versions", list_of("versions", api_version, self._versions)),
+            get(f"{b}/pipeline_versions/{{id}}", by_path(backend.get_version, render=api_version)),
+            delete(f"{b}/pipeline_versions/{{id}}", by_path(backend.delete_version)),
+            get(
+                f"{b}/pipeline_versions/{{id}}/templates",
+                by_path(backend.version_template, render=_template),
             ),
-            Route(f"{b}/experiments", self.create_experiment, methods=["POST"]),
-            Route(f"{b}/experiments", self.list_experiments, methods=["GET"]),
-            Route(f"{b}/experiments/{{id}}", self.get_experiment, methods=["GET"]),
-            Route(f"{b}/experiments/{{id}}", self.delete_experiment, methods=["DELETE"]),
-            Route(f"{b}/experiments/{{id}}:archive", self.archive_experiment, methods=["POST"]),
-            Route(f"{b}/experiments/{{id}}:unarchive", self.unarchive_experiment, methods=["POST"]),
-            Route(f"{b}/runs", self.create_run, methods=["POST"]),
-            Route(f"{b}/runs", self.list_runs, methods=["GET"]),
-            Route(f"{b}/runs/{{id}}", self.get_run, methods=["GET"]),
-            Route(f"{b}/runs/{{id}}", self.delete_run, methods=["DELETE"]),
-            Route(f"{b}/runs/{{id}}/terminate", self.terminate_run, methods=["POST"]),
-            Route(f"{b}/runs/{{id}}/retry", self.retry_run, methods=["POST"]),
-            Route(f"{b}/runs/{{id}}:archive", self.archive_run, methods=["POST"]),
-            Route(f"{b}/runs/{{id}}:unarchive", self.unarchive_run, methods=["POST"]),
-            Route(f"{b}/runs/{{id}}/nodes/{{node_id}}/log", self.run_log, methods=["GET"]),
-            Route(f"{b}/jobs", self.create_job, methods=["POST"]),
-            Route(f"{b}/jobs", self.list_jobs, methods=["GET"]),
-            Route(f"{b}/jobs/{{id}}", self.get_job, methods=["GET"]),
-            Route(f"{b}/jobs/{{id}}", self.delete_job, methods=["DELETE"]),
-            Route(f"{b}/jobs/{{id}}/enable", self.enable_job, methods=["POST"]),
-            Route(f"{b}/jobs/{{id}}/disable", self.disable_job, methods=["POST"]),
+            *collection(
+                f"{b}/experiments",
+                create=self.create_experiment,
+                list_all=list_of("experiments", api_experiment, self._experiments),
+                get_one=backend.get_experiment,
+                render=api_experiment,
+                delete_one=backend.delete_experiment,
+                actions={
+                    ":archive": backend.archive_experiment,
+                    ":unarchive": backend.unarchive_experiment,
+                },
+            ),
+            *collection(
+                f"{b}/runs",
+                create=self.create_run,
+                list_all=list_of("runs", api_run, self._runs),
+                get_one=backend.get_run,
+                render=api_run_detail,
+                delete_one=backend.delete_run,
+                actions={
+                    "/terminate": backend.terminate_run,
+                    "/retry": backend.retry_run,
+                    ":archive": partial(backend.archive_run, archived=True),
+                    ":unarchive": partial(backend.archive_run, archived=False),
+                },
+            ),
+            get(f"{b}/runs/{{id}}/nodes/{{node_id}}/log", self.run_log),
+            *collection(
+                f"{b}/jobs",
+                create=self.create_job,
+                list_all=list_of("jobs", api_job, self._jobs),
+                get_one=backend.get_job,
+                render=api_job,
+                delete_one=backend.delete_job,
+                actions={
+                    "/enable": partial(backend.enable_job, enabled=True),
+                    "/disable": partial(backend.enable_job, enabled=False),
+                },
+            ),
         ]
 
     async def healthz(self, request: Request) -> Response:
@@ -510,21 +140,23 @@ class Handlers:
     async def upload_pipeline(self, request: Request) -> Response:
         query = request.query_params
         try:
-            filename, content = await _uploaded(request, "pipeline")
-            name = self._upload_step(
+            filename, content = await read_upload(
+                request, "Failed to read pipeline from file", "Error read pipeline file."
+            )
+            name = upload_check(
                 lambda: upload_name(query.get("name", ""), filename), "Invalid pipeline name."
             )
-            description = self._upload_step(
+            description = upload_check(
                 lambda: upload_description(query.get("description", "")),
                 "Error read pipeline description.",
             )
-        except _UploadFailed as failed:
-            return _handler_error(failed.status, failed.error)
+        except UploadFailed as failed:
+            return handler_error(failed.status, failed.error)
         try:
             pipeline = self.backend.create_pipeline(name, description, content, CREATING)
             await self._store(pipeline.default_version_id, "Create pipeline failed")
         except ApiError as err:
-            return _handler_error(500, err.wrap("Error creating pipeline"))
+            return handler_error(500, err.wrap("Error creating pipeline"))
         pipeline = self.backend.get_pipeline(pipeline.id)
         return JSONResponse(api_pipeline(pipeline, self.backend.default_version(pipeline)))
 
@@ -532,28 +164,30 @@ class Handlers:
         query = request.query_params
         pipeline_id = query.get("pipelineid", "")
         try:
-            filename, content = await _uploaded(request, "pipeline version")
-            name = self._upload_step(
+            filename, content = await read_upload(
+                request,
+                "Failed to read pipeline version from file",
+                "Error read pipeline version file.",
+            )
+            name = upload_check(
                 lambda: upload_name(query.get("name", ""), filename),
                 "Invalid pipeline version name.",
             )
-            if not pipeline_id:
-                raise _UploadFailed(
-                    400, ApiError("Please specify a pipeline id when creating versions.")
-                )
-            self._upload_step(
-                lambda: self.backend.pipeline_namespace(pipeline_id),
+            upload_pipeline_id(
+                pipeline_id,
+                "Please specify a pipeline id when creating versions.",
+                self.backend.pipeline_namespace,
                 "Failed to get namespace from pipelineId.",
             )
-        except _UploadFailed as failed:
-            return _handler_error(failed.status, failed.error)
+        except UploadFailed as failed:
+            return handler_error(failed.status, failed.error)
         try:
             version = self.backend.create_version(
                 pipeline_id, name, query.get("description", ""), content, CREATING
             )
             await self._store(version.id, "Create pipeline version failed")
         except ApiError as err:
-            return _handler_error(500, err.wrap("Error creating pipeline version"))
+            return handler_error(500, err.wrap("Error creating pipeline version"))
         return JSONResponse(api_version(self.backend.get_version(version.id)))
 
     async def _store(self, version_id: str, context: str) -> None:
@@ -565,128 +199,48 @@ class Handlers:
             raise err.wrap(context) from err
         self.backend.stored(version_id)
 
-    @staticmethod
-    def _upload_step(step: Callable[[], str], context: str) -> str:
-        """One of the checks the upload handlers answer with 400."""
-        try:
-            return step()
-        except ApiError as err:
-            raise _UploadFailed(400, err.wrap(context)) from err
-
-    # ---- pipelines and versions
+    # ---- lists
 
     def _pipeline_json(self, pipeline: Pipeline) -> dict:
         return api_pipeline(pipeline, self.backend.default_version(pipeline))
 
-    async def list_pipelines(self, request: Request) -> Response:
-        page = self.backend.list_pipelines(_list_request(request))
-        return _listing("pipelines", page, self._pipeline_json)
+    def _pipelines(self, request: Request, options: ListRequest) -> Page:
+        return self.backend.list_pipelines(options)
 
-    async def get_pipeline(self, request: Request) -> Response:
-        pipeline = self.backend.get_pipeline(request.path_params["id"])
-        return JSONResponse(self._pipeline_json(pipeline))
+    def _versions(self, request: Request, options: ListRequest) -> Page:
+        return self.backend.list_versions(*reference_key(request, "resource_key"), options)
 
-    async def delete_pipeline(self, request: Request) -> Response:
-        self.backend.delete_pipeline(request.path_params["id"])
-        return JSONResponse({})
+    def _experiments(self, request: Request, options: ListRequest) -> Page:
+        key = reference_key(request, "resource_reference_key")
+        return self.backend.list_experiments(options, *key)
 
-    async def pipeline_template(self, request: Request) -> Response:
-        template = self.backend.pipeline_template(request.path_params["id"])
-        return JSONResponse({"template": template})
+    def _runs(self, request: Request, options: ListRequest) -> Page:
+        return self.backend.list_runs(options, *reference_key(request, "resource_reference_key"))
 
-    async def set_default_version(self, request: Request) -> Response:
-        params = request.path_params
-        self.backend.set_default_version(params["pipeline_id"], params["version_id"])
-        return JSONResponse({})
+    def _jobs(self, request: Request, options: ListRequest) -> Page:
+        return self.backend.list_jobs(options, *reference_key(request, "resource_reference_key"))
 
-    async def list_versions(self, request: Request) -> Response:
-        key_type, key_id = _reference_key(request, "resource_key")
-        page = self.backend.list_versions(key_type, key_id, _list_request(request))
-        return _listing("versions", page, api_version)
-
-    async def get_version(self, request: Request) -> Response:
-        return JSONResponse(api_version(self.backend.get_version(request.path_params["id"])))
-
-    async def delete_version(self, request: Request) -> Response:
-        self.backend.delete_version(request.path_params["id"])
-        return JSONResponse({})
-
-    async def version_template(self, request: Request) -> Response:
-        template = self.backend.version_template(request.path_params["id"])
-        return JSONResponse({"template": template})
-
-    # ---- experiments
+    # ---- creates and the run log
 
     async def create_experiment(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         experiment = self.backend.create_experiment(
             str(body.get("name", "")),
             str(body.get("description", "")),
-            _references(body.get("resource_references")),
+            parse_references(body.get("resource_references")),
         )
         return JSONResponse(api_experiment(experiment))
 
-    async def list_experiments(self, request: Request) -> Response:
-        key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_experiments(_list_request(request), key_type, key_id)
-        return _listing("experiments", page, api_experiment)
-
-    async def get_experiment(self, request: Request) -> Response:
-        experiment = self.backend.get_experiment(request.path_params["id"])
-        return JSONResponse(api_experiment(experiment))
-
-    async def delete_experiment(self, request: Request) -> Response:
-        self.backend.delete_experiment(request.path_params["id"])
-        return JSONResponse({})
-
-    async def archive_experiment(self, request: Request) -> Response:
-        self.backend.archive_experiment(request.path_params["id"])
-        return JSONResponse({})
-
-    async def unarchive_experiment(self, request: Request) -> Response:
-        self.backend.unarchive_experiment(request.path_params["id"])
-        return JSONResponse({})
-
-    # ---- runs
-
     async def create_run(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         run = self.backend.create_run(
             name=str(body.get("name", "")),
             description=str(body.get("description", "")),
-            pipeline_spec=_pipeline_spec(body.get("pipeline_spec")),
-            references=_references(body.get("resource_references")),
+            pipeline_spec=parse_pipeline_spec(body.get("pipeline_spec")),
+            references=parse_references(body.get("resource_references")),
             service_account=str(body.get("service_account", "")),
         )
         return JSONResponse(api_run_detail(run))
-
-    async def list_runs(self, request: Request) -> Response:
-        key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_runs(_list_request(request), key_type, key_id)
-        return _listing("runs", page, api_run)
-
-    async def get_run(self, request: Request) -> Response:
-        return JSONResponse(api_run_detail(self.backend.get_run(request.path_params["id"])))
-
-    async def delete_run(self, request: Request) -> Response:
-        self.backend.delete_run(request.path_params["id"])
-        return JSONResponse({})
-
-    async def terminate_run(self, request: Request) -> Response:
-        self.backend.terminate_run(request.path_params["id"])
-        return JSONResponse({})
-
-    async def retry_run(self, request: Request) -> Response:
-        self.backend.retry_run(request.path_params["id"])
-        return JSONResponse({})
-
-    async def archive_run(self, request: Request) -> Response:
-        self.backend.archive_run(request.path_params["id"], archived=True)
-        return JSONResponse({})
-
-    async def unarchive_run(self, request: Request) -> Response:
-        self.backend.archive_run(request.path_params["id"], archived=False)
-        return JSONResponse({})
 
     async def run_log(self, request: Request) -> Response:
         """Plain HTTP on the real server: text on success, {error_message, ...} with 500."""
@@ -694,200 +248,29 @@ class Handlers:
         try:
             text = self.backend.read_run_log(params["id"], params["node_id"])
         except ApiError as err:
-            return _handler_error(500, err)
+            return handler_error(500, err)
         return PlainTextResponse(text)
 
-    # ---- jobs
-
     async def create_job(self, request: Request) -> Response:
-        body = await _body(request)
+        body = await read_body(request)
         job = self.backend.create_job(
             name=str(body.get("name", "")),
             description=str(body.get("description", "")),
-            pipeline_spec=_pipeline_spec(body.get("pipeline_spec")),
-            references=_references(body.get("resource_references")),
+            pipeline_spec=parse_pipeline_spec(body.get("pipeline_spec")),
+            references=parse_references(body.get("resource_references")),
             service_account=str(body.get("service_account", "")),
-            max_concurrency=_int(body.get("max_concurrency"), "max_concurrency"),
-            trigger=_parse_trigger(body.get("trigger")),
+            max_concurrency=parse_int(body.get("max_concurrency"), "max_concurrency"),
+            trigger=parse_trigger(body.get("trigger")),
             enabled=bool(body.get("enabled", False)),
             no_catchup=bool(body.get("no_catchup", False)),
         )
         return JSONResponse(api_job(job))
 
-    async def list_jobs(self, request: Request) -> Response:
-        key_type, key_id = _reference_key(request, "resource_reference_key")
-        page = self.backend.list_jobs(_list_request(request), key_type, key_id)
-        return _listing("jobs", page, api_job)
-
-    async def get_job(self, request: Request) -> Response:
-        return JSONResponse(api_job(self.backend.get_job(request.path_params["id"])))
-
-    async def delete_job(self, request: Request) -> Response:
-        self.backend.delete_job(request.path_params["id"])
-        return JSONResponse({})
-
-    async def enable_job(self, request: Request) -> Response:
-        self.backend.enable_job(request.path_params["id"], enabled=True)
-        return JSONResponse({})
-
-    async def disable_job(self, request: Request) -> Response:
-        self.backend.enable_job(request.path_params["id"], enabled=False)
-        return JSONResponse({})
-
-
-async def _gateway_error(request: Request, error: ApiError) -> Response:
-    """grpc-gateway's error JSON with the HTTP status of the error's gRPC code."""
-    return JSONResponse(error.gateway_body(), status_code=error.status)
-
-
-# --------------------------------------------------------------------------- admin endpoints
-
-
-class Admin:
-    """`/_localdsp/...`: health, state, reset, faults, request log and tokens."""
-
-    def __init__(self, backend: Backend, injector: FaultInjector, tokens: Tokens):
-        self.backend = backend
-        self.injector = injector
-        self.tokens = tokens
-
-    def routes(self) -> list[Route]:
-        a = ADMIN_PREFIX.rstrip("/")
-        return [
-            Route(f"{a}/health", self.health, methods=["GET"]),
-            Route(f"{a}/state", self.state, methods=["GET"]),
-            Route(f"{a}/reset", self.reset, methods=["POST"]),
-            Route(f"{a}/faults", self.faults, methods=["GET", "POST", "DELETE"]),
-            Route(f"{a}/faults/random", self.random_faults, methods=["PUT"]),
-            Route(f"{a}/requests", self.requests, methods=["GET", "DELETE"]),
-            Route(f"{a}/tokens", self.set_tokens, methods=["PUT"]),
-        ]
-
-    async def health(self, request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
-
-    async def state(self, request: Request) -> Response:
-        """Everything stored, flat and without manifests: for people and scripts to check."""
-        dump = self.backend.dump()
-        return JSONResponse(
-            {
-                "pipelines": [self._pipeline_state(p) for p in dump["pipelines"]],
-                "versions": [_version_state(v) for v in dump["versions"]],
-                "experiments": [api_experiment(e) for e in dump["experiments"]],
-                "runs": [_run_state(r) for r in dump["runs"]],
-                "jobs": [_job_state(j) for j in dump["jobs"]],
-            }
-        )
-
-    def _pipeline_state(self, pipeline: Pipeline) -> dict:
-        default = self.backend.default_version(pipeline)
-        return {
-            "id": pipeline.id,
-            "name": pipeline.name,
-            "description": pipeline.description,
-            "created_at": _time(pipeline.created_at),
-            "default_version_id": default.id if default else None,
-            "default_version_name": default.name if default else None,
-            "status": pipeline.status,
-        }
-
-    async def reset(self, request: Request) -> Response:
-        self.backend.reset()
-        return JSONResponse({})
-
-    async def faults(self, request: Request) -> Response:
-        """GET lists the rules, POST adds one rule (or a list), DELETE removes all faults."""
-        if request.method == "DELETE":
-            self.injector.clear()
-            return JSONResponse({})
-        if request.method == "POST":
-            try:
-                document = json.loads(await request.body())
-                items = document if isinstance(document, list) else [document]
-                new_rules = [FaultRule.create(**item) for item in items]
-            except (ValueError, TypeError) as err:
-                return JSONResponse({"error": str(err)}, status_code=400)
-            added = [self.injector.add(rule).as_dict() for rule in new_rules]
-            return JSONResponse(added if isinstance(document, list) else added[0])
-        return JSONResponse(self.injector.rules())
-
-    async def random_faults(self, request: Request) -> Response:
-        try:
-            settings = RandomFaults(**json.loads(await request.body()))
-        except (ValueError, TypeError) as err:
-            return JSONResponse({"error": str(err)}, status_code=400)
-        self.injector.set_random(settings)
-        return JSONResponse({})
-
-    async def requests(self, request: Request) -> Response:
-        if request.method == "DELETE":
-            self.injector.clear_requests()
-            return JSONResponse({})
-        return JSONResponse(self.injector.requests())
-
-    async def set_tokens(self, request: Request) -> Response:
-        """{"tokens": [...]} replaces the accepted tokens; null switches the check off."""
-        try:
-            self.tokens.set(json.loads(await request.body())["tokens"])
-        except (ValueError, TypeError, KeyError) as err:
-            return JSONResponse({"error": f'expected {{"tokens": [...] or null}}: {err}'}, 400)
-        return JSONResponse({})
-
-
-def _version_state(version: PipelineVersion) -> dict:
-    return {
-        "id": version.id,
-        "pipeline_id": version.pipeline_id,
-        "name": version.name,
-        "description": version.description,
-        "created_at": _time(version.created_at),
-        "status": version.status,
-    }
-
-
-def _references_state(references: Iterable[Reference]) -> dict:
-    """The experiment and pipeline version ids of a run or job."""
-    ids = {r.type: r.id for r in references}
-    return {
-        "experiment_id": ids.get("EXPERIMENT"),
-        "pipeline_version_id": ids.get("PIPELINE_VERSION"),
-    }
-
-
-def _run_state(run: Run) -> dict:
-    return {
-        "id": run.id,
-        "name": run.name,
-        "status": run.status,
-        "storage_state": run.storage_state,
-        "created_at": _time(run.created_at),
-        "finished_at": _time(run.finished_at) if run.finished_at else None,
-        **_references_state(run.references),
-        "parameters": {p.name: p.value for p in run.pipeline_spec.parameters},
-    }
-
-
-def _job_state(job: Job) -> dict:
-    return {
-        "id": job.id,
-        "name": job.name,
-        "enabled": job.enabled,
-        "trigger": _trigger(job.trigger),
-        "max_concurrency": job.max_concurrency,
-        "created_at": _time(job.created_at),
-        **_references_state(job.references),
-        "parameters": {p.name: p.value for p in job.pipeline_spec.parameters},
-    }
-
-
-# --------------------------------------------------------------------------- the app
-
 
 def create_app(
     backend: Backend, injector: FaultInjector, tokens: Tokens, storage: ObjectStore | None = None
 ) -> ASGIApp:
-    """The whole server as one ASGI app: faults outside, then auth, then the routes."""
-    handlers = Handlers(backend, storage or ObjectStore())
-    routes = handlers.routes() + Admin(backend, injector, tokens).routes()
-    app = Starlette(routes=routes, exception_handlers={ApiError: _gateway_error})
-    return FaultMiddleware(AuthMiddleware(app, tokens), injector)
+    """The whole v1 server as one ASGI app: faults outside, then auth, then the routes."""
+    routes = Handlers(backend, storage or ObjectStore()).routes()
+    admin = Admin(backend, partial(api_state, backend), injector, tokens)
+    return api_app(routes + admin.routes(), ApiError.gateway_body, injector, tokens)

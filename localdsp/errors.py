@@ -46,17 +46,32 @@ class ApiError(Exception):
 
     def gateway_body(self) -> dict:
         """grpc-gateway v1's error JSON: the user text is in details[0].error_message."""
+        return self._gateway(
+            {
+                "@type": "type.googleapis.com/api.Error",
+                "error_message": self.message,
+                "error_details": self.internal,
+            }
+        )
+
+    def rpc_status_body(self) -> dict:
+        """The same JSON as the KFP 2.5 server writes it: its detail is a google.rpc.Status."""
+        return self._gateway(
+            {
+                "@type": "type.googleapis.com/google.rpc.Status",
+                "code": int(self.code),
+                "message": self.message,
+            }
+        )
+
+    def _gateway(self, detail: dict) -> dict:
+        """grpc-gateway v1's error JSON around one detail: `error` and `message` carry the
+        internal chain."""
         return {
             "error": self.internal,
             "code": int(self.code),
             "message": self.internal,
-            "details": [
-                {
-                    "@type": "type.googleapis.com/api.Error",
-                    "error_message": self.message,
-                    "error_details": self.internal,
-                }
-            ],
+            "details": [detail],
         }
 
     def upload_body(self) -> dict:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
-from localdsp.backend import Trigger
 from localdsp.filters import Fields
+from localdsp.models import Trigger, tables
 
 AVAILABLE = "AVAILABLE"
 ARCHIVED = "ARCHIVED"
@@ -139,17 +139,13 @@ class RunnerV2(Protocol):
     def close(self) -> None: ...
 
 
-TABLES = {
-    PipelineV2: ("pipelines", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
-    VersionV2: (
-        "versions",
-        "name TEXT NOT NULL COLLATE NOCASE, pipeline_id TEXT NOT NULL, template TEXT NOT NULL, "
-        "UNIQUE (pipeline_id, name)",
-    ),
-    ExperimentV2: ("experiments", "name TEXT NOT NULL COLLATE NOCASE UNIQUE"),
-    RunV2: ("runs", "name TEXT NOT NULL"),
-    RecurringRunV2: ("recurring_runs", "name TEXT NOT NULL"),
-}
+TABLES = tables(
+    pipeline=PipelineV2,
+    version=VersionV2,
+    experiment=ExperimentV2,
+    run=RunV2,
+    schedule=(RecurringRunV2, "recurring_runs"),
+)
 # The API fields each v2beta1 list sorts and filters on (the models' APIToModelFieldMap).
 PIPELINE_FIELDS: Fields = {
     "pipeline_id": lambda p: p.id,

@@ -19,17 +19,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from localdsp.backend import (
+from localdsp.errors import ApiError, Internal, InvalidInput, NotFound
+from localdsp.filters import V2
+from localdsp.models import (
     DEFAULT_EXPERIMENT,
     DEFAULT_EXPERIMENT_DESCRIPTION,
     DEFAULT_SERVICE_ACCOUNT,
     ListRequest,
     Page,
     Trigger,
-    check_cron,
 )
-from localdsp.errors import AlreadyExists, ApiError, Internal, InvalidInput, NotFound
-from localdsp.filters import V2, Fields, list_options, paginate
 from localdsp.models_v2 import (
     ARCHIVED,
     AVAILABLE,
@@ -52,18 +51,17 @@ from localdsp.models_v2 import (
     Source,
     VersionV2,
 )
-from localdsp.store import DuplicateName, Store
+from localdsp.rules import StoreRules, newest
+from localdsp.store import Store
 from localdsp.templates_v2 import PipelineTemplate, parse_template
+from localdsp.validation import check_trigger
 
 
-def not_found(kind: str, identifier: str, context: str) -> NotFound:
-    """The 2.5 store's NewResourceNotFoundError, wrapped once by its caller."""
-    message = f"{kind} {identifier} not found"
-    return NotFound(message, internal=f"{context}: ResourceNotFoundError: {message}")
-
-
-class BackendV2:
+class BackendV2(StoreRules):
     """The 2.5 resource manager over its own store in `data_dir`."""
+
+    end = ""  # 2.5's messages lose 1.5's final period
+    dialect = V2
 
     def __init__(
         self,
@@ -72,40 +70,24 @@ class BackendV2:
         clock: Callable[[], float] = time.time,
     ):
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(data_dir / "localdsp-v2.sqlite", TABLES)
+        super().__init__(Store(data_dir / "localdsp-v2.sqlite", TABLES), clock)
         self.runner = runner
-        self._clock = clock
         self.default_experiment_id = self._default_experiment()
-
-    def close(self) -> None:
-        self.store.close()
-
-    def _now(self) -> int:
-        return int(self._clock())
 
     def _default_experiment(self) -> str:
         """The server creates "Default" at start-up; runs without an experiment go there."""
         with self.store.transaction():
-            for experiment in self.store.all(ExperimentV2):
-                if experiment.name == DEFAULT_EXPERIMENT:
-                    return experiment.id
-            created = ExperimentV2(
-                str(uuid.uuid4()), DEFAULT_EXPERIMENT, DEFAULT_EXPERIMENT_DESCRIPTION, self._now()
-            )
-            return self.store.insert(created).id
-
-    def _list(self, kind: type, name: str, fields: Fields, request: ListRequest, keep=None) -> Page:
-        options = list_options(
-            kind=name,
-            fields=fields,
-            page_token=request.page_token,
-            page_size=request.page_size,
-            sort_by=request.sort_by,
-            filter_json=request.filter,
-            dialect=V2,
-        )
-        items = [i for i in self.store.all(kind) if keep is None or keep(i)]
-        return Page(*paginate(items, options, fields))
+            default = self._by_name(ExperimentV2, DEFAULT_EXPERIMENT)
+            if default is None:
+                default = self.store.insert(
+                    ExperimentV2(
+                        str(uuid.uuid4()),
+                        DEFAULT_EXPERIMENT,
+                        DEFAULT_EXPERIMENT_DESCRIPTION,
+                        self._now(),
+                    )
+                )
+            return default.id
 
     # ---- pipelines and versions
 
@@ -120,14 +102,12 @@ class BackendV2:
         pipeline = PipelineV2(str(uuid.uuid4()), name, description, now)
         version = VersionV2(str(uuid.uuid4()), pipeline.id, name, description, now)
         with self.store.transaction():
-            try:
-                pipeline = self.store.insert(pipeline)
-            except DuplicateName as err:
-                raise _exists(
-                    f"Failed to create a new pipeline. The name {name} already exists. "
-                    "Please specify a new name",
-                    context,
-                ) from err
+            pipeline = self._insert_unique(
+                pipeline,
+                f"Failed to create a new pipeline. The name {name} already exists. "
+                "Please specify a new name",
+                context,
+            )
             version = self.store.insert(version, pipeline_id=pipeline.id, template=template.text)
         return pipeline, version
 
@@ -139,42 +119,36 @@ class BackendV2:
         template = _template(content, f"{context} due to template creation error")
         name = name or template.name
         version = VersionV2(str(uuid.uuid4()), pipeline_id, name, description, self._now())
-        try:
-            return self.store.insert(version, pipeline_id=pipeline_id, template=template.text)
-        except DuplicateName as err:
-            raise _exists(
-                f"Failed to create a new pipeline version. The name {name} already exist. "
-                "Specify a new name",
-                "Failed to create pipeline version in PipelineStore",
-            ) from err
+        return self._insert_unique(
+            version,
+            f"Failed to create a new pipeline version. The name {name} already exist. "
+            "Specify a new name",
+            "Failed to create pipeline version in PipelineStore",
+            pipeline_id=pipeline_id,
+            template=template.text,
+        )
 
     def get_pipeline(self, pipeline_id: str) -> PipelineV2:
-        pipeline = self.store.get(PipelineV2, pipeline_id)
-        if pipeline is None:
-            context = f"Failed to get a pipeline with id {pipeline_id}"
-            raise not_found("Pipeline", pipeline_id, context)
-        return pipeline
+        context = f"Failed to get a pipeline with id {pipeline_id}"
+        return self._found(PipelineV2, "Pipeline", pipeline_id, context)
 
     def pipeline_by_name(self, name: str) -> PipelineV2:
         for pipeline in self.store.all(PipelineV2):
             if pipeline.name.casefold() == name.casefold():
                 return pipeline
-        raise not_found(
-            "Namespace/Pipeline",
-            f"/{name}",
-            f"Failed to get a pipeline named {name} in namespace ",
+        raise NotFound(f"Namespace/Pipeline /{name} not found").wrap(
+            f"Failed to get a pipeline named {name} in namespace "
         )
 
     def list_pipelines(self, request: ListRequest) -> Page:
-        return self._list(PipelineV2, "Pipeline", PIPELINE_FIELDS, request)
+        return self._page(self.store.all(PipelineV2), request, "Pipeline", PIPELINE_FIELDS)
 
     def delete_pipeline(self, pipeline_id: str) -> None:
         """Refused while versions exist (2.5 has no cascade)."""
         with self.store.transaction():
             self.get_pipeline(pipeline_id)
-            versions = [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
-            if versions:
-                latest = max(versions, key=lambda v: (v.created_at, v.seq))
+            latest = newest(self._versions_of(pipeline_id))
+            if latest is not None:
                 raise InvalidInput(
                     f"Failed to delete pipeline with id {pipeline_id} as it has existing "
                     f"pipeline versions (e.g. {latest.id})"
@@ -182,38 +156,29 @@ class BackendV2:
             self.store.delete(PipelineV2, pipeline_id)
 
     def get_version(self, version_id: str, pipeline_id: str = "") -> VersionV2:
-        version = self.store.get(VersionV2, version_id)
-        if version is None:
-            raise not_found(
-                "PipelineVersion",
-                version_id,
-                f"Failed to get a pipeline version with id {version_id}",
-            )
-        return version
+        context = f"Failed to get a pipeline version with id {version_id}"
+        return self._found(VersionV2, "PipelineVersion", version_id, context)
 
     def version_spec(self, version_id: str) -> dict:
         """The stored IR of a version, as the server returns it in `pipeline_spec`."""
         return json.loads(self.store.template(VersionV2, version_id) or "{}")
 
     def list_versions(self, pipeline_id: str, request: ListRequest) -> Page:
-        return self._list(
-            VersionV2,
-            "PipelineVersion",
-            VERSION_FIELDS,
-            request,
-            keep=lambda v: v.pipeline_id == pipeline_id,
+        return self._page(
+            self._versions_of(pipeline_id), request, "PipelineVersion", VERSION_FIELDS
         )
 
     def latest_version(self, pipeline_id: str) -> VersionV2:
         self.get_pipeline(pipeline_id)
-        versions = [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
-        if not versions:
-            raise not_found(
-                "PipelineVersion",
-                pipeline_id,
-                "Failed to get the latest pipeline version for a pipeline",
+        latest = newest(self._versions_of(pipeline_id))
+        if latest is None:
+            raise NotFound(f"PipelineVersion {pipeline_id} not found").wrap(
+                "Failed to get the latest pipeline version for a pipeline"
             )
-        return max(versions, key=lambda v: (v.created_at, v.seq))
+        return latest
+
+    def _versions_of(self, pipeline_id: str) -> list[VersionV2]:
+        return [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:
         """Deleting a version checks no run or schedule: they keep their own copy of the IR."""
@@ -227,23 +192,18 @@ class BackendV2:
         if not name:
             raise InvalidInput("Experiment name cannot be empty")
         experiment = ExperimentV2(str(uuid.uuid4()), name, description, self._now())
-        try:
-            return self.store.insert(experiment)
-        except DuplicateName as err:
-            raise _exists(
-                f"Failed to create a new experiment. The name {name} already exists. "
-                "Please specify a new name",
-                "Failed to create an experiment",
-            ) from err
+        return self._insert_unique(
+            experiment,
+            f"Failed to create a new experiment. The name {name} already exists. "
+            "Please specify a new name",
+            "Failed to create an experiment",
+        )
 
     def get_experiment(self, experiment_id: str) -> ExperimentV2:
-        experiment = self.store.get(ExperimentV2, experiment_id)
-        if experiment is None:
-            raise not_found("Experiment", experiment_id, "Failed to get experiment")
-        return experiment
+        return self._found(ExperimentV2, "Experiment", experiment_id, "Failed to get experiment")
 
     def list_experiments(self, request: ListRequest) -> Page:
-        return self._list(ExperimentV2, "Experiment", EXPERIMENT_FIELDS, request)
+        return self._page(self.store.all(ExperimentV2), request, "Experiment", EXPERIMENT_FIELDS)
 
     def delete_experiment(self, experiment_id: str) -> None:
         if experiment_id == self.default_experiment_id:
@@ -263,12 +223,11 @@ class BackendV2:
             self.store.save(replace(experiment, storage_state=state))
             if not archived:
                 return
-            for run in self.store.all(RunV2):
-                if run.experiment_id == experiment_id:
-                    self.store.save(replace(run, storage_state=ARCHIVED))
-            for job in self.store.all(RecurringRunV2):
-                if job.experiment_id == experiment_id:
-                    self.store.save(replace(job, enabled=False, updated_at=self._now()))
+            self._archive_contents(
+                _in_experiment(self.store.all(RunV2), experiment_id),
+                _in_experiment(self.store.all(RecurringRunV2), experiment_id),
+                ARCHIVED,
+            )
 
     # ---- runs
 
@@ -312,14 +271,7 @@ class BackendV2:
         )
         now = self._now()
         run = RunV2(
-            id=str(uuid.uuid4()),
-            name=request.name,
-            description=request.description,
-            experiment_id=experiment_id,
-            source=source,
-            parameters=json.dumps(request.parameters),
-            pipeline_root=request.pipeline_root,
-            service_account=request.service_account or DEFAULT_SERVICE_ACCOUNT,
+            **_from_request(request, experiment_id, source),
             created_at=now,
             scheduled_at=now,
             state_history=((now, PENDING),),
@@ -358,19 +310,11 @@ class BackendV2:
             )
 
     def get_run(self, run_id: str) -> RunV2:
-        run = self.store.get(RunV2, run_id)
-        if run is None:
-            raise not_found("Run", run_id, "Failed to get a run")
-        return run
+        return self._found(RunV2, "Run", run_id, "Failed to get a run")
 
     def list_runs(self, request: ListRequest, experiment_id: str = "") -> Page:
-        return self._list(
-            RunV2,
-            "Run",
-            RUN_FIELDS,
-            request,
-            keep=lambda r: not experiment_id or r.experiment_id == experiment_id,
-        )
+        runs = _in_experiment(self.store.all(RunV2), experiment_id)
+        return self._page(runs, request, "Run", RUN_FIELDS)
 
     def delete_run(self, run_id: str) -> None:
         with self.store.transaction():
@@ -433,13 +377,7 @@ class BackendV2:
                 "Max concurrency of a recurring run must be at least 1 and at most 10. "
                 f"Received {max_concurrency}"
             )
-        if trigger.kind == "cron":
-            check_cron(trigger.cron)
-        elif trigger.kind == "periodic" and trigger.interval_second < 1:
-            raise InvalidInput(
-                f"Found invalid period schedule interval {trigger.interval_second}. "
-                "Set at interval to least 1 second"
-            )
+        check_trigger(trigger, "")
         experiment_id = self._experiment_for(request.experiment_id)
         source, _ = self._resolve(
             request.source,
@@ -450,14 +388,7 @@ class BackendV2:
             source = replace(source, pipeline_version_id="")  # follows the latest version
         now = self._now()
         job = RecurringRunV2(
-            id=str(uuid.uuid4()),
-            name=request.name,
-            description=request.description,
-            experiment_id=experiment_id,
-            source=source,
-            parameters=json.dumps(request.parameters),
-            pipeline_root=request.pipeline_root,
-            service_account=request.service_account or DEFAULT_SERVICE_ACCOUNT,
+            **_from_request(request, experiment_id, source),
             max_concurrency=max_concurrency,
             trigger=trigger,
             enabled=enabled,
@@ -468,19 +399,11 @@ class BackendV2:
         return self.store.insert(job)
 
     def get_recurring_run(self, job_id: str) -> RecurringRunV2:
-        job = self.store.get(RecurringRunV2, job_id)
-        if job is None:
-            raise not_found("Job", job_id, "Failed to get a recurring run")
-        return job
+        return self._found(RecurringRunV2, "Job", job_id, "Failed to get a recurring run")
 
     def list_recurring_runs(self, request: ListRequest, experiment_id: str = "") -> Page:
-        return self._list(
-            RecurringRunV2,
-            "Job",
-            RECURRING_RUN_FIELDS,
-            request,
-            keep=lambda j: not experiment_id or j.experiment_id == experiment_id,
-        )
+        jobs = _in_experiment(self.store.all(RecurringRunV2), experiment_id)
+        return self._page(jobs, request, "Job", RECURRING_RUN_FIELDS)
 
     def enable_recurring_run(self, job_id: str, enabled: bool) -> None:
         with self.store.transaction():
@@ -492,6 +415,16 @@ class BackendV2:
         with self.store.transaction():
             self.get_recurring_run(job_id)
             self.store.delete(RecurringRunV2, job_id)
+
+    def dump(self) -> dict[str, list]:
+        """Every object by kind, for the state endpoint."""
+        return {
+            "pipelines": self.store.all(PipelineV2),
+            "versions": self.store.all(VersionV2),
+            "experiments": self.store.all(ExperimentV2),
+            "runs": self.store.all(RunV2),
+            "recurring_runs": self.store.all(RecurringRunV2),
+        }
 
     def reset(self) -> None:
         """Forget everything; the default experiment comes back, as on a fresh install."""
@@ -506,5 +439,21 @@ def _template(content: bytes, context: str) -> PipelineTemplate:
         raise err.wrap(context) from err
 
 
-def _exists(message: str, context: str) -> AlreadyExists:
-    return AlreadyExists(message, internal=f"{context}: Already exist error: {message}")
+def _in_experiment(items: list, experiment_id: str) -> list:
+    """The runs or recurring runs of one experiment (all of them if none is named)."""
+    return [i for i in items if not experiment_id or i.experiment_id == experiment_id]
+
+
+def _from_request(request: RunRequest, experiment_id: str, source: Source) -> dict:
+    """The fields a run and a recurring run take from their request alike: a new id, the
+    experiment and source as resolved, and the default service account if none is named."""
+    return {
+        "id": str(uuid.uuid4()),
+        "name": request.name,
+        "description": request.description,
+        "experiment_id": experiment_id,
+        "source": source,
+        "parameters": json.dumps(request.parameters),
+        "pipeline_root": request.pipeline_root,
+        "service_account": request.service_account or DEFAULT_SERVICE_ACCOUNT,
+    }

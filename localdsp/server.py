@@ -28,9 +28,10 @@ import uvicorn
 
 from localdsp import run_kfp_local
 from localdsp.api_v2 import create_app_v2
-from localdsp.app import Tokens, create_app
+from localdsp.app import create_app
 from localdsp.backend import Backend, RunExecutor
 from localdsp.faults import ADMIN_PREFIX, ASGIApp, FaultInjector, FaultRule, RandomFaults
+from localdsp.proxy import Tokens
 from localdsp.rules_v2 import BackendV2
 from localdsp.run_kfp_local import KfpLocalRunner
 from localdsp.runs import LocalExecutor

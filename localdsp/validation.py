@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from localdsp.errors import Internal, InvalidInput
+from localdsp.models import Trigger
 from runner.cron import CronError
 from runner.cron import parse as parse_cron
 
@@ -31,6 +32,18 @@ def check_cron(expression: str) -> None:
         parse_cron(expression)
     except CronError as err:
         raise InvalidInput(f"{CRON_FORMAT} Error: {err}") from None
+
+
+def check_trigger(trigger: Trigger, end: str) -> None:
+    """A schedule's cron, or its period of at least 1 s; both servers check these alike (the
+    2.5 server's messages lose their final period: `end` is "." on 1.5, "" on 2.5)."""
+    if trigger.kind == "cron":
+        check_cron(trigger.cron)
+    elif trigger.kind == "periodic" and trigger.interval_second < 1:
+        raise InvalidInput(
+            f"Found invalid period schedule interval {trigger.interval_second}. "
+            f"Set at interval to least 1 second{end}"
+        )
 
 
 def check_experiment_columns(name: str, description: str) -> None:

@@ -1,9 +1,7 @@
 """The v2beta1 wire format of the KFP 2.5 server: its models as JSON, and requests into rules calls.
 
-grpc-gateway v1.16 (what 2.5.0 links) writes jsonpb with original snake_case names, enums as
-names, int64 as strings, zero values left out but every Timestamp sent (1970 for "never"). Its
-error JSON is `{error, code, message, details: [google.rpc.Status]}`: `message` and `error` carry
-the internal chain, the detail the user-facing text.
+The jsonpb rules (grpc-gateway v1.16, what 2.5.0 links) are those of v1, in `wire`; so is the
+error JSON, whose detail here is a google.rpc.Status (`errors.ApiError.rpc_status_body`).
 """
 
 from __future__ import annotations
@@ -11,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from localdsp.app import _int, _parse_trigger, _pb, _time
-from localdsp.backend import Trigger
-from localdsp.errors import ApiError, InvalidInput
+from localdsp import wire_v1
+from localdsp.errors import InvalidInput
+from localdsp.models_v1 import Pipeline, PipelineVersion
 from localdsp.models_v2 import (
     ExperimentV2,
     PipelineV2,
@@ -24,58 +22,39 @@ from localdsp.models_v2 import (
     TaskDetailV2,
     VersionV2,
 )
+from localdsp.rules_v2 import BackendV2
+from localdsp.wire import api_trigger, parse_int, parse_trigger, pb, timestamp
 
 RECURRING_MODES = ("MODE_UNSPECIFIED", "ENABLE", "DISABLE")
 
 
-def gateway_body(error: ApiError) -> dict:
-    """grpc-gateway v1's error JSON with the 2.5 server's google.rpc.Status detail."""
-    return {
-        "error": error.internal,
-        "code": int(error.code),
-        "message": error.internal,
-        "details": [
-            {
-                "@type": "type.googleapis.com/google.rpc.Status",
-                "code": int(error.code),
-                "message": error.message,
-            }
-        ],
-    }
-
-
-def upload_body(error: ApiError) -> dict:
-    """The upload handlers' own JSON (an api.Error): the whole chain in both fields."""
-    return {"error_message": error.internal, "error_details": error.internal}
-
-
 def api_pipeline(pipeline: PipelineV2) -> dict:
-    return _pb(
+    return pb(
         pipeline_id=pipeline.id,
         display_name=pipeline.name,
         description=pipeline.description,
-        created_at=_time(pipeline.created_at),
+        created_at=timestamp(pipeline.created_at),
     )
 
 
 def api_version(version: VersionV2, spec: dict) -> dict:
-    return _pb(
+    return pb(
         pipeline_id=version.pipeline_id,
         pipeline_version_id=version.id,
         display_name=version.name,
         description=version.description,
-        created_at=_time(version.created_at),
+        created_at=timestamp(version.created_at),
         pipeline_spec=spec,
     )
 
 
 def api_experiment(experiment: ExperimentV2) -> dict:
-    return _pb(
+    return pb(
         experiment_id=experiment.id,
         display_name=experiment.name,
         description=experiment.description,
-        created_at=_time(experiment.created_at),
-        last_run_created_at=_time(experiment.last_run_created_at),
+        created_at=timestamp(experiment.created_at),
+        last_run_created_at=timestamp(experiment.last_run_created_at),
         storage_state=experiment.storage_state,
     )
 
@@ -83,7 +62,7 @@ def api_experiment(experiment: ExperimentV2) -> dict:
 def _source(source: Source) -> dict:
     """A version reference when the run names a version, else the IR it was given inline."""
     if source.pipeline_version_id or source.pipeline_id:
-        reference = _pb(
+        reference = pb(
             pipeline_id=source.pipeline_id, pipeline_version_id=source.pipeline_version_id
         )
         return {"pipeline_version_reference": reference}
@@ -91,7 +70,7 @@ def _source(source: Source) -> dict:
 
 
 def _runtime_config(parameters: str, pipeline_root: str) -> dict | None:
-    config = _pb(parameters=json.loads(parameters or "{}"), pipeline_root=pipeline_root)
+    config = pb(parameters=json.loads(parameters or "{}"), pipeline_root=pipeline_root)
     return config or None
 
 
@@ -103,13 +82,13 @@ def _status(message: str) -> dict | None:
 def api_task(run_id: str, task: TaskDetailV2) -> dict:
     """A PipelineTaskDetail with the fields 2.5 fills from an Argo node, plus localdsp's
     `output_parameters` (see docs/localdsp.md: the 2.5 API carries no output parameters)."""
-    return _pb(
+    return pb(
         run_id=run_id,
         task_id=task.task_id,
         display_name=task.name,
-        create_time=_time(task.start_time),
-        start_time=_time(task.start_time),
-        end_time=_time(task.end_time),
+        create_time=timestamp(task.start_time),
+        start_time=timestamp(task.start_time),
+        end_time=timestamp(task.end_time),
         state=task.state,
         error=_status(task.error),
         output_parameters=task.output_parameters,
@@ -117,9 +96,9 @@ def api_task(run_id: str, task: TaskDetailV2) -> dict:
 
 
 def api_run(run: RunV2) -> dict:
-    history = [{"update_time": _time(t), "state": state} for t, state in run.state_history]
+    history = [{"update_time": timestamp(t), "state": state} for t, state in run.state_history]
     details = {"task_details": [api_task(run.id, t) for t in run.tasks]} if run.tasks else None
-    return _pb(
+    return pb(
         run_id=run.id,
         experiment_id=run.experiment_id,
         recurring_run_id=run.recurring_run_id,
@@ -130,44 +109,64 @@ def api_run(run: RunV2) -> dict:
         storage_state=run.storage_state,
         state=run.state,
         state_history=history,
-        created_at=_time(run.created_at),
-        scheduled_at=_time(run.scheduled_at),
-        finished_at=_time(run.finished_at),
+        created_at=timestamp(run.created_at),
+        scheduled_at=timestamp(run.scheduled_at),
+        finished_at=timestamp(run.finished_at),
         error=_status(run.error),
         run_details=details,
         **_source(run.source),
     )
 
 
-def _trigger(trigger: Trigger) -> dict | None:
-    times = {
-        "start_time": _time(trigger.start_time) if trigger.start_time else None,
-        "end_time": _time(trigger.end_time) if trigger.end_time else None,
-    }
-    if trigger.kind == "cron":
-        return {"cron_schedule": _pb(**times, cron=trigger.cron)}
-    if trigger.kind == "periodic":
-        return {"periodic_schedule": _pb(**times, interval_second=str(trigger.interval_second))}
-    return None
-
-
 def api_recurring_run(job: RecurringRunV2) -> dict:
-    return _pb(
+    return pb(
         recurring_run_id=job.id,
         display_name=job.name,
         description=job.description,
         service_account=job.service_account,
         status="ENABLED" if job.enabled else "DISABLED",
         mode="ENABLE" if job.enabled else "DISABLE",
-        created_at=_time(job.created_at),
-        updated_at=_time(job.updated_at),
+        created_at=timestamp(job.created_at),
+        updated_at=timestamp(job.updated_at),
         max_concurrency=str(job.max_concurrency),
         no_catchup=job.no_catchup,
-        trigger=_trigger(job.trigger),
+        trigger=api_trigger(job.trigger),
         runtime_config=_runtime_config(job.parameters, job.pipeline_root),
         experiment_id=job.experiment_id,
         **_source(job.source),
     )
+
+
+def api_pipeline_v1(pipeline: PipelineV2, version: VersionV2) -> dict:
+    """toApiPipelineV1 (a v1beta1 upload): the pipeline as v1 writes it, with its first version
+    as the default version; a v2 pipeline has no v1 parameters."""
+    return wire_v1.api_pipeline(
+        Pipeline(pipeline.id, pipeline.name, pipeline.description, pipeline.created_at),
+        _as_v1_version(version),
+    )
+
+
+def api_version_v1(version: VersionV2) -> dict:
+    """toApiPipelineVersionV1 (a v1beta1 version upload)."""
+    return wire_v1.api_version(_as_v1_version(version))
+
+
+def _as_v1_version(version: VersionV2) -> PipelineVersion:
+    return PipelineVersion(
+        version.id, version.pipeline_id, version.name, version.description, version.created_at
+    )
+
+
+def api_state(backend: BackendV2) -> dict:
+    """The admin state endpoint's dump: every object as the API writes it, without the IR."""
+    dump = backend.dump()
+    return {
+        "pipelines": [api_pipeline(p) for p in dump["pipelines"]],
+        "versions": [api_version(v, {}) for v in dump["versions"]],
+        "experiments": [api_experiment(e) for e in dump["experiments"]],
+        "runs": [api_run(r) for r in dump["runs"]],
+        "recurring_runs": [api_recurring_run(j) for j in dump["recurring_runs"]],
+    }
 
 
 # --------------------------------------------------------------------------- requests
@@ -206,8 +205,8 @@ def recurring_settings(body: dict) -> dict[str, Any]:
     if mode not in RECURRING_MODES:
         raise InvalidInput(f"unknown value {json.dumps(mode)} for enum v2beta1.RecurringRun_Mode")
     return {
-        "max_concurrency": _int(body.get("max_concurrency"), "max_concurrency"),
-        "trigger": _parse_trigger(body.get("trigger")),
+        "max_concurrency": parse_int(body.get("max_concurrency"), "max_concurrency"),
+        "trigger": parse_trigger(body.get("trigger")),
         "enabled": mode == "ENABLE",
         "no_catchup": bool(body.get("no_catchup", False)),
     }

@@ -81,6 +81,21 @@ def test_a_taken_version_name_is_409(api2):
     assert "The name v-1 already exist" in again.json["error_message"]
 
 
+def test_a_version_upload_needs_the_id_of_an_existing_pipeline(api2):
+    missing = api2.upload(f"{B}/pipelines/upload_version", IR, name="v-1")
+    assert missing.status == 400
+    assert missing.json["error_message"] == (
+        "Failed to create a pipeline version due to error reading pipeline id"
+    )
+    unknown = api2.upload(f"{B}/pipelines/upload_version", IR, pipelineid="nope", name="v-1")
+    assert unknown.status == 400
+    assert unknown.json["error_message"] == (
+        "Failed to create a pipeline version due to error reading namespace: "
+        "Failed to get a pipeline with id nope: ResourceNotFoundError: Pipeline nope not found"
+    )
+    assert api2("GET", f"{B}/pipelines").json.get("total_size", 0) == 0
+
+
 def test_a_tekton_pipelinerun_is_unknown_template_format_on_both_apis(api2, add_yaml):
     for path in (f"{B}/pipelines/upload", "/apis/v1beta1/pipelines/upload"):
         response = api2.upload(path, add_yaml.read_bytes(), name="tekton")
