@@ -23,7 +23,8 @@ from kfp_server_api.exceptions import ApiException
 from kfp_tekton import TektonClient
 
 from runner import generation, transport
-from runner.calls import PAGE_SIZE, Calls
+from runner.calls import PAGE_SIZE
+from runner.client_base import ClientBase
 from runner.errors import ExperimentGone, NotFoundError, ServerError
 from runner.flavour_v1 import wire
 from runner.server import (
@@ -40,42 +41,16 @@ NAMES_PER_FILTER = 50
 FORBIDDEN_HINT = "may `get` the route ds-pipeline-<dspa> in the DSP namespace"
 
 
-class DSPClient:
-    """Typed, retried, idempotent calls to one DSP server."""
+class DSPClient(ClientBase):
+    """Typed, retried, idempotent calls to one DSP 1.x server (kfp-tekton 1.5, v1beta1)."""
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        credentials,
-        ca_bundle: Path | None,
-        verify_tls: bool,
-        request_timeout: float,
-        retries: int,
-        retry_max_wait: float,
-    ):
-        self.host = host
-        self._calls = Calls(
-            host=host,
-            token_source=credentials.source,
-            retries=retries,
-            retry_max_wait=retry_max_wait,
-            api_exception=ApiException,
-            forbidden_hint=FORBIDDEN_HINT,
-        )
-        self._kfp = self._calls.call(
-            "connect",
-            lambda: _GuardedTektonClient(
-                host=host,
-                credentials=credentials,
-                ssl_ca_cert=str(ca_bundle) if ca_bundle else None,
-                verify_ssl=verify_tls,
-                request_timeout=request_timeout,
-            ),
-        )
-        self._refuse_v2_server()
+    API_EXCEPTION = ApiException
+    FORBIDDEN_HINT = FORBIDDEN_HINT
 
-    def _refuse_v2_server(self) -> None:
+    def _connect(self, **options):
+        return _GuardedTektonClient(**options)
+
+    def _check_generation(self) -> None:
         """A DSP 2.x server answers v1beta1's healthz too, then refuses every Tekton upload:
         its v2beta1 healthz tells it apart (one GET) before anything is written."""
         api_client = self._kfp._healthz_api.api_client
@@ -134,13 +109,6 @@ class DSPClient:
         )
         return next((e.id for e in found), None)
 
-    def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
-        """The runs of an experiment with these names (the first of any duplicates)."""
-        runs: dict[str, ServerRun] = {}
-        for run in self.runs_named(experiment_id, names):
-            runs.setdefault(run.name, run)
-        return runs
-
     def runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]:
         """A few filtered listings for any number of names, oldest first."""
         wanted = sorted(set(names))
@@ -174,10 +142,6 @@ class DSPClient:
             )
         ]
 
-    def find_job(self, name: str) -> ServerJob | None:
-        found = self.jobs_named(name)
-        return found[0] if found else None
-
     def jobs_named(self, name: str) -> list[ServerJob]:
         """Every job with this name, lowest id first (job names are not unique on the server)."""
         found = self._named("find recurring run", "jobs", self._kfp.jobs.list_jobs, name)
@@ -196,34 +160,6 @@ class DSPClient:
         ]
 
     # Writes (idempotent) -----------------------------------------------------------------
-
-    def create_archived_experiment(self, name: str, description: str) -> str:
-        """Create (or adopt) an experiment and archive it, out of the dashboard's list: the
-        server ignores a storage state given at creation, so this takes two requests."""
-        experiment_id = self._calls.create(
-            "create fingerprint record",
-            lambda: (
-                self._kfp.experiments.create_experiment(
-                    body=kfp_server_api.ApiExperiment(name=name, description=description)
-                ).id
-            ),
-            lambda: self.find_experiment(name),
-        )
-        self._calls.call(
-            "archive fingerprint record",
-            lambda: self._kfp.experiments.archive_experiment(experiment_id),
-        )
-        return experiment_id
-
-    def delete_experiment(self, experiment_id: str) -> None:
-        """Deleting what is already gone (a retried delete, another runner) is success."""
-        try:
-            self._calls.call(
-                "delete fingerprint record",
-                lambda: self._kfp.experiments.delete_experiment(experiment_id),
-            )
-        except NotFoundError:
-            pass
 
     def create_job(
         self,
@@ -266,26 +202,6 @@ class DSPClient:
             ),
             lambda: self.find_job(name),
         )
-
-    def set_job_enabled(self, job_id: str, enabled: bool) -> None:
-        """Disabling a job another deploy already deleted is done, not an error."""
-        jobs = self._kfp.jobs
-        call = jobs.enable_job if enabled else jobs.disable_job
-        try:
-            self._calls.call(
-                "enable recurring run" if enabled else "disable recurring run",
-                lambda: call(job_id),
-            )
-        except NotFoundError:
-            if enabled:
-                raise
-
-    def delete_job(self, job_id: str) -> None:
-        """Deleting what is already gone (a retried delete) is success."""
-        try:
-            self._calls.call("delete recurring run", lambda: self._kfp.jobs.delete_job(job_id))
-        except NotFoundError:
-            pass
 
     def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
         """Create the pipeline (and the server's implicit first version named after it). The
@@ -336,21 +252,6 @@ class DSPClient:
         )
         return True
 
-    def ensure_experiment(self, name: str, description: str) -> str:
-        """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""
-        existing = self.find_experiment(name)
-        if existing:
-            return existing
-        return self._calls.create(
-            "create experiment",
-            lambda: (
-                self._kfp.experiments.create_experiment(
-                    body=kfp_server_api.ApiExperiment(name=name, description=description)
-                ).id
-            ),
-            lambda: self.find_experiment(name),
-        )
-
     def start_run(
         self,
         *,
@@ -390,6 +291,31 @@ class DSPClient:
                 self._calls.call(operation, lambda call=call: call(run_id))
             except (NotFoundError, ServerError) as exc:
                 logger.info("duplicate_run_cleanup", operation=operation, error=str(exc))
+
+    # The SDK calls the shared rules use (runner.client_base) ---------------------------
+
+    def _create_experiment(self, operation: str, name: str, description: str) -> str:
+        return self._calls.create(
+            operation,
+            lambda: (
+                self._kfp.experiments.create_experiment(
+                    body=kfp_server_api.ApiExperiment(name=name, description=description)
+                ).id
+            ),
+            lambda: self.find_experiment(name),
+        )
+
+    def _archive_experiment(self, experiment_id: str) -> None:
+        self._kfp.experiments.archive_experiment(experiment_id)
+
+    def _delete_experiment(self, experiment_id: str) -> None:
+        self._kfp.experiments.delete_experiment(experiment_id)
+
+    def _job_switch(self, enabled: bool):
+        return self._kfp.jobs.enable_job if enabled else self._kfp.jobs.disable_job
+
+    def _delete_job(self, job_id: str) -> None:
+        self._kfp.jobs.delete_job(job_id)
 
     def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
         """The objects a list endpoint holds under exactly this name, page by page."""

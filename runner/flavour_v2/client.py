@@ -25,7 +25,8 @@ import structlog
 from kfp_server_api.exceptions import ApiException
 
 from runner import generation
-from runner.calls import PAGE_SIZE, Calls
+from runner.calls import PAGE_SIZE
+from runner.client_base import ClientBase
 from runner.errors import NotFoundError, RunnerError, ServerError
 from runner.flavour_v2 import wire
 from runner.flavour_v2.sdk import GuardedClient, in_experiment, of_pipeline
@@ -53,39 +54,18 @@ FORBIDDEN_HINT = (
 )
 
 
-class DSPClient:
+class DSPClient(ClientBase):
     """Typed, retried, idempotent calls to one DSP 2.x server."""
 
-    def __init__(
-        self,
-        *,
-        host: str,
-        credentials,
-        ca_bundle: Path | None,
-        verify_tls: bool,
-        request_timeout: float,
-        retries: int,
-        retry_max_wait: float,
-    ):
-        self.host = host
-        self._calls = Calls(
-            host=host,
-            token_source=credentials.source,
-            retries=retries,
-            retry_max_wait=retry_max_wait,
-            api_exception=ApiException,
-            forbidden_hint=FORBIDDEN_HINT,
-        )
-        self._kfp = self._calls.call(
-            "connect",
-            lambda: GuardedClient(
-                host=host,
-                credentials=credentials,
-                ssl_ca_cert=str(ca_bundle) if ca_bundle else None,
-                verify_ssl=verify_tls,
-                request_timeout=request_timeout,
-            ),
-        )
+    API_EXCEPTION = ApiException
+    FORBIDDEN_HINT = FORBIDDEN_HINT
+
+    def _connect(self, **options):
+        return GuardedClient(**options)
+
+    def _check_generation(self) -> None:
+        """Also reads what the server can do: a recurring run deleted without its runs
+        (ORPHAN, from KFP 2.16) and the user's namespace (multi-user servers)."""
         if self._kfp.server_info is None:
             self._refuse_other_generation()
         release = generation.version_of(str(self._kfp.server_info.get("tag_name", "")))
@@ -178,13 +158,6 @@ class DSPClient:
         )
         return next((e.experiment_id for e in found), None)
 
-    def find_runs(self, experiment_id: str, names: Iterable[str]) -> dict[str, ServerRun]:
-        """The runs of an experiment with these names (the first of any duplicates)."""
-        runs: dict[str, ServerRun] = {}
-        for run in self.runs_named(experiment_id, names):
-            runs.setdefault(run.name, run)
-        return runs
-
     def runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]:
         """A few filtered listings for any number of names, oldest first."""
         wanted = sorted(set(names))
@@ -232,10 +205,6 @@ class DSPClient:
             )
         ]
 
-    def find_job(self, name: str) -> ServerJob | None:
-        found = self.jobs_named(name)
-        return found[0] if found else None
-
     def jobs_named(self, name: str) -> list[ServerJob]:
         """Every recurring run with this name, lowest id first (names are not unique)."""
         found = self._named(
@@ -276,27 +245,6 @@ class DSPClient:
             ),
             lambda: self.find_experiment(name),
         )
-
-    def create_archived_experiment(self, name: str, description: str) -> str:
-        """Create (or adopt) an experiment and archive it, out of the dashboard's list."""
-        experiment_id = self._create_experiment("create fingerprint record", name, description)
-        self._calls.call(
-            "archive fingerprint record",
-            lambda: self._kfp._experiment_api.experiment_service_archive_experiment(experiment_id),
-        )
-        return experiment_id
-
-    def delete_experiment(self, experiment_id: str) -> None:
-        """Deleting what is already gone (a retried delete, another runner) is success."""
-        try:
-            self._calls.call(
-                "delete fingerprint record",
-                lambda: self._kfp._experiment_api.experiment_service_delete_experiment(
-                    experiment_id
-                ),
-            )
-        except NotFoundError:
-            pass
 
     def create_job(
         self,
@@ -344,36 +292,24 @@ class DSPClient:
             lambda: self.find_job(name),
         )
 
-    def set_job_enabled(self, job_id: str, enabled: bool) -> None:
-        """Disabling a recurring run another deploy already deleted is done, not an error."""
-        api = self._kfp._recurring_run_api
-        call = (
-            api.recurring_run_service_enable_recurring_run
-            if enabled
-            else api.recurring_run_service_disable_recurring_run
-        )
-        try:
-            self._calls.call(
-                "enable recurring run" if enabled else "disable recurring run",
-                lambda: call(job_id),
-            )
-        except NotFoundError:
-            if enabled:
-                raise
-
-    def delete_job(self, job_id: str) -> None:
-        """Delete a recurring run, leaving the runs it started alone where the server can
-        (ORPHAN, KFP 2.16+); an older server gets the plain delete, after the shared schedules
-        code has disabled it. Deleting what is already gone (a retried delete) is success."""
+    def _delete_job(self, job_id: str) -> None:
+        """Leave the runs a recurring run started alone where the server can (ORPHAN, KFP
+        2.16+); an older server gets the plain delete, after the shared schedules code has
+        disabled it."""
         policy = {"propagation_policy": "ORPHAN"} if self.orphan_delete else {}
+        self._kfp._recurring_run_api.recurring_run_service_delete_recurring_run(job_id, **policy)
+
+    def _archive_experiment(self, experiment_id: str) -> None:
+        self._kfp._experiment_api.experiment_service_archive_experiment(experiment_id)
+
+    def _delete_experiment(self, experiment_id: str) -> None:
+        self._kfp._experiment_api.experiment_service_delete_experiment(experiment_id)
+
+    def _job_switch(self, enabled: bool):
         api = self._kfp._recurring_run_api
-        try:
-            self._calls.call(
-                "delete recurring run",
-                lambda: api.recurring_run_service_delete_recurring_run(job_id, **policy),
-            )
-        except NotFoundError:
-            pass
+        if enabled:
+            return api.recurring_run_service_enable_recurring_run
+        return api.recurring_run_service_disable_recurring_run
 
     def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
         """Create the pipeline; the server also makes a first version named after it, which
@@ -433,13 +369,6 @@ class DSPClient:
             "pipeline's newest version stays as it is",
         )
         return False
-
-    def ensure_experiment(self, name: str, description: str) -> str:
-        """Get or create by name; a concurrent creator's 409 means 'adopt theirs'."""
-        existing = self.find_experiment(name)
-        if existing:
-            return existing
-        return self._create_experiment("create experiment", name, description)
 
     def start_run(
         self,
