@@ -1,9 +1,12 @@
 """Benchmark dsp-runner against the seed article's way, in one run, and print a table.
 
+The venv decides the flavour (`make bench`: v1, kfp 1.8 + kfp-tekton against localdsp's DSP
+1.x; `make bench BACKEND=v2`: kfp 2 against localdsp --api v2); what differs is a `Flavour`.
 For N generated pipeline modules, against localdsp with a fixed added latency per request
 (modelling a cluster route through the OAuth proxy), it measures side by side:
-- seed way: one process per module that imports kfp, compiles with TektonCompiler, uploads with
-  kfp_tekton's client (a unique version name so re-runs work) and starts a run, sequentially;
+- seed way: one process per module that imports kfp, compiles (TektonCompiler; kfp 2's
+  Compiler), uploads with the SDK's own client (kfp_tekton's; kfp 2's `kfp.Client`) under a
+  unique version name so re-runs work, and starts a run, sequentially;
 - dsp-runner deploy with everything new, with nothing changed, and with one pipeline changed;
 and prints wall time, the ratio to the seed way, requests per pipeline (from localdsp's request
 log), peak RSS, and the floor: import time + compile CPU / cores + minimal requests x latency /
@@ -25,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -34,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
-MODULE = '''
+MODULE_V1 = '''
 """Generated benchmark pipeline {index}: prepare, train, evaluate, report."""
 import kfp
 from kfp import dsl
@@ -84,7 +86,7 @@ def bench_pipeline_{index}(samples="{samples}", seed="{index}", epochs="10", rat
     report_op(mse.output, limit)
 '''
 
-SEED_SCRIPT = """
+SEED_SCRIPT_V1 = """
 import importlib.util, os, sys, time
 import kfp_tekton
 
@@ -107,6 +109,172 @@ experiment = client.create_experiment("seed-way")
 client.run_pipeline(experiment.id, f"seed-run-{time.time_ns()}", pipeline_id=pipeline_id,
                     version_id=version.id)
 """
+
+MODULE_V2 = '''
+"""Generated benchmark pipeline {index} (kfp 2): prepare, train, evaluate, report."""
+from kfp import dsl
+
+IMAGE = "registry.access.redhat.com/ubi9/python-311:latest"
+
+
+@dsl.component(base_image=IMAGE)
+def prepare(samples: int, seed: int) -> str:
+    import json
+    import random
+    rng = random.Random(seed)
+    return json.dumps([[x, 3 * x + rng.random()] for x in range(samples)])
+
+
+@dsl.component(base_image=IMAGE)
+def train(data: str, epochs: int, rate: float) -> str:
+    import json
+    points = json.loads(data)
+    slope = 0.0
+    for _ in range(epochs):
+        slope -= rate * sum(2 * (slope * x - y) * x for x, y in points) / len(points)
+    return json.dumps({{"slope": slope}})
+
+
+@dsl.component(base_image=IMAGE)
+def evaluate(model: str, data: str) -> float:
+    import json
+    slope = json.loads(model)["slope"]
+    points = json.loads(data)
+    return sum((slope * x - y) ** 2 for x, y in points) / len(points)
+
+
+@dsl.component(base_image=IMAGE)
+def report(mse: float, limit: float) -> str:
+    return "accepted" if mse <= limit else "rejected"
+
+
+@dsl.pipeline(name="bench-pipeline-{index:03d}", description="generated for the benchmark")
+def bench_pipeline_{index}(samples: int = {samples}, seed: int = {index}, epochs: int = 10,
+                           rate: float = 0.001, limit: float = 1.0):
+    data = prepare(samples=samples, seed=seed)
+    model = train(data=data.output, epochs=epochs, rate=rate)
+    mse = evaluate(model=model.output, data=data.output)
+    report(mse=mse.output, limit=limit)
+'''
+
+SEED_SCRIPT_V2 = """
+import importlib.util, os, sys, time
+import kfp
+from kfp import compiler
+
+path, index = sys.argv[1], sys.argv[2]
+spec = importlib.util.spec_from_file_location("bench_module", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+func = getattr(module, f"bench_pipeline_{index}")
+package = path.replace(".py", ".yaml")
+compiler.Compiler().compile(func, package)
+client = kfp.Client(host=os.environ["DSP_HOST"], existing_token=os.environ["DSP_TOKEN"])
+name = func.name
+pipeline_id = client.get_pipeline_id(name)
+if pipeline_id is None:
+    pipeline_id = client.upload_pipeline(package, pipeline_name=name).pipeline_id
+version = client.upload_pipeline_version(package, f"seed-{time.time_ns()}",
+                                         pipeline_id=pipeline_id)
+experiment = client.create_experiment("seed-way")
+client.run_pipeline(experiment.experiment_id, f"seed-run-{time.time_ns()}",
+                    pipeline_id=pipeline_id, version_id=version.pipeline_version_id)
+"""
+
+COMPILE_PROBE_V1 = """
+import importlib.util, pathlib, resource, sys, tempfile
+import kfp_tekton
+from kfp.compiler.main import PipelineCollectorContext
+start = resource.getrusage(resource.RUSAGE_SELF)
+for i, path in enumerate(sorted(pathlib.Path(sys.argv[1]).glob("*.py"))):
+    spec = importlib.util.spec_from_file_location(f"m{i}", path)
+    module = importlib.util.module_from_spec(spec)
+    with PipelineCollectorContext() as funcs:
+        spec.loader.exec_module(module)
+    for func in funcs:
+        with tempfile.NamedTemporaryFile(suffix=".yaml") as out:
+            kfp_tekton.compiler.TektonCompiler().compile(func, out.name)
+end = resource.getrusage(resource.RUSAGE_SELF)
+print((end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime))
+"""
+
+COMPILE_PROBE_V2 = """
+import importlib.util, pathlib, resource, sys, tempfile
+from kfp import compiler
+from kfp.dsl.graph_component import GraphComponent
+start = resource.getrusage(resource.RUSAGE_SELF)
+for i, path in enumerate(sorted(pathlib.Path(sys.argv[1]).glob("*.py"))):
+    spec = importlib.util.spec_from_file_location(f"m{i}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for value in list(vars(module).values()):
+        if isinstance(value, GraphComponent):
+            with tempfile.NamedTemporaryFile(suffix=".yaml") as out:
+                compiler.Compiler().compile(value, out.name)
+end = resource.getrusage(resource.RUSAGE_SELF)
+print((end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime))
+"""
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """What differs between the v1 benchmark (kfp 1.8 + kfp-tekton against DSP 1.x) and the v2
+    one (kfp 2 against DSP 2.x): the SDK the generated pipelines are written for, how the seed
+    way compiles and uploads them, which server generation localdsp serves, the edit that
+    changes one pipeline, and the fewest requests an all-new deploy can make."""
+
+    name: str
+    sdk_import: str
+    """The bare import a no-op deploy is measured against."""
+    module: str
+    seed_script: str
+    compile_probe: str
+    edit: tuple[str, str]
+    server_flags: tuple[str, ...]
+    requests_per_pipeline: int
+    fixed_requests: int
+
+    def minimal_requests(self, count: int) -> int:
+        return self.requests_per_pipeline * count + self.fixed_requests
+
+
+FLAVOURS = {
+    # All new on DSP 1.x: per pipeline upload + version upload + set default + run; plus the
+    # two healthz (the server's generation), the listings (pipelines, jobs, experiment, runs)
+    # and the experiment's creation.
+    "v1": Flavour(
+        name="v1",
+        sdk_import="kfp_tekton",
+        module=MODULE_V1,
+        seed_script=SEED_SCRIPT_V1,
+        compile_probe=COMPILE_PROBE_V1,
+        edit=('epochs="10"', 'epochs="11"'),
+        server_flags=(),
+        requests_per_pipeline=4,
+        fixed_requests=7,
+    ),
+    # All new on DSP 2.x: per pipeline upload + version upload + run (2.x has no default
+    # version to set); plus one healthz, the listings (pipelines, recurring runs, experiment,
+    # runs) and the experiment's creation.
+    "v2": Flavour(
+        name="v2",
+        sdk_import="kfp",
+        module=MODULE_V2,
+        seed_script=SEED_SCRIPT_V2,
+        compile_probe=COMPILE_PROBE_V2,
+        edit=("epochs: int = 10", "epochs: int = 11"),
+        server_flags=("--api", "v2"),
+        requests_per_pipeline=3,
+        fixed_requests=6,
+    ),
+}
+
+
+def installed_flavour() -> Flavour:
+    """The flavour of the venv this runs in (the runner decides the same way)."""
+    from runner import flavour
+
+    return FLAVOURS[flavour.current()]
 
 
 @dataclass
@@ -189,10 +357,11 @@ def timed(command: list[str], env: dict[str, str], cwd: Path = REPO) -> tuple[fl
     return wall, rss, code
 
 
-def generate(folder: Path, count: int) -> None:
+def generate(flavour: Flavour, folder: Path, count: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
-        (folder / f"bench_{index:03d}.py").write_text(MODULE.format(index=index, samples=50))
+        module = flavour.module.format(index=index, samples=50)
+        (folder / f"bench_{index:03d}.py").write_text(module)
 
 
 def runner_env(server: Server, root: Path, pipelines: Path) -> dict[str, str]:
@@ -207,9 +376,9 @@ def runner_env(server: Server, root: Path, pipelines: Path) -> dict[str, str]:
     }
 
 
-def measure_seed(server: Server, pipelines: Path, count: int) -> Measure:
+def measure_seed(flavour: Flavour, server: Server, pipelines: Path, count: int) -> Measure:
     script = pipelines.parent / "seed_way.py"
-    script.write_text(SEED_SCRIPT)
+    script.write_text(flavour.seed_script)
     env = {**os.environ, "DSP_HOST": server.url, "DSP_TOKEN": server.token}
     server.clear_requests()
     started = time.perf_counter()
@@ -237,46 +406,36 @@ def measure_runner(
     return sorted(samples, key=lambda m: m.wall_s)[len(samples) // 2]
 
 
-def import_time(repeat: int = 5) -> float:
-    """Median time of `import kfp_tekton` in a fresh process."""
-    samples = [
-        timed([PYTHON, "-c", "import kfp_tekton"], dict(os.environ))[0] for _ in range(repeat)
-    ]
+def import_time(flavour: Flavour, repeat: int = 5) -> float:
+    """Median time of a bare import of the flavour's SDK in a fresh process."""
+    command = [PYTHON, "-c", f"import {flavour.sdk_import}"]
+    samples = [timed(command, dict(os.environ))[0] for _ in range(repeat)]
     return statistics.median(samples)
 
 
-def compile_cpu(pipelines: Path) -> float:
+def compile_cpu(flavour: Flavour, pipelines: Path) -> float:
     """CPU seconds to compile every module once, in one process, imports excluded."""
-    probe = textwrap.dedent(f"""
-        import importlib.util, pathlib, resource, tempfile, time
-        import kfp_tekton
-        from kfp.compiler.main import PipelineCollectorContext
-        start = resource.getrusage(resource.RUSAGE_SELF)
-        for i, path in enumerate(sorted(pathlib.Path({str(pipelines)!r}).glob("*.py"))):
-            spec = importlib.util.spec_from_file_location(f"m{{i}}", path)
-            module = importlib.util.module_from_spec(spec)
-            with PipelineCollectorContext() as funcs:
-                spec.loader.exec_module(module)
-            for func in funcs:
-                with tempfile.NamedTemporaryFile(suffix=".yaml") as out:
-                    kfp_tekton.compiler.TektonCompiler().compile(func, out.name)
-        end = resource.getrusage(resource.RUSAGE_SELF)
-        print((end.ru_utime - start.ru_utime) + (end.ru_stime - start.ru_stime))
-        """)
-    done = subprocess.run([PYTHON, "-c", probe], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [PYTHON, "-c", flavour.compile_probe, str(pipelines)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def scenario(count: int, latency_ms: int, with_seed: bool) -> tuple[list[Measure], float]:
+def scenario(
+    flavour: Flavour, count: int, latency_ms: int, with_seed: bool
+) -> tuple[list[Measure], float]:
     root = Path(tempfile.mkdtemp(prefix=f"dsp-bench-{count}-"))
     try:
         pipelines = root / "pipelines"
-        generate(pipelines, count)
-        server = Server(root / "server", "--latency-ms", str(latency_ms))
+        generate(flavour, pipelines, count)
+        server = Server(root / "server", *flavour.server_flags, "--latency-ms", str(latency_ms))
         try:
             measures = []
             if with_seed:
-                measures.append(measure_seed(server, pipelines, count))
+                measures.append(measure_seed(flavour, server, pipelines, count))
                 server.admin("POST", "reset")
             env = runner_env(server, root, pipelines)
             measures.append(measure_runner("dsp-runner deploy, all new", server, env, count))
@@ -284,30 +443,25 @@ def scenario(count: int, latency_ms: int, with_seed: bool) -> tuple[list[Measure
                 measure_runner("dsp-runner deploy, nothing changed", server, env, count)
             )
             first = pipelines / "bench_000.py"
-            first.write_text(first.read_text().replace('epochs="10"', 'epochs="11"'))
+            first.write_text(first.read_text().replace(*flavour.edit))
             measures.append(
                 measure_runner(f"dsp-runner deploy, 1 of {count} changed", server, env, count)
             )
         finally:
             server.stop()
         floor = (
-            import_time()
-            + compile_cpu(pipelines) / (os.cpu_count() or 1)
-            + minimal_requests(count) * latency_ms / 1000 / 4
+            import_time(flavour)
+            + compile_cpu(flavour, pipelines) / (os.cpu_count() or 1)
+            + flavour.minimal_requests(count) * latency_ms / 1000 / 4
         )
         return measures, floor
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def minimal_requests(count: int) -> int:
-    """All new: per pipeline upload + version upload + set default + run; plus the two healthz
-    (the server's generation), the listings (pipelines, jobs, experiment, runs) and the
-    experiment's creation."""
-    return 4 * count + 7
-
-
-def print_table(count: int, measures: list[Measure], floor: float, import_s: float) -> None:
+def print_table(
+    flavour: Flavour, count: int, measures: list[Measure], floor: float, import_s: float
+) -> None:
     seed = next((m for m in measures if m.label.startswith("seed")), None)
     print(f"\nN = {count} pipelines; floor for 'all new' = {floor:.2f} s")
     print(
@@ -322,15 +476,15 @@ def print_table(count: int, measures: list[Measure], floor: float, import_s: flo
             f"{m.requests / m.pipelines:>13.2f} {m.peak_rss_mb:>12.0f} {m.exit_code:>5}"
         )
     noop = next(m for m in measures if m.label.endswith("nothing changed"))
-    print(f"nothing changed / bare `import kfp_tekton`: {noop.wall_s / import_s:.2f}x")
+    print(f"nothing changed / bare `import {flavour.sdk_import}`: {noop.wall_s / import_s:.2f}x")
 
 
-def startup_figures() -> float:
-    import_s = import_time()
+def startup_figures(flavour: Flavour) -> float:
+    import_s = import_time(flavour)
     help_s, _, _ = timed([PYTHON, "-m", "runner", "--help"], dict(os.environ))
     bad = {**os.environ, "DSP_RETRIES": "many"}
     config_s, _, code = timed([PYTHON, "-m", "runner", "deploy"], bad)
-    print(f"\n`import kfp_tekton` in a fresh process (median of 5): {import_s:.2f} s")
+    print(f"\n`import {flavour.sdk_import}` in a fresh process (median of 5): {import_s:.2f} s")
     print(f"`python -m runner --help`: {help_s:.2f} s")
     print(f"configuration error (exit {code}): {config_s:.2f} s")
     return import_s
@@ -351,14 +505,16 @@ def main() -> None:
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {platform.platform()}"
     )
+    flavour = installed_flavour()
+    print(f"flavour: {flavour.name} (localdsp --api {flavour.name})")
     print(f"localdsp added latency: {args.latency_ms} ms per request")
-    import_s = startup_figures()
+    import_s = startup_figures(flavour)
     for count in args.sizes:
-        measures, floor = scenario(count, args.latency_ms, with_seed=True)
-        print_table(count, measures, floor, import_s)
+        measures, floor = scenario(flavour, count, args.latency_ms, with_seed=True)
+        print_table(flavour, count, measures, floor, import_s)
     if args.scale:
-        measures, floor = scenario(args.scale, args.latency_ms, with_seed=False)
-        print_table(args.scale, measures, floor, import_s)
+        measures, floor = scenario(flavour, args.scale, args.latency_ms, with_seed=False)
+        print_table(flavour, args.scale, measures, floor, import_s)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ NAMES_PER_FILTER = 50
 NEWEST_PAGE = 5
 """Versions read to find the newest: enough to see every version of a created_at second."""
 VERSION_LOOKUPS = 8
-"""Pipelines whose newest version is read at once: v2beta1 has no listing across pipelines."""
+"""Pipelines whose newest version is read at once: KFP 2.5 has no faithful listing across
+pipelines (README, Performance, cites the server source)."""
 ORPHAN_FROM = (2, 16)
 """KFP release that takes `propagation_policy=ORPHAN` on a recurring-run delete."""
 FORBIDDEN_HINT = (
