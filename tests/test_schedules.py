@@ -196,3 +196,22 @@ def test_a_new_schedule_is_created_disabled_with_its_whole_spec_then_enabled():
         ),
         ("enabled", "j-new", True),
     ]
+
+
+def test_the_spec_hash_recipe_is_stable():
+    """Job names carry it: a changed recipe would replace every deployed job after an upgrade."""
+    schedule = Schedule("nightly", "0 0 2 * * *")
+    assert schedules._spec_hash("add-0123456789ab", "exp", schedule, {"a": "7"}) == "a2df81893a"
+
+
+def test_of_two_copies_of_a_new_job_the_lowest_id_stays_and_the_other_goes():
+    """Two deploys racing each created the job: both agree to keep j-1, whoever made which."""
+    (wanted,) = schedules.desired("add", "add-0123456789ab", "exp", {}, [Schedule("n", "@daily")])
+    copies = [
+        ServerJob("j-1", wanted.name, wanted.description, False, "e1"),
+        ServerJob("j-2", wanted.name, wanted.description, False, "e1"),
+    ]
+    server = RecordingServer(listed=copies)
+    kept = schedules._one_copy(server, wanted, copies[1], NullLog())
+    assert kept.id == "j-1"
+    assert server.calls == [("enabled", "j-2", False), ("delete", "j-2")]
