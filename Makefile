@@ -63,9 +63,9 @@ endif
 # re-made from scratch each time so a result never belongs to older code. mutmut carries on after a
 # SIGTERM, so the bound interrupts it as Ctrl-C does (it then saves what it has).
 MUTATE_CHILDREN ?= 4
-MUTATE_TIME_LIMIT ?= 20m
+MUTATE_TIME_LIMIT ?= 60m
 MUTATE_MIN ?= 85
-mutate: $(STAMP)  ## Mutation testing of the runner's decisions (<= 20 min); prints the kill rate
+mutate: $(STAMP)  ## Mutation testing of the runner's decisions (<= 60 min); prints the kill rate
 	rm -rf mutants && mkdir -p build
 	timeout --signal=INT --kill-after=60s $(MUTATE_TIME_LIMIT) $(BIN)/mutmut run --max-children $(MUTATE_CHILDREN) >build/mutate.log 2>&1 || \
 		{ code=$$?; test $$code -eq 124 || { tail -30 build/mutate.log; exit $$code; }; \
