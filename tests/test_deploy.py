@@ -217,6 +217,9 @@ def test_on_a_server_that_does_not_auto_update_the_default_the_runner_sets_it(
         client = kfp_tekton.TektonClient(host=dsp.url, existing_token="test-token")
         pipeline = client.get_pipeline(add["pipeline_id"])
         assert pipeline.default_version.id == add["version_id"]
+        run = client.get_run(add["run_id"]).run
+        versions = [r.key.id for r in run.resource_references if r.key.type == "PIPELINE_VERSION"]
+        assert versions == [add["version_id"]], "the run names its version, not the old default"
         third = project.run(capsys)
         assert third.summary["counts"]["versions_created"] == 0
 
