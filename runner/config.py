@@ -19,7 +19,7 @@ from runner.cron import CronError
 from runner.cron import fields as cron_fields
 from runner.cron import parse as parse_cron
 from runner.errors import ConfigurationError
-from runner.settings import MAX_SERVER_TEXT
+from runner.setting_values import MAX_SERVER_TEXT
 
 _CRON_FORM = (
     "write 6 fields, seconds first (seconds minutes hours day-of-month month day-of-week), "

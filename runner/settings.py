@@ -11,25 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
-import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runner import flavour
+from runner import flavour, setting_values
 from runner.errors import ConfigurationError
 
-# The server keeps experiment, run and recurring-run names and descriptions in varchar(255)
-# columns (gorm's default size): a longer one fails there with a 500, after the run or the
-# recurring run was already created in the cluster.
-MAX_SERVER_TEXT = 255
-
 POD_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-RUN_POLICIES = ("on-change", "always", "never")
-LOG_FORMATS = ("auto", "json", "console")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 
@@ -301,13 +291,15 @@ class Settings:
             if field.name == "run_args":
                 env_raw = os.environ.get(meta["env"])
                 try:
-                    values[field.name] = _parse_run_args(env_raw, getattr(ns, field.name, None))
+                    values[field.name] = setting_values.parse_run_args(
+                        env_raw, getattr(ns, field.name, None)
+                    )
                 except ValueError as exc:
                     problems.append(str(exc))
                 continue
             if raw is None or raw == "":
                 continue
-            parse = _PARSERS[field.name]
+            parse = setting_values.PARSERS[field.name]
             try:
                 values[field.name] = parse(raw)
             except ValueError as exc:
@@ -350,168 +342,6 @@ def _declared() -> list[dataclasses.Field]:
 
 def _name_of(meta: dict[str, Any]) -> str:
     return meta["env"]
-
-
-def _host(raw: str) -> str:
-    """Accept what users paste (no scheme, a trailing slash) the way kfp does, but check it."""
-    value = raw.strip().rstrip("/")
-    if "://" not in value:
-        value = "https://" + value
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not a URL: {raw!r}")
-    if parts.username or parts.password:
-        raise ValueError("credentials in the URL are not allowed; use DSP_TOKEN or DSP_TOKEN_PATH")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
-    if not value > 0:
-        raise ValueError(f"must be greater than 0, got {raw!r}")
-    return value
-
-
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ValueError(f"must be at least 1, got {raw!r}")
-    return value
-
-
-def _bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.strip().lower()
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _log_level(raw: str) -> str:
-    value = raw.strip().upper()
-    if value not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-        raise ValueError(f"expected DEBUG, INFO, WARNING or ERROR, got {raw!r}")
-    return value
-
-
-def _token(raw: str) -> str:
-    """The token from the environment, trimmed; the value is never echoed in an error."""
-    value = raw.strip()
-    if not value or any(c.isspace() for c in value):
-        raise ValueError("the token is empty or contains whitespace")
-    return value
-
-
-def _existing_dir_path(raw: str) -> Path:
-    return Path(raw).expanduser()
-
-
-def _git_commit(raw: str) -> str:
-    value = raw.strip()
-    if not re.fullmatch(r"[0-9a-fA-F]{7,64}", value):
-        raise ValueError(f"expected a hexadecimal commit SHA, got {raw!r}")
-    return value.lower()
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "host": _host,
-    "token_path": _existing_dir_path,
-    "token": _token,
-    "ca_bundle": _existing_dir_path,
-    "insecure_skip_tls_verify": _bool,
-    "pipelines_dir": _existing_dir_path,
-    "experiment": lambda raw: _experiment(raw),
-    "run_policy": _choice(RUN_POLICIES),
-    "only": lambda raw: _names(raw),
-    "wait": _bool,
-    "wait_timeout": _positive_float,
-    "poll_interval": _positive_float,
-    "run_key": lambda raw: _run_key(raw),
-    "ui_host": lambda raw: _host(raw),
-    "concurrency": _positive_int,
-    "request_timeout": _positive_float,
-    "retries": _positive_int,
-    "retry_max_wait": _positive_float,
-    "compile_timeout": _positive_float,
-    "output_dir": _existing_dir_path,
-    "git_commit": _git_commit,
-    "git_repo": lambda raw: raw.strip(),
-    "log_format": _choice(LOG_FORMATS),
-    "log_level": _log_level,
-    "config": _existing_dir_path,
-    "results_dir": _existing_dir_path,
-}
-
-
-def _names(raw: str | list[str]) -> tuple[str, ...]:
-    """From the flag (a list) or the variable (comma-separated)."""
-    items = raw if isinstance(raw, list) else raw.split(",")
-    names = tuple(item.strip() for item in items if item.strip())
-    if not names:
-        raise ValueError("expected at least one pipeline name")
-    return names
-
-
-def _experiment(raw: str) -> str:
-    """The server keeps experiment names in a 255-character column: longer fails there (500)."""
-    value = raw.strip()
-    if len(value) > MAX_SERVER_TEXT:
-        raise ValueError(
-            f"{len(value)} characters long; the server takes experiment names of at most "
-            f"{MAX_SERVER_TEXT}: shorten it"
-        )
-    return value
-
-
-def _run_key(raw: str) -> str:
-    value = raw.strip()
-    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,40}", value):
-        raise ValueError(f"expected 1 to 40 letters, digits, '.', '_', ':' or '-', got {raw!r}")
-    return value
-
-
-def _parse_run_args(env_raw: str | None, flags: list[str] | None) -> dict[str, dict[str, str]]:
-    """Merge DSP_RUN_ARGS (JSON) with --arg PIPELINE.PARAM=VALUE flags, flags winning."""
-    merged: dict[str, dict[str, str]] = {}
-    if env_raw:
-        try:
-            loaded = json.loads(env_raw)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"DSP_RUN_ARGS: not valid JSON ({exc.msg})") from None
-        if not isinstance(loaded, dict) or not all(isinstance(v, dict) for v in loaded.values()):
-            raise ValueError('DSP_RUN_ARGS: expected {"pipeline": {"param": "value"}}')
-        merged = {str(p): {str(k): _arg_value(v) for k, v in a.items()} for p, a in loaded.items()}
-    for item in flags or []:
-        key, sep, value = item.partition("=")
-        pipeline, dot, param = key.rpartition(".")
-        if not sep or not dot or not pipeline or not param:
-            raise ValueError(f"--arg: expected PIPELINE.PARAM=VALUE, got {item!r}")
-        merged.setdefault(pipeline, {})[param] = value
-    return merged
-
-
-def _arg_value(value: Any) -> str:
-    """Run parameters travel as strings; lists and dicts as JSON, like kfp's run_pipeline."""
-    if isinstance(value, (list, dict)):
-        return json.dumps(value)
-    return str(value)
 
 
 def _with_pod_defaults(settings: Settings) -> Settings:
