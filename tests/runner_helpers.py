@@ -7,12 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import cli
+from runner import cli, discovery, flavour, harness
 
 REPO = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -100,3 +101,50 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
         if time.monotonic() > deadline:
             raise AssertionError(f"not {what} within {timeout} s")
         time.sleep(0.02)
+
+
+def write(folder: Path, name: str, source: str) -> Path:
+    """A pipeline module in `folder`, dedented so tests can indent their sources."""
+    path = folder / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def compile_folder(folder: Path, timeout: float = 60):
+    """Discover and compile `folder` in forked children, as `runner compile` does."""
+    return harness.compile_all(discovery.discover(folder), timeout=timeout)
+
+
+def compile_in_a_new_process(folder: Path | None, output: Path, hash_seed: str):
+    """`python -m runner compile` as CI runs it, in a fresh interpreter of this suite's venv
+    (the flavour's default folder when `folder` is None): (exit code, log events)."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("DSP_")},
+        "DSP_OUTPUT_DIR": str(output),
+        "LOG_FORMAT": "json",
+        "PYTHONHASHSEED": hash_seed,
+    }
+    if folder is not None:
+        env["DSP_PIPELINES_DIR"] = str(folder)
+    done = subprocess.run(
+        [sys.executable, "-m", "runner", "compile"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done.returncode, events(done.stderr)
+
+
+def client_for(url: str, credentials):
+    """This suite's flavour's client, with retries short enough for a test."""
+    return flavour.client().DSPClient(
+        host=url,
+        credentials=credentials,
+        ca_bundle=None,
+        verify_tls=True,
+        request_timeout=5,
+        retries=2,
+        retry_max_wait=0.1,
+    )

@@ -9,22 +9,9 @@ import pytest
 
 from runner import auth
 from runner.errors import TokenError
-from runner.flavour_v1.client import DSPClient
-from runner_helpers import Project
+from runner_helpers import Project, client_for
 
 CANARY = "sha256~CANARY-7f3a9d1e-do-not-log"
-
-
-def client_for(url, credentials):
-    return DSPClient(
-        host=url,
-        credentials=credentials,
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=2,
-        retry_max_wait=0.1,
-    )
 
 
 @pytest.mark.integration

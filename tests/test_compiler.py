@@ -1,13 +1,10 @@
 """Discovery and isolated compilation: broken modules are reported, the others still compile."""
 
 import dataclasses
-import json
 import os
 import random
 import re
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +14,7 @@ from runner import discovery, flavour, harness
 from runner.errors import ConfigurationError
 from runner.flavour_v1 import compile as v1
 from runner.settings import Settings
+from runner_helpers import compile_folder, compile_in_a_new_process, write
 
 REPO = Path(__file__).resolve().parent.parent
 LOOPS = REPO / "tests" / "pipelines_loops"
@@ -33,16 +31,6 @@ echo_op = kfp.components.create_component_from_func(echo, base_image="python:3.1
 def pipe(text="{default}", required_param: str = None):
     echo_op(text)
 """
-
-
-def write(folder: Path, name: str, source: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-def compile_folder(folder: Path, timeout: float = 60):
-    return harness.compile_all(discovery.discover(folder), timeout=timeout)
 
 
 def test_the_project_pipelines_compile_with_names_parameters_and_stable_hashes():
@@ -228,27 +216,6 @@ def test_a_compiled_pipeline_over_the_upload_limit_is_refused(tmp_path):
     accepted, rejected = harness._check_server_rules([huge])
     assert accepted == []
     assert "over the server's upload limit of 33554432" in rejected[0].reason
-
-
-def compile_in_a_new_process(folder: Path, output: Path, hash_seed: str):
-    """`python -m runner compile` as CI runs it, in a fresh interpreter: (exit code, log events)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DSP_")},
-        "DSP_PIPELINES_DIR": str(folder),
-        "DSP_OUTPUT_DIR": str(output),
-        "LOG_FORMAT": "json",
-        "PYTHONHASHSEED": hash_seed,
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "compile"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    return done.returncode, logged
 
 
 def test_pipelines_with_loops_compile_to_the_same_bytes_in_every_process(tmp_path):

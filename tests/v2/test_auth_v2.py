@@ -10,23 +10,11 @@ from v2_helpers import writes
 
 from localdsp.server import LocalDSP
 from runner import auth
-from runner.flavour_v2.client import DSPClient
+from runner_helpers import client_for
 
 pytestmark = pytest.mark.integration
 CANARY = "sha256~CANARY-7f3a9d1e-do-not-log"
 B = "/apis/v2beta1"
-
-
-def client_for(url, credentials):
-    return DSPClient(
-        host=url,
-        credentials=credentials,
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=2,
-        retry_max_wait=0.1,
-    )
 
 
 def test_a_token_file_rotated_between_requests_is_used_at_once(tmp_path, dsp):

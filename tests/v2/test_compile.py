@@ -1,8 +1,6 @@
 """The v2 flavour's compile (kfp 2): the same forked-child guarantees as v1, over kfp 2's IR."""
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,9 +12,10 @@ from kfp.components import load_component_from_file
 from kfp.pipeline_spec import pipeline_spec_pb2
 from test_ir_fields import KNOWN_TO_2_5, _fields_set
 
-from runner import config, discovery, flavour, harness, settings, versions
+from runner import config, flavour, harness, settings, versions
 from runner.flavour_v2 import compile as v2
 from runner.plan import arguments
+from runner_helpers import compile_folder, compile_in_a_new_process, write
 
 REPO = Path(__file__).resolve().parents[2]
 PIPELINES_V2 = REPO / "pipelines_v2"
@@ -70,38 +69,6 @@ def say(text: str) -> str:
 def inner(text: str = "x") -> str:
     return say(text=text).output
 """
-
-
-def write(folder: Path, name: str, source: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(source))
-    return path
-
-
-def compile_folder(folder: Path, timeout: float = 60):
-    return harness.compile_all(discovery.discover(folder), timeout=timeout)
-
-
-def compile_in_a_new_process(folder: Path | None, output: Path, hash_seed: str):
-    """`python -m runner compile` in .venv-v2 as CI runs it: (exit code, log events)."""
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DSP_")},
-        "DSP_OUTPUT_DIR": str(output),
-        "LOG_FORMAT": "json",
-        "PYTHONHASHSEED": hash_seed,
-    }
-    if folder is not None:
-        env["DSP_PIPELINES_DIR"] = str(folder)
-    done = subprocess.run(
-        [sys.executable, "-m", "runner", "compile"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-    return done.returncode, logged
 
 
 def test_the_installed_sdk_makes_this_the_v2_flavour_with_its_own_pipelines_folder():
