@@ -172,6 +172,8 @@ def test_a_fault_on_prod_s_upload_uploads_nothing_twice(
     prod.inject(method="POST", path=f"{API}/pipelines/upload", **fault)
     result = project.run(capsys, "promote")
     assert result.code == 0, result.err
+    faulted = [r for r in prod.requests() if r["fault"]]
+    assert len(faulted) == 2 * fault["times"], "both uploads met their fault"
     destination = held(promoting)
     for name, version in held(dev).items():
         assert destination[name]["versions"] == sorted([name, version["version"]])
@@ -237,3 +239,20 @@ def test_an_argument_the_promoted_version_does_not_take_fails_that_pipeline_befo
     (outcome,) = result.summary["pipelines"]
     assert "unknown run argument(s) c for pipeline 'Add Pipeline'" in outcome["error"]
     assert uploads(prod) == []
+
+
+def test_on_a_server_that_keeps_the_old_default_promote_makes_its_version_the_default(
+    project, dev, tmp_path, monkeypatch, capsys
+):
+    """A DSPA with autoUpdatePipelineDefaultVersion off: the upload alone changes nothing."""
+    with LocalDSP(tmp_path / "fixed", tokens=[PROD_TOKEN], auto_update_default=False) as fixed:
+        token = project.root / "fixed-token"
+        token.write_text(PROD_TOKEN)
+        monkeypatch.setenv("DSP_HOST", fixed.url)
+        monkeypatch.setenv("DSP_TOKEN_PATH", str(token))
+        monkeypatch.setenv("DSP_PROMOTE_FROM_HOST", project.url)
+        monkeypatch.setenv("DSP_PROMOTE_FROM_TOKEN_PATH", str(project.token_file))
+        assert project.run(capsys, "promote").code == 0
+        destination = held(RawApi(fixed.url, token=PROD_TOKEN))
+    for name, version in held(dev).items():
+        assert destination[name]["version"] == version["version"]
