@@ -56,7 +56,7 @@ HEALTHZ_BODY = '{"commit_sha":"unknown", "tag_name":"localdsp", "multi_user":fal
 
 
 def _template(template: str) -> dict:
-    """The templates endpoints' answer: the stored PipelineRun, as JSON text."""
+    """The templates endpoints' answer: the uploaded file, byte for byte, as a string."""
     return {"template": template}
 
 

@@ -8,7 +8,6 @@ off; deleting the default promotes the newest remaining version.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import replace
 
@@ -18,6 +17,13 @@ from localdsp.models import ListRequest, Page
 from localdsp.models_v1 import PIPELINE_FIELDS, READY, VERSION_FIELDS, Pipeline, PipelineVersion
 from localdsp.rules import StoreRules, newest
 from localdsp.templates_v1 import parse_pipelinerun, template_parameters
+
+
+def stored_file(content: bytes | str) -> str:
+    """The uploaded file as the server keeps it: its own bytes (kfp-tekton 1.5's
+    `CreatePipeline` stores the upload in the object store untouched, and the templates
+    endpoints return that), not a re-marshal of what was parsed from it."""
+    return content if isinstance(content, str) else content.decode("utf-8", errors="replace")
 
 
 class PipelineRules(StoreRules):
@@ -50,7 +56,7 @@ class PipelineRules(StoreRules):
                 "Please specify a new name.",
                 "Create pipeline failed",
             )
-            self.store.insert(version, pipeline_id=pipeline_id, template=json.dumps(template))
+            self.store.insert(version, pipeline_id=pipeline_id, template=stored_file(content))
         return pipeline
 
     def pipeline_namespace(self, pipeline_id: str) -> str:
@@ -79,7 +85,7 @@ class PipelineRules(StoreRules):
                 "Please specify a new name.",
                 "Create pipeline version failed",
                 pipeline_id=pipeline_id,
-                template=json.dumps(template),
+                template=stored_file(content),
             )
             if self.auto_update_default:
                 self.store.save(replace(pipeline, default_version_id=version.id))

@@ -45,6 +45,7 @@ from localdsp.store import StoreClosed
 from localdsp.templates_v1 import (
     check_parameter_size,
     manifest_pipelinerun,
+    parse_pipelinerun,
     run_service_account,
     runtime_pipelinerun,
 )
@@ -343,7 +344,7 @@ class RunRules(PipelineRules):
             )
             if spec.pipeline_id and version.pipeline_id != spec.pipeline_id:
                 raise InvalidInput("pipeline ID should be parent of pipeline version.")
-            template = json.loads(self.store.template(PipelineVersion, version_id))
+            template = parse_pipelinerun(self.store.template(PipelineVersion, version_id))
             spec = replace(spec, workflow_manifest=json.dumps(template))
         else:
             template = manifest_pipelinerun(spec.workflow_manifest)

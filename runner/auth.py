@@ -19,29 +19,30 @@ from runner.errors import TokenError
 class TokenFileCredentials:
     """Re-reads the token file before every request; a bad file is a one-line TokenError."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, setting: str = "DSP_TOKEN_PATH"):
         self.path = Path(path)
+        self.setting = setting
 
     @property
     def source(self) -> str:
         """Where the token was read, for error lines: the setting and the file, never the token."""
-        return f"the file {self.path} (DSP_TOKEN_PATH)"
+        return f"the file {self.path} ({self.setting})"
 
     def _get_token(self) -> str:
         try:
             text = self.path.read_text()
         except OSError as exc:
             raise TokenError(
-                f"DSP_TOKEN_PATH: cannot read the token file {self.path} "
+                f"{self.setting}: cannot read the token file {self.path} "
                 f"({exc.strerror or type(exc).__name__}); mount the service-account token "
-                "there or set DSP_TOKEN_PATH / DSP_TOKEN"
+                f"there or set {self.setting} / {_VARIABLE_OF.get(self.setting, 'DSP_TOKEN')}"
             ) from None
         token = text.strip()
         if not token:
-            raise TokenError(f"DSP_TOKEN_PATH: the token file {self.path} is empty")
+            raise TokenError(f"{self.setting}: the token file {self.path} is empty")
         if any(character.isspace() for character in token):
             raise TokenError(
-                f"DSP_TOKEN_PATH: the token file {self.path} holds more than one word; "
+                f"{self.setting}: the token file {self.path} holds more than one word; "
                 "it must hold only the token"
             )
         return token
@@ -57,10 +58,9 @@ class TokenFileCredentials:
 class StaticTokenCredentials:
     """A token given in the environment (DSP_TOKEN), fixed for the life of the job."""
 
-    source = "DSP_TOKEN"
-
-    def __init__(self, token: str):
+    def __init__(self, token: str, setting: str = "DSP_TOKEN"):
         self._token = token
+        self.source = setting
 
     def _get_token(self) -> str:
         return self._token
@@ -72,11 +72,18 @@ class StaticTokenCredentials:
         return "StaticTokenCredentials(<hidden>)"
 
 
-def credentials(token: str, token_path: Path) -> TokenFileCredentials | StaticTokenCredentials:
+_VARIABLE_OF = {"DSP_PROMOTE_FROM_TOKEN_PATH": "DSP_PROMOTE_FROM_TOKEN"}
+"""The token variable that goes with a token-file setting other than DSP_TOKEN_PATH."""
+
+
+def credentials(
+    token: str, token_path: Path, *, path_setting: str = "DSP_TOKEN_PATH"
+) -> TokenFileCredentials | StaticTokenCredentials:
     """The environment's token wins; otherwise the token file, checked now so a missing file
-    is a configuration error before any work is done."""
+    is a configuration error before any work is done. `path_setting` names the settings in
+    error lines (the promote source has its own: DSP_PROMOTE_FROM_TOKEN_PATH)."""
     if token:
-        return StaticTokenCredentials(token)
-    source = TokenFileCredentials(token_path)
+        return StaticTokenCredentials(token, _VARIABLE_OF.get(path_setting, "DSP_TOKEN"))
+    source = TokenFileCredentials(token_path, path_setting)
     source._get_token()
     return source

@@ -22,10 +22,13 @@ COMMANDS = {
     "plan": "compile and read the server; print what deploy would do, changing nothing",
     "trigger": "cron mode: start runs of the deployed pipelines, once per DSP_RUN_KEY slot",
     "compile": "discover and compile into the output folder, offline (pull-request check)",
+    "promote": "copy the default versions of --from-host to DSP_HOST as they are, then run "
+    "and schedule them there",
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
-  1    some pipelines failed (module, compile, upload, run, or a run's state unreadable)
+  1    some pipelines failed (module, compile, upload, run, or a run's state unreadable),
+       or promote --require-success held a version back
   2    configuration error (a setting, the token, the pipelines folder)
   3    a run waited for (DSP_WAIT) ended in failure
   4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dsp-runner: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
     from runner import commands, logs, stopping
+    from runner.promote import promote
 
     logs.configure(settings.log_format, settings.log_level)
     stopping.install()
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": commands.plan,
         "trigger": commands.trigger,
         "compile": commands.compile_pipelines,
+        "promote": promote,
     }[ns.command]
     try:
         return command(settings, stdout=sys.stdout)

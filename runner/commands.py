@@ -110,7 +110,9 @@ def trigger(settings: Settings, *, stdout) -> int:
     job = _Job(settings, "trigger", stdout)
     with job.reporting():
         credentials = _credentials(settings)
-        repo = config.load(settings.config_path, required=settings.config is not None)
+        repo = config.load(
+            settings.config_path, required=settings.config is not None, target=settings.target
+        )
         from runner import apply
         from runner.plan import existing_runs
 
@@ -276,7 +278,9 @@ def _credentials(settings: Settings):
 
 def _inputs(settings: Settings) -> tuple[config.RepoConfig, list[Path]]:
     """The settings file and the pipeline modules: checked before kfp is imported."""
-    repo = config.load(settings.config_path, required=settings.config is not None)
+    repo = config.load(
+        settings.config_path, required=settings.config is not None, target=settings.target
+    )
     modules = discovery.discover(settings.pipelines_dir)
     logger.info("pipelines_discovered", folder=str(settings.pipelines_dir), modules=len(modules))
     return repo, modules

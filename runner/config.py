@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from runner import targets
 from runner.cron import CronError
 from runner.cron import fields as cron_fields
 from runner.cron import parse as parse_cron
@@ -77,6 +78,9 @@ SCHEMA = {
         "pipelines": {"type": "object", "additionalProperties": _ENTRY},
     },
 }
+SCHEMA["properties"]["targets"] = targets.schema(
+    SCHEMA["properties"]["defaults"], SCHEMA["properties"]["pipelines"]
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,10 +112,16 @@ class RepoConfig:
     path: Path | None
     defaults: dict[str, Any]
     entries: dict[str, dict[str, Any]]
+    target_entries: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """The DSP_TARGET overlay's pipeline entries (`runner.targets`), laid over `entries`."""
 
     def for_pipeline(self, name: str, slug: str) -> PipelineSettings:
-        """The pipeline's entry (by name or slug) over the file's defaults."""
-        entry = self.entries.get(name) or self.entries.get(slug) or {}
+        """The pipeline's entry (by name or slug), with the target's over it, over the file's
+        defaults (the target's already laid over them)."""
+        entry = targets.merged(
+            self.entries.get(name) or self.entries.get(slug) or {},
+            self.target_entries.get(name) or self.target_entries.get(slug) or {},
+        )
         merged = {**self.defaults, **entry}
         merged["arguments"] = {
             **_strings(self.defaults.get("arguments", {})),
@@ -126,18 +136,25 @@ class RepoConfig:
     @property
     def renames(self) -> bool:
         """Whether any entry gives a pipeline another name on the server."""
-        return any("display_name" in entry for entry in self.entries.values())
+        every = (*self.entries.values(), *self.target_entries.values())
+        return any("display_name" in entry for entry in every)
 
     def unknown_entries(self, known: set[str]) -> list[str]:
         """Entries that name no discovered pipeline: a typo, or a module that failed."""
-        return sorted(name for name in self.entries if name not in known)
+        return sorted(name for name in {**self.entries, **self.target_entries} if name not in known)
 
 
-def load(path: Path, *, required: bool = False) -> RepoConfig:
-    """Read and validate the file; a missing optional file means 'all defaults'."""
+def load(path: Path, *, required: bool = False, target: str = "") -> RepoConfig:
+    """Read and validate the file; a missing optional file means 'all defaults'. `target`
+    (DSP_TARGET) lays that environment's overlay over it (see `runner.targets`)."""
     if not path.is_file():
         if required:
             raise ConfigurationError(f"DSP_CONFIG: {path} does not exist")
+        if target:
+            raise ConfigurationError(
+                f"DSP_TARGET: {target!r} is set but there is no settings file {path} to hold "
+                "its `targets:` entry; add it, set DSP_CONFIG, or unset DSP_TARGET"
+            )
         return RepoConfig(None, {}, {})
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -150,11 +167,15 @@ def load(path: Path, *, required: bool = False) -> RepoConfig:
     )
     if problems:
         raise ConfigurationError("; ".join(f"{path}: {_describe(e)}" for e in problems))
-    _check_unique_schedules(path, data.get("pipelines", {}))
-    problems = _check_lengths(data) + _check_crons(data.get("pipelines", {}), now=time.time())
+    problems = []
+    for prefix, section in targets.sections(data):
+        _check_unique_schedules(path, section.get("pipelines", {}), prefix)
+        problems += _check_lengths(section, prefix)
+        problems += _check_crons(section.get("pipelines", {}), now=time.time(), prefix=prefix)
     if problems:
         raise ConfigurationError("; ".join(f"{path}: {problem}" for problem in problems))
-    return RepoConfig(path, data.get("defaults", {}), data.get("pipelines", {}))
+    defaults, target_entries = targets.overlay(data, target, path)
+    return RepoConfig(path, defaults, data.get("pipelines", {}), target_entries)
 
 
 def _describe(error) -> str:
@@ -162,18 +183,18 @@ def _describe(error) -> str:
     return f"{where}: {error.message}"
 
 
-def _check_unique_schedules(path: Path, entries: dict) -> None:
+def _check_unique_schedules(path: Path, entries: dict, prefix: str = "") -> None:
     for pipeline, entry in entries.items():
         names = [s["name"] for s in entry.get("schedules", [])]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ConfigurationError(
-                f"{path}: pipelines > {pipeline} > schedules: name {duplicates[0]!r} is used "
-                "twice; schedule names must be unique per pipeline"
+                f"{path}: {prefix}pipelines > {pipeline} > schedules: name "
+                f"{duplicates[0]!r} is used twice; schedule names must be unique per pipeline"
             )
 
 
-def _check_crons(entries: dict, *, now: float) -> list[str]:
+def _check_crons(entries: dict, *, now: float, prefix: str = "") -> list[str]:
     """Every schedule as the server will read it (robfig/cron v1), before anything is uploaded:
     the server refuses what robfig cannot parse only when the job is created, mid-deploy."""
     problems = []
@@ -181,7 +202,7 @@ def _check_crons(entries: dict, *, now: float) -> list[str]:
         for schedule in entry.get("schedules", []):
             why = cron_problem(schedule["cron"], now=now)
             if why:
-                where = f"pipelines > {pipeline} > schedules > {schedule['name']} > cron"
+                where = f"{prefix}pipelines > {pipeline} > schedules > {schedule['name']} > cron"
                 problems.append(f"{where}: {schedule['cron']!r} {why}")
     return problems
 
@@ -211,11 +232,13 @@ def cron_problem(spec: str, *, now: float) -> str:
     return ""
 
 
-def _check_lengths(data: dict) -> list[str]:
+def _check_lengths(data: dict, prefix: str = "") -> list[str]:
     """Experiment names the server stores in a 255-character column: a longer one fails there
     with a 500 (MySQL 'Data too long'), so it is refused here before anything is uploaded."""
-    entries = {"defaults": data.get("defaults", {})}
-    entries |= {f"pipelines > {name}": entry for name, entry in data.get("pipelines", {}).items()}
+    entries = {f"{prefix}defaults": data.get("defaults", {})}
+    entries |= {
+        f"{prefix}pipelines > {name}": entry for name, entry in data.get("pipelines", {}).items()
+    }
     return [
         f"{where} > experiment: {len(entry['experiment'])} characters long; the server takes "
         f"experiment names of at most {MAX_SERVER_TEXT}: shorten it"

@@ -126,6 +126,16 @@ class Server(Protocol):
     def runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]: ...
     def remove_run(self, run_id: str) -> None: ...
 
+    # promote (runner/promote.py) ------------------------------------------------------------
+    def pipeline_file(self, pipeline_id: str, version_id: str) -> str:
+        """The version's compiled pipeline as the server keeps it, as a file to upload
+        elsewhere: what promote copies (never a recompile)."""
+        ...
+
+    def newest_run_of(self, pipeline_id: str, version_id: str) -> ServerRun | None:
+        """The most recently created run of exactly this version, or None when it has none."""
+        ...
+
 
 _NEVER = datetime.datetime.max.replace(tzinfo=datetime.UTC)
 

@@ -127,6 +127,14 @@ def run_key(raw: str) -> str:
     return value
 
 
+def target(raw: str) -> str:
+    """A `targets:` entry of the settings file: the names the file's schema takes."""
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,63}", value):
+        raise ValueError(f"expected 1 to 63 letters, digits, '.', '_' or '-', got {raw!r}")
+    return value
+
+
 def parse_run_args(env_raw: str | None, flags: list[str] | None) -> dict[str, dict[str, str]]:
     """Merge DSP_RUN_ARGS (JSON) with --arg PIPELINE.PARAM=VALUE flags, flags winning."""
     merged: dict[str, dict[str, str]] = {}
@@ -181,4 +189,10 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": log_level,
     "config": existing_dir_path,
     "results_dir": existing_dir_path,
+    "promote_from_host": host,
+    "promote_from_token_path": existing_dir_path,
+    "promote_from_token": token,
+    "promote_from_ca_bundle": existing_dir_path,
+    "require_success": boolean,
+    "target": target,
 }

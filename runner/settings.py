@@ -205,13 +205,58 @@ class Settings:
         "when present.",
         default=None,
     )
+    # promote (runner/promote.py): the source server, its own credentials, the gate, the target
+    promote_from_host: str = _setting(
+        "DSP_PROMOTE_FROM_HOST",
+        "--from-host",
+        "promote: the DSP API URL to promote from (the source, e.g. dev); DSP_HOST is the "
+        "destination. Required by promote.",
+        default="",
+    )
+    promote_from_token_path: Path | None = _setting(
+        "DSP_PROMOTE_FROM_TOKEN_PATH",
+        "--from-token-path",
+        "promote: file holding the source server's bearer token, re-read before every request. "
+        "promote needs it or DSP_PROMOTE_FROM_TOKEN: the destination's token is never sent to "
+        "the source.",
+        default=None,
+    )
+    promote_from_token: str = _setting(
+        "DSP_PROMOTE_FROM_TOKEN",
+        None,
+        "promote: the source server's bearer token itself. Environment only, never a flag. "
+        "Wins over DSP_PROMOTE_FROM_TOKEN_PATH.",
+        default="",
+    )
+    promote_from_ca_bundle: Path | None = _setting(
+        "DSP_PROMOTE_FROM_CA_BUNDLE",
+        "--from-ca-bundle",
+        "promote: CA bundle (PEM) that verifies the source server's certificate (always "
+        "verified). Default: the pod's service-ca.crt when present, else the system store.",
+        default=None,
+    )
+    require_success: bool = _setting(
+        "DSP_PROMOTE_REQUIRE_SUCCESS",
+        "--require-success",
+        "promote: only versions whose newest run on the source succeeded; the others are "
+        "reported as skipped (exit code 1).",
+        default=False,
+    )
+    target: str = _setting(
+        "DSP_TARGET",
+        "--target",
+        "The environment this job ships to: selects `targets: <name>:` of dsp-runner.yaml, "
+        "laid over its defaults and pipelines (deploy, plan, trigger and promote).",
+        default="",
+    )
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), metadata={})
 
     def __repr__(self) -> str:
         """Never show the token, even in a test failure or a debug line."""
         shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        if shown["token"]:
-            shown["token"] = "<hidden>"  # noqa: S105 - a placeholder, not a password
+        for secret in ("token", "promote_from_token"):
+            if shown[secret]:
+                shown[secret] = "<hidden>"
         return f"Settings({', '.join(f'{k}={v!r}' for k, v in shown.items())})"
 
     """Settings given by a flag or variable for this job: they win over the repository file."""
@@ -332,6 +377,20 @@ class Settings:
             problems.append(f"DSP_CA_BUNDLE: cannot read CA bundle {self.ca_bundle}")
         if self.ca_bundle is not None and self.insecure_skip_tls_verify:
             problems.append("DSP_CA_BUNDLE and DSP_INSECURE_SKIP_TLS_VERIFY contradict each other")
+        return problems + self._promote_checks()
+
+    def _promote_checks(self) -> list[str]:
+        """The source's URL and CA file, by the destination's rules."""
+        problems = []
+        parts = urlsplit(self.promote_from_host)
+        if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS:
+            problems.append(
+                "DSP_PROMOTE_FROM_HOST: an http:// host would send the bearer token in clear; "
+                "use https://"
+            )
+        bundle = self.promote_from_ca_bundle
+        if bundle is not None and not os.access(bundle, os.R_OK):
+            problems.append(f"DSP_PROMOTE_FROM_CA_BUNDLE: cannot read CA bundle {bundle}")
         return problems
 
 
@@ -348,5 +407,7 @@ def _with_pod_defaults(settings: Settings) -> Settings:
     """Use the pod's service CA when it is mounted and nothing else was said."""
     service_ca = POD_SA_DIR / "service-ca.crt"
     if settings.ca_bundle is None and settings.verify_tls and service_ca.is_file():
-        return dataclasses.replace(settings, ca_bundle=service_ca)
+        settings = dataclasses.replace(settings, ca_bundle=service_ca)
+    if settings.promote_from_ca_bundle is None and service_ca.is_file():
+        settings = dataclasses.replace(settings, promote_from_ca_bundle=service_ca)
     return settings

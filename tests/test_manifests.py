@@ -65,6 +65,7 @@ NOT_SETTINGS = {
 # ...and every setting is a param, except these, which the Task wires itself or never sets.
 WIRED = {
     "DSP_RESULTS_DIR": "/tekton/results",  # where Tekton collects results
+    "DSP_PROMOTE_FROM_TOKEN_PATH": "$(workspaces.promote-token.path)/token",  # promote's source
 }
 # Not runner settings: git's own configuration, `safe.directory=*` (the checkout is git-clone's).
 GIT_SAFE_DIRECTORY = {
@@ -75,6 +76,7 @@ GIT_SAFE_DIRECTORY = {
 NEVER_SET = {
     "DSP_TOKEN": "a secret: never a param",
     "DSP_TOKEN_PATH": "its default is the pod's own projected service-account token",
+    "DSP_PROMOTE_FROM_TOKEN": "a secret: never a param (the promote-token workspace instead)",
 }
 # Where Kubernetes projects a pod's service-account token (a short-lived, rotated token).
 PROJECTED_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")

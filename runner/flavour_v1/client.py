@@ -292,6 +292,31 @@ class DSPClient(ClientBase):
             except (NotFoundError, ServerError) as exc:
                 logger.info("duplicate_run_cleanup", operation=operation, error=str(exc))
 
+    # promote (runner/promote.py) ---------------------------------------------------------
+
+    def pipeline_file(self, pipeline_id: str, version_id: str) -> str:
+        """The templates endpoint: kfp-tekton 1.5 answers with the uploaded file itself, byte
+        for byte, from its object store."""
+        answer = self._calls.call(
+            "get pipeline version template",
+            lambda: self._kfp.pipelines.get_pipeline_version_template(version_id),
+        )
+        return answer.template or ""
+
+    def newest_run_of(self, pipeline_id: str, version_id: str) -> ServerRun | None:
+        """One request: DSP 1.x lists runs by their PIPELINE_VERSION reference (single-user
+        mode, as DSP runs it), newest first."""
+        page = self._calls.call(
+            "find newest run of version",
+            lambda: self._kfp.runs.list_runs(
+                page_size=1,
+                sort_by="created_at desc",
+                resource_reference_key_type="PIPELINE_VERSION",
+                resource_reference_key_id=version_id,
+            ),
+        )
+        return wire.run(page.runs[0]) if page.runs else None
+
     # The SDK calls the shared rules use (runner.client_base) ---------------------------
 
     def _create_experiment(self, operation: str, name: str, description: str) -> str:

@@ -408,6 +408,31 @@ class DSPClient(ClientBase):
             except (NotFoundError, ServerError) as exc:
                 logger.info("duplicate_run_cleanup", operation=operation, error=str(exc))
 
+    # promote (runner/promote.py) ---------------------------------------------------------
+
+    def pipeline_file(self, pipeline_id: str, version_id: str) -> str:
+        """The version's `pipeline_spec` (a KFP 2.5 server keeps no upload file: it stores the
+        IR it parsed and returns it as a struct) written back as the YAML it uploads as."""
+        api = self._calls.call(
+            "get pipeline version",
+            lambda: self._kfp._pipelines_api.pipeline_service_get_pipeline_version(
+                pipeline_id, version_id
+            ),
+        )
+        return wire.spec_file(api.pipeline_spec or {})
+
+    def newest_run_of(self, pipeline_id: str, version_id: str) -> ServerRun | None:
+        """KFP 2.5 lists runs by namespace or experiment only (no version filter), so this
+        reads the namespace's runs newest first until one of this version shows."""
+        runs = self._calls.filtered_pages(
+            "find newest run of version",
+            "runs",
+            self._kfp._run_api.run_service_list_runs,
+            {"sort_by": "created_at desc"},
+            namespace=self._namespace,
+        )
+        return next((r for r in map(wire.run, runs) if r.version_id == version_id), None)
+
     # Helpers -----------------------------------------------------------------------------
 
     def _runtime_config(self, pipeline_id: str, version_id: str, params: dict[str, str]):

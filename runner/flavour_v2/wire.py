@@ -10,6 +10,8 @@ import datetime
 import json
 from typing import Any
 
+import yaml
+
 from runner.flavour_v2 import states
 from runner.flavour_v2.compile import parameters as ir_parameters
 from runner.harness import Parameter
@@ -127,3 +129,11 @@ def task_outputs(raw_run: dict) -> dict[str, dict[str, str]]:
 def _text(value: Any) -> str:
     """An output as the summary shows it: 19.0 → "19.0", lists and structs as JSON."""
     return value if isinstance(value, str) else json.dumps(value)
+
+
+def spec_file(spec: dict) -> str:
+    """A version's `pipeline_spec` as an upload file: the server returns a spec with a platform
+    part as {pipeline_spec, platform_spec}, which uploads as two YAML documents."""
+    if set(spec) == {"pipeline_spec", "platform_spec"}:
+        return yaml.safe_dump_all([spec["pipeline_spec"], spec["platform_spec"]], sort_keys=False)
+    return yaml.safe_dump(spec, sort_keys=False)
