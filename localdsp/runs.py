@@ -1,7 +1,7 @@
 """`LocalExecutor`: localdsp's `RunExecutor`, running each run's PipelineRun on this machine.
 
 Tekton and the persistence agent in one object: `start` hands the PipelineRun the server would
-create to `localdsp.executor` in a daemon thread (one per run), each run in its own folder
+create to `localdsp.tekton.run.execute` in a daemon thread (one per run), each run in its own folder
 `<data_dir>/runs/<run_id>/`, and reports every change as `on_status(reason, live_pipelinerun)`.
 At most `max_runs` runs execute at once (the others wait, status `""`, as a PipelineRun waits for
 a busy cluster), and each runs at most `max_parallel` tasks at once, so a deploy of many pipelines
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localdsp import executor as local_executor
-from localdsp.executor import Execution
+from localdsp.tekton.run import execute
+from localdsp.tekton.status import Execution
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class LocalExecutor:
 
         with self._slots:
             shutil.rmtree(state.workdir, ignore_errors=True)
-            state.execution = local_executor.execute(
+            state.execution = execute(
                 pipelinerun,
                 workdir=state.workdir,
                 timeout=self.timeout,

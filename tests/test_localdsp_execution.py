@@ -279,7 +279,6 @@ def wait_for_ticks(client, witness_id: str, ticks: int) -> None:
     wait_until(lambda: len(job_runs(client, witness_id)) >= target, 10, "scheduler ticking")
 
 
-
 # ---------------------------------------------------------------- run names
 
 
