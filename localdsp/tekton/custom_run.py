@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def make_context(
     plan: Plan,
     task: PipelineTask,
-    params: Mapping[str, str],
+    params: Mapping[str, str | list[str]],
     retry: int,
     *,
     env: Mapping[str, str],
@@ -40,6 +40,7 @@ def make_context(
         custom=task.custom,
         params=dict(params),
         timeout=task.timeout,
+        retries=task.retries,
         pipelinerun=plan.run.name,
         namespace=plan.run.namespace,
         labels=dict(plan.labels),

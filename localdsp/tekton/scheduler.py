@@ -315,7 +315,7 @@ class Scheduler:
         self.futures[self.pool.submit(run_job, job, self.gate, self.base_env)] = task.name
 
     def _start_custom(
-        self, task: PipelineTask, outcome: TaskOutcome, params: dict[str, str], retry: int
+        self, task: PipelineTask, outcome: TaskOutcome, params: dict, retry: int
     ) -> None:
         """Hand the Run Tekton would create to the custom task's plug-in, in a worker."""
         outcome.kind, outcome.steps = "Run", []
@@ -374,6 +374,7 @@ class Scheduler:
             attempt.reason not in (SUCCEEDED, TASKRUN_CANCELLED)
             and not attempt.run_cancelled
             and retry < task.retries
+            and task.custom is None  # a Run's controller does its own retries
             and self.gate.stop is None
         ):
             self._complete(outcome, attempt)
