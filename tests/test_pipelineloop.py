@@ -58,6 +58,15 @@ def meet(folder: str, me: str) -> str:
     raise SystemExit(f"{other} never showed up")
 
 
+def flaky(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise SystemExit("first attempt fails")
+    return "ok"
+
+
 def nap(pidfile: str) -> str:
     import os
     import time
@@ -73,6 +82,7 @@ fail_on_op = kfp.components.create_component_from_func(fail_on, base_image="pyth
 show_op = kfp.components.create_component_from_func(show, base_image="python:3.11")
 decrement_op = kfp.components.create_component_from_func(decrement, base_image="python:3.11")
 meet_op = kfp.components.create_component_from_func(meet, base_image="python:3.11")
+flaky_op = kfp.components.create_component_from_func(flaky, base_image="python:3.11")
 nap_op = kfp.components.create_component_from_func(nap, base_image="python:3.11")
 
 
@@ -140,7 +150,14 @@ def napping_loop(pidfile: str = "/dev/null"):
         nap_op(pidfile).after(echo_op(item))
 
 
+@dsl.pipeline(name="flaky-loop")
+def flaky_loop(marker: str = "/dev/null"):
+    with dsl.ParallelFor(["only"]):
+        flaky_op(marker)
+
+
 INLINE = [
+    flaky_loop,
     range_loop,
     enumerate_loop,
     failing_loop,
@@ -308,6 +325,22 @@ def test_a_failing_iteration_stops_the_loop_and_fails_the_run(compiled, tmp_path
     )
     assert (loop.reason, loop.message) == ("Failed", f"PipelineRun {failed_name} has failed")
     assert loop.results == {"last-idx": "2", "last-elem": "0"}
+
+
+def test_the_loops_retries_run_a_failed_iteration_again(compiled, tmp_path):
+    pipelinerun = copy.deepcopy(compiled["flaky_loop"])
+    (loop_task,) = pipelinerun["spec"]["pipelineSpec"]["tasks"]
+    loop_task["retries"] = 1
+    marker = tmp_path / "marker"
+
+    result, _ = run(pipelinerun, tmp_path / "work", params={"marker": str(marker)})
+
+    assert result.reason == "Succeeded", result.message
+    done = iterations(loop_run(result).extra_fields)
+    assert [(i["iteration"], reason(i["status"])) for i in done] == [
+        (1, "Failed"),
+        (1, "Succeeded"),
+    ]
 
 
 def test_nested_loops_with_a_condition_inside(compiled, tmp_path):

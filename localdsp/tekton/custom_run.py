@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from localdsp.tekton.custom import RunContext, plugin_for
 from localdsp.tekton.plan import PipelineTask, Plan
@@ -24,7 +23,6 @@ def make_context(
     plan: Plan,
     task: PipelineTask,
     params: Mapping[str, str | list[str]],
-    retry: int,
     *,
     env: Mapping[str, str],
     max_parallel: int,
@@ -33,7 +31,6 @@ def make_context(
 ) -> RunContext:
     """The Run Tekton would create for this attempt, with the local means to run it."""
     assert task.custom is not None
-    folder: Path = plan.task_dir(task.name)
     return RunContext(
         task=task.name,
         run_name=plan.taskrun(task.name),
@@ -45,7 +42,7 @@ def make_context(
         namespace=plan.run.namespace,
         labels=dict(plan.labels),
         annotations=dict(plan.annotations),
-        workdir=folder / f"retry-{retry}" if retry else folder,
+        workdir=plan.task_dir(task.name),
         env=env,
         max_parallel=max_parallel,
         stopped=stopped,
