@@ -1,7 +1,7 @@
 """`LocalExecutor`: localdsp's `RunExecutor`, running each run's PipelineRun on this machine.
 
 Tekton and the persistence agent in one object: `start` hands the PipelineRun the server would
-create to `localdsp.executor` in a daemon thread (one per run), each run in its own folder
+create to `localdsp.tekton.run.execute` in a daemon thread (one per run), each run in its own folder
 `<data_dir>/runs/<run_id>/`, and reports every change as `on_status(reason, live_pipelinerun)`.
 At most `max_runs` runs execute at once (the others wait, status `""`, as a PipelineRun waits for
 a busy cluster), and each runs at most `max_parallel` tasks at once, so a deploy of many pipelines
@@ -27,8 +27,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localdsp import executor as local_executor
-from localdsp.executor import Execution
+from localdsp.tekton.run import execute
+from localdsp.tekton.status import Execution
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class LocalExecutor:
 
         with self._slots:
             shutil.rmtree(state.workdir, ignore_errors=True)
-            state.execution = local_executor.execute(
+            state.execution = execute(
                 pipelinerun,
                 workdir=state.workdir,
                 timeout=self.timeout,
@@ -193,17 +193,27 @@ def _task_logs(state: _RunState, node_id: str) -> dict[str, Path] | None:
         for task in execution.tasks.values():
             if node_id in (task.taskrun, task.name, f"{task.taskrun}-pod"):
                 return task.logs
-        return None
-    # Still running: the executor writes each step's log to <workdir>/<task>/<step>.log.
-    taskruns = (state.live.get("status") or {}).get("taskRuns") or {}
-    for taskrun, entry in taskruns.items():
+    # Still running, or a task inside a loop: the executor writes each step's log to
+    # <workdir>/<task>/<step>.log, an iteration's under <loop task>/<iteration PipelineRun>/.
+    return _logs_in(state.live.get("status") or {}, state.workdir, node_id, by_task=True)
+
+
+def _logs_in(status: dict, folder: Path, node_id: str, *, by_task: bool) -> dict | None:
+    """The step logs of TaskRun `node_id` (or its pod; at the top, its pipeline task) in this
+    PipelineRun status, or in the iterations its loops (Runs) list."""
+    for taskrun, entry in (status.get("taskRuns") or {}).items():
         task = str(entry.get("pipelineTaskName", ""))
-        if node_id in (taskrun, task, f"{taskrun}-pod"):
+        if node_id in (taskrun, f"{taskrun}-pod") or (by_task and node_id == task):
             steps = (entry.get("status") or {}).get("steps") or []
-            paths = {
-                s.get("name", ""): state.workdir / task / f"{s.get('name', '')}.log" for s in steps
-            }
+            paths = {s.get("name", ""): folder / task / f"{s.get('name', '')}.log" for s in steps}
             return {name: path for name, path in paths.items() if path.exists()} or None
+    for run in (status.get("runs") or {}).values():
+        extra = (run.get("status") or {}).get("extraFields") or {}
+        for name, iteration in (extra.get("pipelineRuns") or {}).items():
+            inner = folder / str(run.get("pipelineTaskName", "")) / name
+            found = _logs_in(iteration.get("status") or {}, inner, node_id, by_task=False)
+            if found:
+                return found
     return None
 
 

@@ -14,8 +14,14 @@ import yaml
 from kfp import dsl
 from kfp.components import InputPath, OutputPath
 
-from localdsp import executor
-from localdsp.executor import execute, pipelinerun_with_status
+from localdsp.tekton import steps
+from localdsp.tekton.run import execute
+from localdsp.tekton.status import (
+    Execution,
+    format_duration,
+    parse_duration,
+    pipelinerun_with_status,
+)
 
 # ---------------------------------------------------------------- kfp pipelines, compiled once
 
@@ -143,8 +149,17 @@ def pair_pipeline():
     echo_op(both.outputs["right"])
 
 
-PIPELINES = [add_pipeline, exit_pipeline, gate_pipeline, sleep_pipeline, task_timeout_pipeline,
-             loop_pipeline, meet_pipeline, files_pipeline, pair_pipeline]
+PIPELINES = [
+    add_pipeline,
+    exit_pipeline,
+    gate_pipeline,
+    sleep_pipeline,
+    task_timeout_pipeline,
+    loop_pipeline,
+    meet_pipeline,
+    files_pipeline,
+    pair_pipeline,
+]
 
 
 @pytest.fixture(scope="module")
@@ -158,26 +173,32 @@ def compiled(tmp_path_factory) -> dict[str, dict]:
     return runs
 
 
-def run(pipelinerun: dict, tmp_path: Path, **kwargs) -> executor.Execution:
+def run(pipelinerun: dict, tmp_path: Path, **kwargs) -> Execution:
     return execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "work", **kwargs)
 
 
 # ---------------------------------------------------------------- hand-written PipelineRuns
 
 
-def pipelinerun(tasks: list[dict], *, final: list[dict] | None = None,
-                params: list[dict] | None = None, **spec) -> dict:
+def pipelinerun(
+    tasks: list[dict], *, final: list[dict] | None = None, params: list[dict] | None = None, **spec
+) -> dict:
     pipeline_spec = {"params": params or [], "tasks": tasks}
     if final:
         pipeline_spec["finally"] = final
-    return {"apiVersion": "tekton.dev/v1beta1", "kind": "PipelineRun",
-            "metadata": {"name": "local", "uid": "local-uid"},
-            "spec": {"pipelineSpec": pipeline_spec, **spec}}
+    return {
+        "apiVersion": "tekton.dev/v1beta1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "local", "uid": "local-uid"},
+        "spec": {"pipelineSpec": pipeline_spec, **spec},
+    }
 
 
 def script_task(name: str, script: str, *, results: tuple[str, ...] = (), **extra) -> dict:
-    task_spec = {"results": [{"name": r, "type": "string"} for r in results],
-                 "steps": [{"name": "main", "image": "alpine", "script": script}]}
+    task_spec = {
+        "results": [{"name": r, "type": "string"} for r in results],
+        "steps": [{"name": "main", "image": "alpine", "script": script}],
+    }
     return {"name": name, "taskSpec": task_spec, **extra}
 
 
@@ -194,9 +215,10 @@ def test_add_pipeline_adds_with_the_run_params(compiled, tmp_path):
 
 
 def test_params_come_from_defaults_then_the_run_then_the_caller(tmp_path):
-    spec = pipelinerun([script_task("t", 'printf %s "$(params.p)" > $(results.v.path)',
-                                    results=("v",))],
-                       params=[{"name": "p", "default": "default"}])
+    spec = pipelinerun(
+        [script_task("t", 'printf %s "$(params.p)" > $(results.v.path)', results=("v",))],
+        params=[{"name": "p", "default": "default"}],
+    )
     from_run = copy.deepcopy(spec)
     from_run["spec"]["params"] = [{"name": "p", "value": "run"}]
 
@@ -229,8 +251,13 @@ def test_files_pass_through_the_volume_claim_template_workspace(compiled, tmp_pa
 
 
 def test_results_over_4096_bytes_fail_the_task_like_tekton(tmp_path):
-    spec = pipelinerun([script_task("big", "head -c 5000 /dev/zero | tr '\\0' x > "
-                                           "$(results.r.path)", results=("r",))])
+    spec = pipelinerun(
+        [
+            script_task(
+                "big", "head -c 5000 /dev/zero | tr '\\0' x > $(results.r.path)", results=("r",)
+            )
+        ]
+    )
 
     result = run(spec, tmp_path)
 
@@ -241,8 +268,9 @@ def test_results_over_4096_bytes_fail_the_task_like_tekton(tmp_path):
 
 def test_each_step_logs_to_its_own_file(tmp_path):
     task = script_task("t", "echo out; echo err >&2")
-    task["taskSpec"]["steps"].append({"name": "second", "image": "alpine", "command": ["echo"],
-                                      "args": ["two"]})
+    task["taskSpec"]["steps"].append(
+        {"name": "second", "image": "alpine", "command": ["echo"], "args": ["two"]}
+    )
 
     result = run(pipelinerun([task]), tmp_path)
 
@@ -253,14 +281,21 @@ def test_each_step_logs_to_its_own_file(tmp_path):
 
 
 def test_shell_syntax_is_left_alone_and_kubelet_variables_expand(tmp_path):
-    task = script_task("t", 'printf "%s %s" "$(echo shell)" "$GREETING" > $(results.r.path)',
-                       results=("r",))
+    task = script_task(
+        "t", 'printf "%s %s" "$(echo shell)" "$GREETING" > $(results.r.path)', results=("r",)
+    )
     task["taskSpec"]["steps"][0]["env"] = [
-        {"name": "GREETING", "value": "hi $(context.pipelineRun.name)"}]
-    task["taskSpec"]["steps"].append({
-        "name": "argv", "image": "alpine", "command": ["sh", "-c", 'printf %s "$0" > "$1"'],
-        "args": ["$(GREETING) $$(kept)", "$(results.s.path)"],
-        "env": [{"name": "GREETING", "value": "hello"}]})
+        {"name": "GREETING", "value": "hi $(context.pipelineRun.name)"}
+    ]
+    task["taskSpec"]["steps"].append(
+        {
+            "name": "argv",
+            "image": "alpine",
+            "command": ["sh", "-c", 'printf %s "$0" > "$1"'],
+            "args": ["$(GREETING) $$(kept)", "$(results.s.path)"],
+            "env": [{"name": "GREETING", "value": "hello"}],
+        }
+    )
     task["taskSpec"]["results"].append({"name": "s"})
 
     result = run(pipelinerun([task]), tmp_path)
@@ -289,13 +324,25 @@ def test_a_failing_step_fails_the_run_naming_the_task_and_finally_still_runs(com
 def test_finally_tasks_read_the_tasks_statuses(tmp_path):
     spec = pipelinerun(
         [script_task("ok", "true"), script_task("bad", "exit 1")],
-        final=[script_task("report", 'printf "%s %s %s" "$(params.all)" "$(params.ok)" '
-                                     '"$(params.bad)" > $(results.r.path)', results=("r",),
-                           params=[{"name": "all", "value": "$(tasks.status)"},
-                                   {"name": "ok", "value": "$(tasks.ok.status)"},
-                                   {"name": "bad", "value": "$(tasks.bad.status)"}])])
+        final=[
+            script_task(
+                "report",
+                'printf "%s %s %s" "$(params.all)" "$(params.ok)" '
+                '"$(params.bad)" > $(results.r.path)',
+                results=("r",),
+                params=[
+                    {"name": "all", "value": "$(tasks.status)"},
+                    {"name": "ok", "value": "$(tasks.ok.status)"},
+                    {"name": "bad", "value": "$(tasks.bad.status)"},
+                ],
+            )
+        ],
+    )
     spec["spec"]["pipelineSpec"]["finally"][0]["taskSpec"]["params"] = [
-        {"name": "all"}, {"name": "ok"}, {"name": "bad"}]
+        {"name": "all"},
+        {"name": "ok"},
+        {"name": "bad"},
+    ]
 
     result = run(spec, tmp_path)
 
@@ -309,7 +356,8 @@ def test_a_condition_skips_its_tasks_when_false(compiled, tmp_path, threshold, r
 
     assert result.reason == reason and result.succeeded
     skipped = pipelinerun_with_status(compiled["gate_pipeline"], result)["status"].get(
-        "skippedTasks", [])
+        "skippedTasks", []
+    )
     if reason == "Completed":
         assert [s["name"] for s in skipped] == ["echo"]
         assert skipped[0]["reason"] == "When Expressions evaluated to false"
@@ -320,13 +368,22 @@ def test_a_condition_skips_its_tasks_when_false(compiled, tmp_path, threshold, r
 
 
 def test_a_when_skip_guards_only_its_task_and_the_users_of_its_results(tmp_path):
-    spec = pipelinerun([
-        script_task("guarded", "echo x > $(results.r.path)", results=("r",),
-                    when=[{"input": "a", "operator": "notin", "values": ["a"]}]),
-        script_task("ordered", "true", runAfter=["guarded"]),
-        script_task("reader", "echo $(params.v)", params=[
-            {"name": "v", "value": "$(tasks.guarded.results.r)"}]),
-    ])
+    spec = pipelinerun(
+        [
+            script_task(
+                "guarded",
+                "echo x > $(results.r.path)",
+                results=("r",),
+                when=[{"input": "a", "operator": "notin", "values": ["a"]}],
+            ),
+            script_task("ordered", "true", runAfter=["guarded"]),
+            script_task(
+                "reader",
+                "echo $(params.v)",
+                params=[{"name": "v", "value": "$(tasks.guarded.results.r)"}],
+            ),
+        ]
+    )
     spec["spec"]["pipelineSpec"]["tasks"][2]["taskSpec"]["params"] = [{"name": "v"}]
 
     result = run(spec, tmp_path)
@@ -338,10 +395,14 @@ def test_a_when_skip_guards_only_its_task_and_the_users_of_its_results(tmp_path)
 
 
 def test_a_result_the_producer_never_wrote_is_an_invalid_reference(tmp_path):
-    spec = pipelinerun([
-        script_task("quiet", "true", results=("r",)),
-        script_task("reader", "true", params=[{"name": "v", "value": "$(tasks.quiet.results.r)"}]),
-    ])
+    spec = pipelinerun(
+        [
+            script_task("quiet", "true", results=("r",)),
+            script_task(
+                "reader", "true", params=[{"name": "v", "value": "$(tasks.quiet.results.r)"}]
+            ),
+        ]
+    )
 
     result = run(spec, tmp_path)
 
@@ -351,9 +412,16 @@ def test_a_result_the_producer_never_wrote_is_an_invalid_reference(tmp_path):
 
 def test_a_failed_task_is_retried(tmp_path):
     marker = tmp_path / "tried"
-    spec = pipelinerun([script_task(
-        "flaky", f'if [ -e {marker} ]; then echo second; else touch {marker}; echo first; '
-                 "exit 1; fi", retries=1)])
+    spec = pipelinerun(
+        [
+            script_task(
+                "flaky",
+                f"if [ -e {marker} ]; then echo second; else touch {marker}; echo first; "
+                "exit 1; fi",
+                retries=1,
+            )
+        ]
+    )
 
     result = run(spec, tmp_path)
 
@@ -445,7 +513,7 @@ def test_cancel_kills_the_running_step(compiled, tmp_path):
     pidfile = tmp_path / "pid"
     spec["spec"]["params"] = [{"name": "pidfile", "value": str(pidfile)}]
     cancel = threading.Event()
-    outcome: list[executor.Execution] = []
+    outcome: list[Execution] = []
     worker = threading.Thread(target=lambda: outcome.append(run(spec, tmp_path, cancel=cancel)))
     worker.start()
     for _ in range(200):
@@ -466,12 +534,23 @@ def test_cancel_kills_the_running_step(compiled, tmp_path):
 # ---------------------------------------------------------------- unsupported features
 
 
-def test_a_custom_task_fails_the_run_naming_it(compiled, tmp_path):
-    result = run(compiled["loop_pipeline"], tmp_path)
+def test_a_custom_task_without_a_controller_here_fails_the_run_naming_it(tmp_path):
+    custom = {"apiVersion": "example.com/v1alpha1", "kind": "Retrying", "spec": {}}
+    spec = pipelinerun([{"name": "group", "taskSpec": custom}])
+
+    result = run(spec, tmp_path)
 
     assert result.reason == "PipelineValidationFailed"
-    assert "PipelineLoop" in result.message
+    assert "example.com/v1alpha1 Retrying" in result.message
     assert result.tasks == {}
+
+
+def test_a_parallel_for_loop_runs_each_iteration(compiled, tmp_path):
+    result = run(compiled["loop_pipeline"], tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    (loop,) = result.tasks.values()
+    assert loop.kind == "Run" and loop.results["condition"] == "succeeded"
 
 
 def test_a_task_reference_cannot_be_fetched(tmp_path):
@@ -482,18 +561,36 @@ def test_a_task_reference_cannot_be_fetched(tmp_path):
     assert result.reason == "CouldntGetTask" and "git-clone" in result.message
 
 
-@pytest.mark.parametrize(("change", "reason", "named"), [
-    (lambda s: s["steps"][0].update(volumeMounts=[{"name": "v", "mountPath": "/v"}]),
-     "PipelineValidationFailed", "volumeMounts"),
-    (lambda s: s.update(sidecars=[{"name": "db", "image": "postgres"}]),
-     "PipelineValidationFailed", "sidecars"),
-    (lambda s: s["steps"][0].update(env=[{"name": "X", "valueFrom": {"secretKeyRef": {}}}]),
-     "PipelineValidationFailed", "secretKeyRef"),
-    (lambda s: s["steps"][0].update(script="echo $(params.nope)"),
-     "PipelineValidationFailed", "$(params.nope)"),
-    (lambda s: s["steps"][0].update(script=None, command=None, args=["x"]),
-     "PipelineValidationFailed", "entrypoint"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason", "named"),
+    [
+        (
+            lambda s: s["steps"][0].update(volumeMounts=[{"name": "v", "mountPath": "/v"}]),
+            "PipelineValidationFailed",
+            "volumeMounts",
+        ),
+        (
+            lambda s: s.update(sidecars=[{"name": "db", "image": "postgres"}]),
+            "PipelineValidationFailed",
+            "sidecars",
+        ),
+        (
+            lambda s: s["steps"][0].update(env=[{"name": "X", "valueFrom": {"secretKeyRef": {}}}]),
+            "PipelineValidationFailed",
+            "secretKeyRef",
+        ),
+        (
+            lambda s: s["steps"][0].update(script="echo $(params.nope)"),
+            "PipelineValidationFailed",
+            "$(params.nope)",
+        ),
+        (
+            lambda s: s["steps"][0].update(script=None, command=None, args=["x"]),
+            "PipelineValidationFailed",
+            "entrypoint",
+        ),
+    ],
+)
 def test_what_cannot_run_locally_fails_naming_it(tmp_path, change, reason, named):
     spec = pipelinerun([script_task("t", "true")])
     change(spec["spec"]["pipelineSpec"]["tasks"][0]["taskSpec"])
@@ -504,8 +601,10 @@ def test_what_cannot_run_locally_fails_naming_it(tmp_path, change, reason, named
 
 
 def test_a_persistent_volume_claim_workspace_is_an_invalid_binding(tmp_path):
-    spec = pipelinerun([script_task("t", "true")],
-                       workspaces=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+    spec = pipelinerun(
+        [script_task("t", "true")],
+        workspaces=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
+    )
     spec["spec"]["pipelineSpec"]["workspaces"] = [{"name": "data"}]
 
     result = run(spec, tmp_path)
@@ -535,8 +634,12 @@ def test_on_update_reports_running_then_the_final_status(compiled, tmp_path):
     reasons = [u["status"]["conditions"][0]["reason"] for u in updates]
     assert reasons[0] == "Running" and reasons[-1] == "Succeeded"
     assert set(reasons[:-1]) == {"Running"}
-    running_taskruns = [tr for u in updates[:-1] for tr in u["status"]["taskRuns"].values()
-                        if tr["status"]["conditions"][0]["status"] == "Unknown"]
+    running_taskruns = [
+        tr
+        for u in updates[:-1]
+        for tr in u["status"]["taskRuns"].values()
+        if tr["status"]["conditions"][0]["status"] == "Unknown"
+    ]
     assert running_taskruns, "a task was reported while it ran"
     assert updates[-1] == pipelinerun_with_status(compiled["add_pipeline"], result)
 
@@ -552,7 +655,8 @@ def test_the_status_has_tektons_v1beta1_shape(compiled, tmp_path):
     condition = status["conditions"][0]
     assert condition["type"] == "Succeeded" and condition["status"] == "True"
     assert condition["message"].startswith(
-        "Tasks Completed: 2 (Failed: 0, Cancelled 0), Skipped: 0")
+        "Tasks Completed: 2 (Failed: 0, Cancelled 0), Skipped: 0"
+    )
     assert status["startTime"] <= status["completionTime"]
     assert set(status["taskRuns"]) == {"add-pipeline-add", "add-pipeline-add-2"}
     taskrun = status["taskRuns"]["add-pipeline-add-2"]
@@ -560,7 +664,8 @@ def test_the_status_has_tektons_v1beta1_shape(compiled, tmp_path):
     assert taskrun["status"]["podName"] == "add-pipeline-add-2-pod"
     assert taskrun["status"]["steps"][0]["terminated"]["exitCode"] == 0
     assert taskrun["status"]["taskResults"] == [
-        {"name": "Output", "type": "string", "value": "12.0"}]
+        {"name": "Output", "type": "string", "value": "12.0"}
+    ]
     assert [c["name"] for c in status["childReferences"]] == list(status["taskRuns"])
     assert live["metadata"]["uid"] == result.uid
 
@@ -572,7 +677,7 @@ def test_executor_errors_end_the_run_instead_of_raising(tmp_path, monkeypatch):
     def bad_listener(pipelinerun: dict) -> None:
         raise ValueError("listener bug")
 
-    monkeypatch.setattr(executor, "_run_steps", broken)
+    monkeypatch.setattr(steps, "run_steps", broken)
 
     result = run(pipelinerun([script_task("t", "true")]), tmp_path, on_update=bad_listener)
 
@@ -580,20 +685,23 @@ def test_executor_errors_end_the_run_instead_of_raising(tmp_path, monkeypatch):
 
 
 def test_go_durations_read_and_print_like_tekton():
-    assert executor.parse_duration("1h0m0s") == 3600
-    assert executor.parse_duration("1m30.5s") == 90.5
-    assert executor.parse_duration("250ms") == 0.25
-    assert executor.parse_duration("0") == 0
+    assert parse_duration("1h0m0s") == 3600
+    assert parse_duration("1m30.5s") == 90.5
+    assert parse_duration("250ms") == 0.25
+    assert parse_duration("0") == 0
     with pytest.raises(ValueError):
-        executor.parse_duration("10 minutes")
-    assert executor.format_duration(3600) == "1h0m0s"
-    assert executor.format_duration(90) == "1m30s"
-    assert executor.format_duration(0.5) == "500ms"
+        parse_duration("10 minutes")
+    assert format_duration(3600) == "1h0m0s"
+    assert format_duration(90) == "1m30s"
+    assert format_duration(0.5) == "500ms"
 
 
 def test_a_relative_workdir_works_like_an_absolute_one(compiled, tmp_path, monkeypatch):
     """`make run` keeps localdsp's data in the relative folder .localdsp."""
     monkeypatch.chdir(tmp_path)
-    result = execute(copy.deepcopy(compiled["add_pipeline"]), workdir=Path("relative/run"),
-                     params={"a": "7", "b": "8"})
+    result = execute(
+        copy.deepcopy(compiled["add_pipeline"]),
+        workdir=Path("relative/run"),
+        params={"a": "7", "b": "8"},
+    )
     assert result.reason == "Succeeded", result.message
