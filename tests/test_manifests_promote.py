@@ -97,4 +97,4 @@ def test_the_task_s_step_environment_promotes(
     err = capsys.readouterr().err
     assert code == 0, err
     promoted = [e for e in events(err) if e["event"] == "pipeline_version_promoted"]
-    assert len(promoted) == 3
+    assert len(promoted) == 4

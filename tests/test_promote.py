@@ -75,14 +75,14 @@ def test_promote_gives_prod_dev_s_exact_versions_and_a_second_promote_uploads_no
     assert (
         set(destination)
         == set(source)
-        == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
+        == {"Add Pipeline", "Data Quality Gate", "Square Numbers", "Train and Evaluate"}
     )
     for name, version in source.items():
         assert destination[name]["version"] == version["version"]
         assert destination[name]["file"] == version["file"], f"{name}: not byte-identical"
         assert destination[name]["description"] == version["description"]
-    assert result.summary["counts"]["versions_created"] == 3
-    assert result.summary["counts"]["runs_started"] == 3
+    assert result.summary["counts"]["versions_created"] == 4
+    assert result.summary["counts"]["runs_started"] == 4
     runs = promoting("GET", f"{API}/runs", query={"page_size": 100}).json["runs"]
     assert sorted(r["name"] for r in runs) == sorted(
         f"{v['version']}@{COMMIT[:12]}" for v in source.values()
@@ -107,7 +107,7 @@ def test_a_deploy_on_prod_after_promote_finds_every_pipeline_unchanged(
     deployed = project.run(capsys, "deploy")
     assert deployed.code == 0, deployed.err
     assert deployed.summary["counts"]["versions_created"] == 0
-    assert deployed.summary["counts"]["unchanged"] == 3
+    assert deployed.summary["counts"]["unchanged"] == 4
 
 
 def test_a_version_name_prod_holds_with_other_content_is_refused_never_overwritten(
@@ -154,7 +154,7 @@ def test_require_success_promotes_only_versions_whose_newest_run_succeeded(
     assert "not finished" in by_name["Train and Evaluate"]["error"]
     assert set(held(promoting)) == {"Add Pipeline"}
     skipped = [e for e in events(result.err) if e["event"] == "promotion_skipped"]
-    assert len(skipped) == 2
+    assert len(skipped) == 3
 
 
 @pytest.mark.parametrize(
@@ -178,7 +178,7 @@ def test_a_fault_on_prod_s_upload_uploads_nothing_twice(
     for name, version in held(dev).items():
         assert destination[name]["versions"] == sorted([name, version["version"]])
         assert destination[name]["file"] == version["file"]
-    assert result.summary["counts"]["versions_created"] == 3
+    assert result.summary["counts"]["versions_created"] == 4
 
 
 def test_the_source_is_read_with_its_own_token_and_the_destination_s_is_never_sent_to_it(
