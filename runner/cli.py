@@ -22,6 +22,7 @@ COMMANDS = {
     "plan": "compile and read the server; print what deploy would do, changing nothing",
     "trigger": "cron mode: start runs of the deployed pipelines, once per DSP_RUN_KEY slot",
     "compile": "discover and compile into the output folder, offline (pull-request check)",
+    "prune": "delete old unused versions of dsp-runner's pipelines (DSP_KEEP_VERSIONS)",
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"dsp-runner: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
-    from runner import commands, logs, stopping
+    from runner import commands, logs, retention, stopping
 
     logs.configure(settings.log_format, settings.log_level)
     stopping.install()
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "plan": commands.plan,
         "trigger": commands.trigger,
         "compile": commands.compile_pipelines,
+        "prune": retention.command,
     }[ns.command]
     try:
         return command(settings, stdout=sys.stdout)

@@ -82,6 +82,9 @@ class ClientBase:
     def _delete_job(self, job_id: str) -> None:
         raise NotImplementedError
 
+    def _delete_version(self, pipeline_id: str, version_id: str) -> None:
+        raise NotImplementedError
+
     def runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]:
         raise NotImplementedError
 
@@ -141,6 +144,13 @@ class ClientBase:
     def delete_job(self, job_id: str) -> None:
         """Deleting what is already gone (a retried delete) is success."""
         self._gone_is_done("delete recurring run", lambda: self._delete_job(job_id))
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """`prune`: a delete whose answer was lost is retried and then meets the server's 404,
+        which means the first try did it; another runner's delete, too."""
+        self._gone_is_done(
+            "delete pipeline version", lambda: self._delete_version(pipeline_id, version_id)
+        )
 
     def _gone_is_done(self, operation: str, call: Callable[[], object]) -> None:
         try:

@@ -205,6 +205,19 @@ class Settings:
         "when present.",
         default=None,
     )
+    keep_versions: int = _setting(
+        "DSP_KEEP_VERSIONS",
+        "--keep",
+        "prune (and deploy, with retention set): keep this many newest dsp-runner versions of "
+        "each pipeline; older unused ones are deleted. 0 keeps only the protected ones.",
+        default=10,
+    )
+    keep_days: float = _setting(
+        "DSP_KEEP_DAYS",
+        "--keep-days",
+        "prune: never delete a version with a run started within this many days (0: off).",
+        default=7.0,
+    )
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), metadata={})
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ records.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -158,6 +159,33 @@ class DSPClient(ClientBase):
                 {"filter": wire.substring_filter(text)},
             )
         ]
+
+    def list_versions(self, pipeline_id: str) -> list[ServerVersion]:
+        """Every version of the pipeline (`prune`), oldest first."""
+        return [
+            wire.version(v, pipeline_id)
+            for v in self._calls.filtered_pages(
+                "list pipeline versions",
+                "versions",
+                self._kfp.pipelines.list_pipeline_versions,
+                {"sort_by": "created_at"},
+                resource_key_type="PIPELINE",
+                resource_key_id=pipeline_id,
+            )
+        ]
+
+    def runs_since(self, since: datetime.datetime) -> list[ServerRun]:
+        """Runs created at or after `since`, newest first: the listing is read page by page
+        only as far back as `since` (`prune` asks for the last few days)."""
+        found = []
+        for api in self._calls.filtered_pages(
+            "list recent runs", "runs", self._kfp.runs.list_runs, {"sort_by": "created_at desc"}
+        ):
+            run = wire.run(api)
+            if run.created_at is not None and run.created_at < since:
+                break
+            found.append(run)
+        return found
 
     # Writes (idempotent) -----------------------------------------------------------------
 
@@ -316,6 +344,11 @@ class DSPClient(ClientBase):
 
     def _delete_job(self, job_id: str) -> None:
         self._kfp.jobs.delete_job(job_id)
+
+    def _delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """v1beta1 deletes a version by its id alone; the server makes the newest remaining
+        version the default if this one was."""
+        self._kfp.pipelines.delete_pipeline_version(version_id)
 
     def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
         """The objects a list endpoint holds under exactly this name, page by page."""
