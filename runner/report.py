@@ -163,6 +163,15 @@ def write_results(summary: Summary, summary_path: Path, results_dir: Path) -> No
 
 
 def table(summary: Summary) -> str:
+    """The pipelines' table (`prune` has none: it ships nothing), then the retention table."""
+    lines = [] if summary.command == "prune" else _shipped(summary)
+    lines.extend(_pruned(summary.pruned, always=summary.command == "prune"))
+    if summary.error:
+        lines.append(f"the job ended early: {summary.error}")
+    return "\n".join(lines)
+
+
+def _shipped(summary: Summary) -> list[str]:
     rows = [("PIPELINE", "ACTION", "VERSION", "RUN", "RESULT")]
     for o in summary.outcomes:
         rows.append((o.pipeline, o.action, o.version_name, o.run_id or "-", _result(o)))
@@ -184,16 +193,13 @@ def table(summary: Summary) -> str:
             f"runs: {c['runs_succeeded']} succeeded, {c['runs_failed']} failed, "
             f"{c['runs_unfinished']} still running when the wait ended."
         )
-    lines.extend(_pruned(summary.pruned))
-    if summary.error:
-        lines.append(f"the job ended early: {summary.error}")
-    return "\n".join(lines)
+    return lines
 
 
-def _pruned(pruned: list[Pruned]) -> list[str]:
+def _pruned(pruned: list[Pruned], *, always: bool) -> list[str]:
     """The retention table: every version looked at, what became of it and why."""
     if not pruned:
-        return []
+        return ["prune: no pipeline of dsp-runner's to prune."] if always else []
     rows = [("PIPELINE", "VERSION", "PRUNE", "WHY")]
     rows += [(p.pipeline, p.version, p.action, p.error or p.reason) for p in pruned]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
@@ -203,10 +209,12 @@ def _pruned(pruned: list[Pruned]) -> list[str]:
     ]
     count = {a: sum(p.action == a for p in pruned) for a in ("deleted", "would-delete", "kept")}
     failed = sum(bool(p.error) for p in pruned)
-    lines.append(
-        f"prune: {count['deleted']} deleted, {count['would-delete']} would be deleted, "
-        f"{count['kept']} kept, {failed} not deleted."
-    )
+    if count["would-delete"]:
+        lines.append(f"prune: {count['would-delete']} would be deleted, {count['kept']} kept.")
+    else:
+        lines.append(
+            f"prune: {count['deleted']} deleted, {count['kept']} kept, {failed} not deleted."
+        )
     return lines
 
 
