@@ -26,7 +26,8 @@ COMMANDS = {
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
-  1    some pipelines failed (module, compile, upload, run, or a run's state unreadable)
+  1    some pipelines failed (module, compile, upload, run, or a run's state unreadable),
+       or prune could not delete a version
   2    configuration error (a setting, the token, the pipelines folder)
   3    a run waited for (DSP_WAIT) ended in failure
   4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
