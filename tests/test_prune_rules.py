@@ -1,9 +1,16 @@
 """runner.prune's decisions on plain records: the rules the server tests cannot reach."""
 
+import argparse
 import datetime
 
+import pytest
+
+from runner import config
+from runner.errors import ConfigurationError
 from runner.prune import DELETE, KEEP, Retention, Usage, created_by_runner, decide
+from runner.retention import retention_of
 from runner.server import ServerJob, ServerPipeline, ServerRun, ServerVersion
+from runner.settings import Settings
 
 NOW = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
 MARKED = "dsp-runner: commit abc, file add.py; sha256 " + "0" * 64
@@ -76,3 +83,59 @@ def test_a_pipeline_is_dsp_runner_s_when_its_history_begins_as_a_deploy_begins_i
     hand_upload_first = [version(NAME, 10_000, ""), version("mine", 9_999, "by hand"), *ours[1:]]
     assert not created_by_runner(NAME, hand_upload_first)
     assert not created_by_runner(NAME, [])
+
+
+def settings(argv=()):
+    parser = argparse.ArgumentParser()
+    Settings.register_arguments(parser)
+    return Settings.from_args(parser.parse_args(list(argv)))
+
+
+RETENTION = """
+defaults:
+  retention: {keep_versions: 5, keep_days: 14}
+pipelines:
+  Add Pipeline:
+    retention: {keep_versions: 2}
+  Other: {}
+"""
+
+
+def test_retention_comes_from_the_job_then_the_entry_then_the_defaults(tmp_path):
+    path = tmp_path / "dsp-runner.yaml"
+    path.write_text(RETENTION)
+    repo = config.load(path)
+    assert retention_of(settings(), repo, NAME, "add-pipeline") == Retention(2, 14)
+    assert retention_of(settings(), repo, "Other", "other") == Retention(5, 14)
+    given = settings(["--keep", "0", "--keep-days", "1.5"])
+    assert retention_of(given, repo, NAME, "add-pipeline") == Retention(0, 1.5)
+    empty = config.load(tmp_path / "absent.yaml")
+    assert retention_of(settings(), empty, NAME, "add-pipeline") is None  # deploy: no pruning
+    assert retention_of(settings(), empty, NAME, "x", required=True) == Retention(10, 7.0)
+    assert retention_of(settings(["--keep", "3"]), empty, NAME, "x") == Retention(3, 7.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("defaults: {retention: {keep_versions: -1}}", "defaults > retention > keep_versions"),
+        ("pipelines: {p: {retention: {keep: 3}}}", "'keep' was unexpected"),
+    ],
+)
+def test_a_bad_retention_is_refused_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "dsp-runner.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=message):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--keep", "-1"], "DSP_KEEP_VERSIONS: must be 0 or more"),
+        (["--keep-days", "soon"], "DSP_KEEP_DAYS: expected a number of days"),
+    ],
+)
+def test_bad_keep_settings_are_refused_naming_the_variable(argv, message):
+    with pytest.raises(ConfigurationError, match=message):
+        settings(argv)
