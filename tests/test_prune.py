@@ -1,12 +1,13 @@
 """`prune` against localdsp (DSP 1.x) through the real TektonClient: what the server holds after."""
 
 import json
+import signal
 import time
 
 import pytest
 
 from localdsp.scheduler import Scheduler
-from runner_helpers import events
+from runner_helpers import events, wait_until
 
 pytestmark = pytest.mark.integration
 ADD = "Add Pipeline"
@@ -201,6 +202,30 @@ def test_faults_during_prune_delete_nothing_twice_and_the_job_ends_right(
     localdsp.clear_requests()
     assert project.run(capsys, "prune", "--keep", "1", "--keep-days", "0").code == 0
     assert deletes(localdsp) == []
+
+
+def test_sigterm_during_prune_finishes_the_delete_in_flight_and_the_next_prune_the_rest(
+    project, capsys, monkeypatch, kfp_client, localdsp
+):
+    old, middle, _ = three_revisions(project, capsys, monkeypatch)
+    ids = version_ids(kfp_client)
+    localdsp.clear_requests()
+    localdsp.inject(method="DELETE", path=VERSION_PATH, action="delay", seconds=2)
+    runner = project.spawn("prune", DSP_KEEP_VERSIONS="1", DSP_KEEP_DAYS="0")
+    wait_until(lambda: deletes(localdsp), 60, "a delete received")
+    runner.send_signal(signal.SIGTERM)
+    _, err = runner.communicate(timeout=120)
+
+    assert runner.returncode == 143, err
+    summary = json.loads((project.output / "summary.json").read_text())
+    outcome = {p["version"]: (p["action"], p["error"]) for p in summary["pruned"]}
+    assert outcome[middle] == ("deleted", "")
+    assert outcome[old] == ("not-deleted", "not deleted: the job was asked to stop (SIGTERM)")
+    localdsp.clear_requests()
+    again = project.run(capsys, "prune", "--keep", "1", "--keep-days", "0")
+    assert again.code == 0, again.err
+    assert pruned(again, "deleted") == [old]
+    assert deletes(localdsp) == [(ids[old], 200)]
 
 
 def test_a_delete_the_server_keeps_refusing_fails_that_version_only(
