@@ -11,7 +11,6 @@ records.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
@@ -174,18 +173,13 @@ class DSPClient(ClientBase):
             )
         ]
 
-    def runs_since(self, since: datetime.datetime) -> list[ServerRun]:
-        """Runs created at or after `since`, newest first: the listing is read page by page
-        only as far back as `since` (`prune` asks for the last few days)."""
-        found = []
-        for api in self._calls.filtered_pages(
-            "list recent runs", "runs", self._kfp.runs.list_runs, {"sort_by": "created_at desc"}
-        ):
-            run = wire.run(api)
-            if run.created_at is not None and run.created_at < since:
-                break
-            found.append(run)
-        return found
+    def _newest_runs(self) -> Iterator[ServerRun]:
+        return map(
+            wire.run,
+            self._calls.filtered_pages(
+                "list recent runs", "runs", self._kfp.runs.list_runs, {"sort_by": "created_at desc"}
+            ),
+        )
 
     # Writes (idempotent) -----------------------------------------------------------------
 

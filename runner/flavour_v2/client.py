@@ -15,7 +15,6 @@ configuration: the token hook, the CA bundle, the host.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -246,22 +245,15 @@ class DSPClient(ClientBase):
             )
         ]
 
-    def runs_since(self, since: datetime.datetime) -> list[ServerRun]:
-        """Runs created at or after `since`, newest first: the listing is read page by page
-        only as far back as `since` (`prune` asks for the last few days)."""
-        found = []
-        for api in self._calls.filtered_pages(
+    def _newest_runs(self) -> Iterator[ServerRun]:
+        listing = self._calls.filtered_pages(
             "list recent runs",
             "runs",
             self._kfp._run_api.run_service_list_runs,
             {"sort_by": "created_at desc"},
             namespace=self._namespace,
-        ):
-            run = wire.run(api)
-            if run.created_at is not None and run.created_at < since:
-                break
-            found.append(run)
-        return found
+        )
+        return map(wire.run, listing)
 
     # Writes (idempotent) -----------------------------------------------------------------
 

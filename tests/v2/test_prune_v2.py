@@ -86,3 +86,24 @@ def test_a_dropped_delete_answer_is_done_on_the_retry(project, capsys, monkeypat
     )
     statuses = [r["status"] for r in dsp.requests() if r["method"] == "DELETE"]
     assert statuses.count(404) == 1 and len(statuses) == 3
+
+
+def test_versions_with_recent_runs_and_an_enabled_recurring_run_are_kept(
+    project, capsys, monkeypatch, kfp_client
+):
+    old, middle, newest = three_revisions(project, capsys, monkeypatch)
+    pipelines, _ = server_state(kfp_client)
+    experiment = kfp_client.create_experiment("by-hand")
+    kfp_client.create_recurring_run(
+        experiment.experiment_id,
+        "hourly",
+        cron_expression="0 0 * * * *",
+        pipeline_id=pipelines[ADD]["id"],
+        version_id=pipelines[ADD]["version_ids"][old],
+    )
+    result = project.run(capsys, "prune", "--keep", "1")  # DSP_KEEP_DAYS: 7 by default
+    assert result.code == 0, result.err
+    assert server_state(kfp_client)[0][ADD]["versions"] == sorted([ADD, old, middle, newest])
+    reasons = {p["version"]: p["reason"] for p in result.summary["pruned"]}
+    assert reasons[old] == "enabled recurring run 'hourly' uses it"
+    assert reasons[middle] == f"run '{middle}@0123456789ab' started within 7 day(s)"
