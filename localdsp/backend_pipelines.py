@@ -155,7 +155,9 @@ class PipelineRules(StoreRules):
         return Page(*paginate(ready, options, VERSION_FIELDS))
 
     def delete_version(self, version_id: str) -> None:
-        """Delete a version; if it was the default, the newest remaining one takes over."""
+        """Delete a version; if it was the default, the newest remaining READY one takes over
+        (kfp-tekton 1.5's PipelineStore.DeletePipelineVersion: the server refuses nothing, runs
+        and jobs keep the manifests they were given)."""
         with self.store.transaction():
             version = self._found(
                 PipelineVersion, "Version", version_id, "Delete pipeline version failed"
@@ -163,7 +165,8 @@ class PipelineRules(StoreRules):
             self.store.delete(PipelineVersion, version_id)
             pipeline = self.store.get(Pipeline, version.pipeline_id)
             if pipeline is not None and pipeline.default_version_id == version_id:
-                latest = newest(self._versions_of(pipeline.id))
+                stored = [v for v in self._versions_of(pipeline.id) if v.status == READY]
+                latest = newest(stored)
                 self.store.save(replace(pipeline, default_version_id=latest.id if latest else ""))
 
     def _versions_of(self, pipeline_id: str) -> list[PipelineVersion]:

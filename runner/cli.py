@@ -24,11 +24,12 @@ COMMANDS = {
     "compile": "discover and compile into the output folder, offline (pull-request check)",
     "promote": "copy the default versions of --from-host to DSP_HOST as they are, then run "
     "and schedule them there",
+    "prune": "delete old unused versions of dsp-runner's pipelines (DSP_KEEP_VERSIONS)",
 }
 EXIT_CODES = """exit codes:
   0    everything shipped
   1    some pipelines failed (module, compile, upload, run, or a run's state unreadable),
-       or promote --require-success held a version back
+       or promote --require-success held a version back, or prune could not delete a version
   2    configuration error (a setting, the token, the pipelines folder)
   3    a run waited for (DSP_WAIT) ended in failure
   4    timed out waiting for runs (DSP_WAIT_TIMEOUT)
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"dsp-runner: configuration error: {exc}", file=sys.stderr)
         return exc.exit_code
-    from runner import commands, logs, stopping
+    from runner import commands, logs, retention, stopping
     from runner.promote import promote
 
     logs.configure(settings.log_format, settings.log_level)
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         "trigger": commands.trigger,
         "compile": commands.compile_pipelines,
         "promote": promote,
+        "prune": retention.command,
     }[ns.command]
     try:
         return command(settings, stdout=sys.stdout)

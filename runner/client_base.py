@@ -8,7 +8,8 @@ of any duplicate names) are written here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import datetime
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from runner.calls import Calls
@@ -82,6 +83,13 @@ class ClientBase:
     def _delete_job(self, job_id: str) -> None:
         raise NotImplementedError
 
+    def _delete_version(self, pipeline_id: str, version_id: str) -> None:
+        raise NotImplementedError
+
+    def _newest_runs(self) -> Iterator[ServerRun]:
+        """Every run of any experiment, newest first, fetched page by page as it is read."""
+        raise NotImplementedError
+
     def runs_named(self, experiment_id: str, names: Iterable[str]) -> list[ServerRun]:
         raise NotImplementedError
 
@@ -141,6 +149,23 @@ class ClientBase:
     def delete_job(self, job_id: str) -> None:
         """Deleting what is already gone (a retried delete) is success."""
         self._gone_is_done("delete recurring run", lambda: self._delete_job(job_id))
+
+    def runs_since(self, since: datetime.datetime) -> list[ServerRun]:
+        """Runs created at or after `since`, newest first: the listing is read only as far back
+        as `since` (`prune` asks for the last few days); a run not yet timed counts as new."""
+        found = []
+        for run in self._newest_runs():
+            if run.created_at is not None and run.created_at < since:
+                break
+            found.append(run)
+        return found
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """`prune`: a delete whose answer was lost is retried and then meets the server's 404,
+        which means the first try did it; another runner's delete, too."""
+        self._gone_is_done(
+            "delete pipeline version", lambda: self._delete_version(pipeline_id, version_id)
+        )
 
     def _gone_is_done(self, operation: str, call: Callable[[], object]) -> None:
         try:

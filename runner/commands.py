@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from runner import auth, config, discovery, gitinfo, report, stopping
+from runner import auth, config, discovery, gitinfo, report, retention, stopping
 from runner.errors import AuthError, ConfigurationError, RunnerError, TLSError, exit_code_of
 from runner.settings import Settings
 
@@ -55,6 +55,7 @@ def plan(settings: Settings, *, stdout) -> int:
 
         client = _connect(settings, credentials)
         result, _, plans, job.origin = _plan(settings, client, inputs, twice=True)
+        job.pruned = retention.preview(settings, client, inputs[0], plans)
         outcomes = [
             Outcome(
                 pipeline=p.pipeline.name,
@@ -97,6 +98,10 @@ def deploy(settings: Settings, *, stdout) -> int:
             records.write(plans, concurrency=settings.concurrency)
             pairs = [(o, p.options) for o, p in zip(outcomes, plans, strict=True)]
             halted = _wait(settings, client, pairs)
+        if halted is None and not stopping.requested():
+            job.pruned, halted = retention.after_deploy(
+                settings, client, inputs[0], plans, outcomes
+            )
         return job.finish(outcomes, result.failures, halted)
 
 
@@ -203,6 +208,7 @@ class _Job:
         self.settings, self.command, self.stdout = settings, command, stdout
         self.started = time.monotonic()
         self.origin: gitinfo.Origin | None = None
+        self.pruned: list = []
         self._reported = False
 
     @contextlib.contextmanager
@@ -247,6 +253,7 @@ class _Job:
             time.monotonic() - self.started,
             error=_error_text(error),
             error_exit_code=exit_code_of(error) if error is not None else 0,
+            pruned=self.pruned,
         )
         if announce:
             report.finish(summary, self.settings.output_dir, self.stdout, self.settings.results_dir)

@@ -48,6 +48,14 @@ _SCHEDULE = {
         "arguments": _ARGUMENTS,
     },
 }
+_RETENTION = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "keep_versions": {"type": "integer", "minimum": 0},
+        "keep_days": {"type": "number", "minimum": 0, "maximum": 36500},
+    },
+}
 _ENTRY = {
     "type": "object",
     "additionalProperties": False,
@@ -60,6 +68,7 @@ _ENTRY = {
         "wait": {"type": "boolean"},
         "wait_timeout": {"type": "number", "exclusiveMinimum": 0},
         "schedules": {"type": "array", "items": _SCHEDULE},
+        "retention": _RETENTION,
     },
 }
 SCHEMA = {
@@ -105,6 +114,8 @@ class PipelineSettings:
     wait: bool | None = None
     wait_timeout: float | None = None
     schedules: tuple[Schedule, ...] = ()
+    retention: dict[str, Any] | None = None
+    """keep_versions / keep_days (`prune`), the entry's over the defaults'; None: not set."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +142,9 @@ class RepoConfig:
             Schedule(**{**s, "arguments": _strings(s.get("arguments", {}))})
             for s in entry.get("schedules", [])
         )
+        if "retention" in merged:
+            defaults = self.defaults.get("retention", {})
+            merged["retention"] = {**defaults, **entry.get("retention", {})}
         return PipelineSettings(**merged)
 
     @property

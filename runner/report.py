@@ -19,6 +19,7 @@ from runner import stopping
 if TYPE_CHECKING:  # a configuration error is reported too, before kfp (and apply) is imported
     from runner.apply import Outcome
     from runner.harness import ModuleFailure
+    from runner.retention import Pruned
 
 logger = structlog.get_logger()
 SCHEMA = "dsp-runner/summary/v1"
@@ -39,6 +40,8 @@ class Summary:
     error: str = ""
     """The error that ended the job early (token refused, TLS, configuration, a bug)."""
     error_exit_code: int = 0
+    pruned: list[Pruned] = dataclasses.field(default_factory=list)
+    """The versions `prune` (or deploy's retention, or plan's preview) looked at."""
 
     @property
     def counts(self) -> dict[str, int]:
@@ -56,7 +59,9 @@ class Summary:
             "runs_succeeded": sum(o.run_outcome == "success" for o in self.outcomes),
             "runs_failed": sum(o.run_outcome == "failed" for o in self.outcomes),
             "runs_unfinished": sum(o.run_outcome == "running" for o in self.outcomes),
-            "failed": len(self.failures) + sum(bool(o.error) for o in self.outcomes),
+            "failed": len(self.failures)
+            + sum(bool(o.error) for o in self.outcomes)
+            + sum(bool(p.error) for p in self.pruned),
         }
 
     @property
@@ -96,6 +101,7 @@ class Summary:
                 }
                 for f in self.failures
             ],
+            "pruned": [dataclasses.asdict(p) for p in self.pruned],
         }
 
 
@@ -157,6 +163,15 @@ def write_results(summary: Summary, summary_path: Path, results_dir: Path) -> No
 
 
 def table(summary: Summary) -> str:
+    """The pipelines' table (`prune` has none: it ships nothing), then the retention table."""
+    lines = [] if summary.command == "prune" else _shipped(summary)
+    lines.extend(_pruned(summary.pruned, always=summary.command == "prune"))
+    if summary.error:
+        lines.append(f"the job ended early: {summary.error}")
+    return "\n".join(lines)
+
+
+def _shipped(summary: Summary) -> list[str]:
     rows = [("PIPELINE", "ACTION", "VERSION", "RUN", "RESULT")]
     for o in summary.outcomes:
         rows.append((o.pipeline, o.action, o.version_name, o.run_id or "-", _result(o)))
@@ -178,9 +193,29 @@ def table(summary: Summary) -> str:
             f"runs: {c['runs_succeeded']} succeeded, {c['runs_failed']} failed, "
             f"{c['runs_unfinished']} still running when the wait ended."
         )
-    if summary.error:
-        lines.append(f"the job ended early: {summary.error}")
-    return "\n".join(lines)
+    return lines
+
+
+def _pruned(pruned: list[Pruned], *, always: bool) -> list[str]:
+    """The retention table: every version looked at, what became of it and why."""
+    if not pruned:
+        return ["prune: no pipeline of dsp-runner's to prune."] if always else []
+    rows = [("PIPELINE", "VERSION", "PRUNE", "WHY")]
+    rows += [(p.pipeline, p.version, p.action, p.error or p.reason) for p in pruned]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
+        for row in rows
+    ]
+    count = {a: sum(p.action == a for p in pruned) for a in ("deleted", "would-delete", "kept")}
+    failed = sum(bool(p.error) for p in pruned)
+    if count["would-delete"]:
+        lines.append(f"prune: {count['would-delete']} would be deleted, {count['kept']} kept.")
+    else:
+        lines.append(
+            f"prune: {count['deleted']} deleted, {count['kept']} kept, {failed} not deleted."
+        )
+    return lines
 
 
 def _result(o: Outcome) -> str:

@@ -28,6 +28,7 @@ class ServerVersion:
     description: str
     pipeline_id: str
     parameters: tuple[tuple[str, str | None], ...] = ()
+    created_at: datetime.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +52,8 @@ class ServerRun:
     finished_at: datetime.datetime | None = None
     outputs: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     outcome: str = RUNNING
+    job_id: str = ""
+    """The recurring run that started it, if one did (its version is the job's)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +65,8 @@ class ServerJob:
     description: str
     enabled: bool
     experiment_id: str
+    version_id: str = ""
+    """The version it runs; "" for a DSP 2.x job that follows its pipeline's newest."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +139,19 @@ class Server(Protocol):
 
     def newest_run_of(self, pipeline_id: str, version_id: str) -> ServerRun | None:
         """The most recently created run of exactly this version, or None when it has none."""
+        ...
+
+    # Retention (`prune`) -------------------------------------------------------------------
+    def list_versions(self, pipeline_id: str) -> list[ServerVersion]:
+        """Every version of the pipeline, with its creation time."""
+        ...
+
+    def runs_since(self, since: datetime.datetime) -> list[ServerRun]:
+        """Every run created at or after `since`, in any experiment, newest first."""
+        ...
+
+    def delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """Delete one version; one already gone (a retried delete) is done."""
         ...
 
 

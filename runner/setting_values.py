@@ -55,6 +55,28 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def count(raw: str) -> int:
+    """A whole number, 0 allowed (`--keep 0`)."""
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ValueError(f"must be 0 or more, got {raw!r}")
+    return value
+
+
+def days(raw: str) -> float:
+    """A number of days, 0 allowed (`--keep-days 0` protects no version for its runs)."""
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"expected a number of days, got {raw!r}") from None
+    if not 0 <= value <= 36500:
+        raise ValueError(f"must be between 0 and 36500 days, got {raw!r}")
+    return value
+
+
 def boolean(raw: str) -> bool:
     lowered = raw.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -195,4 +217,6 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "promote_from_ca_bundle": existing_dir_path,
     "require_success": boolean,
     "target": target,
+    "keep_versions": count,
+    "keep_days": days,
 }

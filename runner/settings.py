@@ -249,6 +249,20 @@ class Settings:
         "laid over its defaults and pipelines (deploy, plan, trigger and promote).",
         default="",
     )
+    # prune (runner/retention.py): how many versions to keep, and for how long a run protects one
+    keep_versions: int = _setting(
+        "DSP_KEEP_VERSIONS",
+        "--keep",
+        "prune (and deploy, with retention set): keep this many newest dsp-runner versions of "
+        "each pipeline; older unused ones are deleted. 0 keeps only the protected ones.",
+        default=10,
+    )
+    keep_days: float = _setting(
+        "DSP_KEEP_DAYS",
+        "--keep-days",
+        "prune: never delete a version with a run started within this many days (0: off).",
+        default=7.0,
+    )
     explicit: frozenset[str] = dataclasses.field(default=frozenset(), metadata={})
 
     def __repr__(self) -> str:

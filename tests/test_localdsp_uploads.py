@@ -90,3 +90,18 @@ def test_a_failed_version_store_hides_the_version_until_its_pipeline_is_deleted(
     assert api("DELETE", f"{API}/pipelines/{pipeline_id}").status == 200
     recreated = api.upload(UPLOAD, content, name="p").json["id"]
     assert api.upload(UPLOAD_VERSION, content, name="v1", pipelineid=recreated).status == 200
+
+
+def test_deleting_the_default_makes_the_newest_stored_version_the_default(api, localdsp, add_yaml):
+    """kfp-tekton 1.5's DeletePipelineVersion picks the newest version whose status is READY:
+    one whose file was never stored cannot become the default."""
+    content = add_yaml.read_bytes()
+    pipeline_id = api.upload(UPLOAD, content, name="p").json["id"]
+    v1 = api.upload(UPLOAD_VERSION, content, name="v1", pipelineid=pipeline_id).json["id"]
+    localdsp.storage.fail()
+    assert api.upload(UPLOAD_VERSION, content, name="v2", pipelineid=pipeline_id).status == 500
+    localdsp.storage.release()
+    assert api("POST", f"{API}/pipelines/{pipeline_id}/default_version/{v1}").status == 200
+    assert api("DELETE", f"{API}/pipeline_versions/{v1}").status == 200
+    pipeline = api("GET", f"{API}/pipelines/{pipeline_id}").json
+    assert pipeline["default_version"]["id"] == pipeline_id

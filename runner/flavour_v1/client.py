@@ -159,6 +159,28 @@ class DSPClient(ClientBase):
             )
         ]
 
+    def list_versions(self, pipeline_id: str) -> list[ServerVersion]:
+        """Every version of the pipeline (`prune`), oldest first."""
+        return [
+            wire.version(v, pipeline_id)
+            for v in self._calls.filtered_pages(
+                "list pipeline versions",
+                "versions",
+                self._kfp.pipelines.list_pipeline_versions,
+                {"sort_by": "created_at"},
+                resource_key_type="PIPELINE",
+                resource_key_id=pipeline_id,
+            )
+        ]
+
+    def _newest_runs(self) -> Iterator[ServerRun]:
+        return map(
+            wire.run,
+            self._calls.filtered_pages(
+                "list recent runs", "runs", self._kfp.runs.list_runs, {"sort_by": "created_at desc"}
+            ),
+        )
+
     # Writes (idempotent) -----------------------------------------------------------------
 
     def create_job(
@@ -341,6 +363,11 @@ class DSPClient(ClientBase):
 
     def _delete_job(self, job_id: str) -> None:
         self._kfp.jobs.delete_job(job_id)
+
+    def _delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """v1beta1 deletes a version by its id alone; the server makes the newest remaining
+        version the default if this one was."""
+        self._kfp.pipelines.delete_pipeline_version(version_id)
 
     def _named(self, operation: str, field: str, list_call, name: str, **keys) -> Iterator:
         """The objects a list endpoint holds under exactly this name, page by page."""

@@ -40,6 +40,7 @@ def version(api, pipeline_id: str) -> ServerVersion:
         description=api.description or "",
         pipeline_id=pipeline_id,
         parameters=tuple((p.name, p.value) for p in api.parameters or []),
+        created_at=_timestamp(api.created_at),
     )
 
 
@@ -61,6 +62,7 @@ def run(api) -> ServerRun:
         created_at=_timestamp(api.created_at),
         finished_at=_timestamp(api.finished_at),
         outcome=states.outcome_of(api.status or ""),
+        job_id=_reference(api, "JOB"),
     )
 
 
@@ -71,6 +73,7 @@ def job(api) -> ServerJob:
         description=api.description or "",
         enabled=bool(api.enabled),
         experiment_id=_reference(api, "EXPERIMENT"),
+        version_id=_reference(api, "PIPELINE_VERSION"),
     )
 
 

@@ -232,6 +232,29 @@ class DSPClient(ClientBase):
             )
         ]
 
+    def list_versions(self, pipeline_id: str) -> list[ServerVersion]:
+        """Every version of the pipeline (`prune`), oldest first."""
+        return [
+            self._version(v, pipeline_id)
+            for v in self._calls.filtered_pages(
+                "list pipeline versions",
+                "pipeline_versions",
+                self._kfp._pipelines_api.pipeline_service_list_pipeline_versions,
+                {"sort_by": "created_at"},
+                pipeline_id=pipeline_id,
+            )
+        ]
+
+    def _newest_runs(self) -> Iterator[ServerRun]:
+        listing = self._calls.filtered_pages(
+            "list recent runs",
+            "runs",
+            self._kfp._run_api.run_service_list_runs,
+            {"sort_by": "created_at desc"},
+            namespace=self._namespace,
+        )
+        return map(wire.run, listing)
+
     # Writes (idempotent) -----------------------------------------------------------------
 
     def _create_experiment(self, operation: str, name: str, description: str) -> str:
@@ -299,6 +322,11 @@ class DSPClient(ClientBase):
         disabled it."""
         policy = {"propagation_policy": "ORPHAN"} if self.orphan_delete else {}
         self._kfp._recurring_run_api.recurring_run_service_delete_recurring_run(job_id, **policy)
+
+    def _delete_version(self, pipeline_id: str, version_id: str) -> None:
+        """DSP 2.x keeps no default to move: the newest remaining version is the default."""
+        api = self._kfp._pipelines_api
+        api.pipeline_service_delete_pipeline_version(pipeline_id, version_id)
 
     def _archive_experiment(self, experiment_id: str) -> None:
         self._kfp._experiment_api.experiment_service_archive_experiment(experiment_id)

@@ -65,6 +65,7 @@ def version(api, pipeline_id: str) -> ServerVersion:
         description=api.description or "",
         pipeline_id=pipeline_id,
         parameters=tuple((p.name, p.default) for p in typed_parameters(api)),
+        created_at=_timestamp(api.created_at),
     )
 
 
@@ -89,6 +90,7 @@ def run(api) -> ServerRun:
         created_at=_timestamp(api.created_at),
         finished_at=_timestamp(api.finished_at),
         outcome=states.outcome_of(state),
+        job_id=api.recurring_run_id or "",
     )
 
 
@@ -101,7 +103,12 @@ def job(api) -> ServerJob:
         description=api.description or "",
         enabled=enabled,
         experiment_id=api.experiment_id or "",
+        version_id=_version_of(api.pipeline_version_reference),
     )
+
+
+def _version_of(reference) -> str:
+    return (reference.pipeline_version_id or "") if reference else ""
 
 
 def _timestamp(value) -> datetime.datetime | None:
