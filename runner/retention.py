@@ -43,7 +43,9 @@ def command(settings, *, stdout) -> int:
     job = commands._Job(settings, "prune", stdout)
     with job.reporting():
         credentials = commands._credentials(settings)
-        repo = config.load(settings.config_path, required=settings.config is not None)
+        repo = config.load(
+            settings.config_path, required=settings.config is not None, target=settings.target
+        )
         client = commands._connect(settings, credentials)
         targets = []
         for pipeline in client.list_pipelines():

@@ -272,6 +272,24 @@ def test_plan_shows_what_deploy_would_prune_and_deploy_prunes_it(
     assert versions_of(kfp_client)[1] == sorted([ADD, newest, outcome["version_name"]])
 
 
+def test_prune_reads_the_retention_of_the_target_it_runs_for(
+    project, capsys, monkeypatch, kfp_client
+):
+    old, middle, newest = three_revisions(project, capsys, monkeypatch)
+    settings = project.pipelines / "dsp-runner.yaml"
+    settings.write_text(
+        settings.read_text()
+        + "targets:\n  prod:\n    defaults: {retention: {keep_versions: 2, keep_days: 0}}\n"
+    )
+    monkeypatch.setenv("DSP_TARGET", "prod")
+
+    result = project.run(capsys, "prune")
+
+    assert result.code == 0, result.err
+    assert pruned(result, "deleted") == [old]
+    assert versions_of(kfp_client)[1] == sorted([ADD, middle, newest])
+
+
 def test_deploy_without_retention_prunes_nothing(project, capsys, monkeypatch, kfp_client):
     three_revisions(project, capsys, monkeypatch)
     result = project.run(capsys)
