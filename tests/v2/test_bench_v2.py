@@ -21,7 +21,7 @@ def test_the_v2_benchmark_ships_every_scenario_to_a_dsp_2_server(capsys):
     bench = _bench()
     flavour = bench.installed_flavour()
     assert flavour.name == "v2"
-    measures, floor = bench.scenario(flavour, 2, latency_ms=0, with_seed=True)
+    measures, floor, import_s = bench.scenario(flavour, 2, latency_ms=0, with_seed=True)
 
     labels = [m.label for m in measures]
     assert labels == [
@@ -42,9 +42,9 @@ def test_the_v2_benchmark_ships_every_scenario_to_a_dsp_2_server(capsys):
     # README's figure); one change uploads one version and starts one run on top of that.
     assert unchanged.requests == 5 + 2
     assert one_changed.requests > unchanged.requests
-    assert floor > 0
+    assert floor > import_s > 0
 
     bench.print_table(flavour, 2, measures, floor, import_s=1.0)
     table = capsys.readouterr().out
-    assert "nothing changed / bare `import kfp`:" in table
+    assert "nothing changed / bare `import kfp` (" in table
     assert "kfp_tekton" not in table
