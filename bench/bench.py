@@ -394,16 +394,26 @@ def measure_seed(flavour: Flavour, server: Server, pipelines: Path, count: int) 
     )
 
 
-def measure_runner(
-    label: str, server: Server, env: dict[str, str], count: int, repeat: int = 1
-) -> Measure:
-    """A deploy; with `repeat`, the median of that many (only for idempotent scenarios)."""
-    samples = []
+def measure_runner(label: str, server: Server, env: dict[str, str], count: int) -> Measure:
+    """One deploy."""
+    server.clear_requests()
+    wall, rss, code = timed([PYTHON, "-m", "runner", "deploy"], env)
+    return Measure(label, wall, server.count_requests(), count, rss, code)
+
+
+def measure_noop(
+    flavour: Flavour, label: str, server: Server, env: dict[str, str], count: int, repeat: int = 5
+) -> tuple[Measure, float]:
+    """The median of `repeat` deploys where nothing changed, and the median of as many bare
+    imports of the SDK, each timed right before its deploy: on a shared machine the load
+    drifts within minutes, and the two figures are compared with each other."""
+    samples, imports = [], []
     for _ in range(repeat):
+        imports.append(timed([PYTHON, "-c", f"import {flavour.sdk_import}"], dict(os.environ))[0])
         server.clear_requests()
         wall, rss, code = timed([PYTHON, "-m", "runner", "deploy"], env)
         samples.append(Measure(label, wall, server.count_requests(), count, rss, code))
-    return sorted(samples, key=lambda m: m.wall_s)[len(samples) // 2]
+    return sorted(samples, key=lambda m: m.wall_s)[len(samples) // 2], statistics.median(imports)
 
 
 def import_time(flavour: Flavour, repeat: int = 5) -> float:
@@ -426,7 +436,8 @@ def compile_cpu(flavour: Flavour, pipelines: Path) -> float:
 
 def scenario(
     flavour: Flavour, count: int, latency_ms: int, with_seed: bool
-) -> tuple[list[Measure], float]:
+) -> tuple[list[Measure], float, float]:
+    """The measures, the floor of 'all new', and the bare import time paired with the no-op."""
     root = Path(tempfile.mkdtemp(prefix=f"dsp-bench-{count}-"))
     try:
         pipelines = root / "pipelines"
@@ -439,9 +450,10 @@ def scenario(
                 server.admin("POST", "reset")
             env = runner_env(server, root, pipelines)
             measures.append(measure_runner("dsp-runner deploy, all new", server, env, count))
-            measures.append(
-                measure_runner("dsp-runner deploy, nothing changed", server, env, count)
+            noop, import_s = measure_noop(
+                flavour, "dsp-runner deploy, nothing changed", server, env, count
             )
+            measures.append(noop)
             first = pipelines / "bench_000.py"
             first.write_text(first.read_text().replace(*flavour.edit))
             measures.append(
@@ -450,11 +462,11 @@ def scenario(
         finally:
             server.stop()
         floor = (
-            import_time(flavour)
+            import_s
             + compile_cpu(flavour, pipelines) / (os.cpu_count() or 1)
             + flavour.minimal_requests(count) * latency_ms / 1000 / 4
         )
-        return measures, floor
+        return measures, floor, import_s
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -476,10 +488,13 @@ def print_table(
             f"{m.requests / m.pipelines:>13.2f} {m.peak_rss_mb:>12.0f} {m.exit_code:>5}"
         )
     noop = next(m for m in measures if m.label.endswith("nothing changed"))
-    print(f"nothing changed / bare `import {flavour.sdk_import}`: {noop.wall_s / import_s:.2f}x")
+    print(
+        f"nothing changed / bare `import {flavour.sdk_import}` ({import_s:.2f} s, timed beside "
+        f"each no-op; medians of 5): {noop.wall_s / import_s:.2f}x"
+    )
 
 
-def startup_figures(flavour: Flavour) -> float:
+def startup_figures(flavour: Flavour) -> None:
     import_s = import_time(flavour)
     help_s, _, _ = timed([PYTHON, "-m", "runner", "--help"], dict(os.environ))
     bad = {**os.environ, "DSP_RETRIES": "many"}
@@ -487,7 +502,6 @@ def startup_figures(flavour: Flavour) -> float:
     print(f"\n`import {flavour.sdk_import}` in a fresh process (median of 5): {import_s:.2f} s")
     print(f"`python -m runner --help`: {help_s:.2f} s")
     print(f"configuration error (exit {code}): {config_s:.2f} s")
-    return import_s
 
 
 def main() -> None:
@@ -508,13 +522,13 @@ def main() -> None:
     flavour = installed_flavour()
     print(f"flavour: {flavour.name} (localdsp --api {flavour.name})")
     print(f"localdsp added latency: {args.latency_ms} ms per request")
-    import_s = startup_figures(flavour)
+    startup_figures(flavour)
     for count in args.sizes:
-        measures, floor = scenario(flavour, count, args.latency_ms, with_seed=True)
-        print_table(flavour, count, measures, floor, import_s)
+        print_table(flavour, count, *scenario(flavour, count, args.latency_ms, with_seed=True))
     if args.scale:
-        measures, floor = scenario(flavour, args.scale, args.latency_ms, with_seed=False)
-        print_table(flavour, args.scale, measures, floor, import_s)
+        print_table(
+            flavour, args.scale, *scenario(flavour, args.scale, args.latency_ms, with_seed=False)
+        )
 
 
 if __name__ == "__main__":

@@ -170,4 +170,4 @@ class PipelineRules(StoreRules):
                 self.store.save(replace(pipeline, default_version_id=latest.id if latest else ""))
 
     def _versions_of(self, pipeline_id: str) -> list[PipelineVersion]:
-        return [v for v in self.store.all(PipelineVersion) if v.pipeline_id == pipeline_id]
+        return self.store.versions_of(PipelineVersion, pipeline_id)

@@ -178,7 +178,7 @@ class BackendV2(StoreRules):
         return latest
 
     def _versions_of(self, pipeline_id: str) -> list[VersionV2]:
-        return [v for v in self.store.all(VersionV2) if v.pipeline_id == pipeline_id]
+        return self.store.versions_of(VersionV2, pipeline_id)
 
     def delete_version(self, pipeline_id: str, version_id: str) -> None:
         """Deleting a version checks no run or schedule: they keep their own copy of the IR."""

@@ -112,6 +112,17 @@ class Store:
             rows = self._db.execute(statement).fetchall()
         return [_decode_row(kind, row) for row in rows]
 
+    def versions_of(self, kind: type[M], pipeline_id: str) -> list[M]:
+        """The rows of a versions table that belong to one pipeline, oldest first: read through
+        the (pipeline_id, name) unique index, as the real server's query reads its index,
+        instead of decoding every version of every pipeline."""
+        statement = self._sql(
+            "SELECT seq, doc FROM {table} WHERE pipeline_id = ? ORDER BY seq", kind
+        )
+        with self._lock:
+            rows = self._db.execute(statement, (pipeline_id,)).fetchall()
+        return [_decode_row(kind, row) for row in rows]
+
     def delete(self, kind: type, object_id: str) -> None:
         with self.transaction():
             self._db.execute(self._sql("DELETE FROM {table} WHERE id = ?", kind), (object_id,))

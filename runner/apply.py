@@ -130,9 +130,11 @@ def apply(
 
 def _check_defaults(client: Server, outcomes: list[Outcome]) -> None:
     """A new version becomes the default on servers that auto-update it (DSP's default); one
-    listing afterwards finds the pipelines of a server that does not, and sets them."""
+    listing afterwards finds the pipelines of a server that does not, and sets them. A server
+    without default versions (DSP 2.x) is not asked: listing it would cost a request per
+    pipeline and could set nothing."""
     uploaded = {o.pipeline_id: o for o in outcomes if o.version_id and o.action in UPLOADS}
-    if not uploaded:
+    if not uploaded or not client.default_versions:
         return
     for pipeline in client.list_pipelines():
         outcome = uploaded.get(pipeline.id)

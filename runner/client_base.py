@@ -35,8 +35,11 @@ class ClientBase:
         request_timeout: float,
         retries: int,
         retry_max_wait: float,
+        concurrency: int = 1,
     ):
         self.host = host
+        self.concurrency = max(1, concurrency)
+        """Requests a listing may make at once (DSP_CONCURRENCY), where it needs one per item."""
         self._calls = Calls(
             host=host,
             token_source=credentials.source,

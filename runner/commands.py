@@ -311,6 +311,7 @@ def _connect(settings: Settings, credentials):
         request_timeout=settings.request_timeout,
         retries=settings.retries,
         retry_max_wait=settings.retry_max_wait,
+        concurrency=settings.concurrency,
     )
 
 

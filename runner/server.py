@@ -80,6 +80,10 @@ class Server(Protocol):
     """The calls of one DSP server that the shared stages make: typed, retried, idempotent."""
 
     host: str
+    default_versions: bool
+    """Whether the server keeps a default version per pipeline that `set_default_version`
+    changes (DSP 1.x). DSP 2.x has none: its newest version stands in for it, and a deploy
+    has nothing to check or set after its uploads."""
 
     def list_pipelines(self) -> list[ServerPipeline]: ...
     def find_pipeline(self, name: str) -> ServerPipeline | None: ...

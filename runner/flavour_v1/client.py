@@ -46,6 +46,7 @@ class DSPClient(ClientBase):
 
     API_EXCEPTION = ApiException
     FORBIDDEN_HINT = FORBIDDEN_HINT
+    default_versions = True
 
     def _connect(self, **options):
         return _GuardedTektonClient(**options)

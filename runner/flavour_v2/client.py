@@ -1,15 +1,15 @@
-"""The v2 flavour's server client: kfp 2's `kfp.Client` and kfp_server_api 2 (DSP 2.x, v2beta1).
+"""The v2 flavour's server client: kfp 2's generated client, kfp_server_api 2 (DSP 2.x, v2beta1).
 
-What is v2 here: the generated client and its constructor's healthz (which also says which
-generation the server is), the v2beta1 wire shapes (`operation` filters, display names, version
-references, `mode`), the run states (`states`), typed run arguments, and what DSP 2.x has
-instead of a default version: the newest one. The retry policy is the shared one
+What is v2 here: the generated client (`sdk.GuardedClient`) and its healthz (which also says
+which generation the server is), the v2beta1 wire shapes (`operation` filters, display names,
+version references, `mode`), the run states (`states`), typed run arguments, and what DSP 2.x
+has instead of a default version: the newest one. The retry policy is the shared one
 (`runner.calls`), the transport guard too (`runner.transport`). Nothing outside this flavour
 imports kfp or kfp_server_api; callers get `runner.server` records.
 
-The high-level `kfp.Client` methods print links to stdout (which carries the job's table), so
-calls go to the generated APIs that client builds (`sdk.GuardedClient`), with its
-configuration: the token hook, the CA bundle, the host.
+Calls go to the generated service APIs, configured as `kfp.Client` configures them (the token
+hook, the CA bundle, the host) but without importing it (`sdk.GuardedClient` says why); its
+high-level methods would also print links to stdout, which carries the job's table.
 """
 
 from __future__ import annotations
@@ -43,9 +43,6 @@ logger = structlog.get_logger()
 NAMES_PER_FILTER = 50
 NEWEST_PAGE = 5
 """Versions read to find the newest: enough to see every version of a created_at second."""
-VERSION_LOOKUPS = 8
-"""Pipelines whose newest version is read at once: KFP 2.5 has no faithful listing across
-pipelines (README, Performance, cites the server source)."""
 ORPHAN_FROM = (2, 16)
 """KFP release that takes `propagation_policy=ORPHAN` on a recurring-run delete."""
 FORBIDDEN_HINT = (
@@ -60,6 +57,7 @@ class DSPClient(ClientBase):
 
     API_EXCEPTION = ApiException
     FORBIDDEN_HINT = FORBIDDEN_HINT
+    default_versions = False
 
     def _connect(self, **options):
         return GuardedClient(**options)
@@ -91,7 +89,8 @@ class DSPClient(ClientBase):
     def list_pipelines(self) -> list[ServerPipeline]:
         """Every pipeline with its newest version as `default_version`. v2beta1 lists versions
         per pipeline only, so this is one paged listing plus one request per pipeline, made a
-        few at a time."""
+        few at a time (DSP_CONCURRENCY): KFP 2.5 has no faithful listing across pipelines
+        (README, Performance, cites the server source)."""
         listed = list(
             self._calls.pages(
                 "list pipelines",
@@ -101,7 +100,7 @@ class DSPClient(ClientBase):
                 ),
             )
         )
-        with ThreadPoolExecutor(max_workers=VERSION_LOOKUPS) as pool:
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             found = list(pool.map(self._with_newest, listed))
         return [p for p in found if p is not None]
 

@@ -1,14 +1,13 @@
-"""kfp 2's client as this flavour uses it: `kfp.Client` without its workstation habits, and the
-2.x server's answers that mean something to a deploy (an experiment or pipeline deleted under it).
+"""kfp 2's generated API client (`kfp_server_api` 2) as this flavour uses it, and the 2.x
+server's answers that mean something to a deploy (an experiment or pipeline deleted under it).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
-import kfp
 import kfp_server_api
 from kfp_server_api.exceptions import ApiException
 
@@ -16,55 +15,54 @@ from runner import generation, transport
 from runner.errors import ExperimentGone, NotFoundError
 
 T = TypeVar("T")
+POD_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+"""Where a multi-user server's namespace is read from, as kfp.Client reads it in a pod."""
 
 
-class GuardedClient(kfp.Client):
-    """kfp.Client with a request timeout, no hidden urllib3 retries, a JSON check, and none of
-    its workstation habits: it reads no ~/.config/kfp/context.json (cookies, headers, a
-    namespace) and never writes one, takes no KF_PIPELINES_* OAuth client from the environment,
-    and calls healthz once, through the guard, keeping every field of the answer."""
+class GuardedClient:
+    """The generated service APIs, configured as `kfp.Client(host=, credentials=,
+    ssl_ca_cert=, verify_ssl=)` configures them, without importing kfp.Client: that import
+    loads all of kfp (its compiler, DSL and the Kubernetes client, about as long as a bare
+    `import kfp`), and a deploy that compiles nothing needs none of it. The APIs keep the
+    names kfp.Client gives them. Also a request timeout, no hidden urllib3 retries and a JSON
+    check (`transport.guard`), and none of kfp.Client's workstation habits: no
+    ~/.config/kfp/context.json (cookies, headers, a namespace), no KF_PIPELINES_* OAuth client.
+    Healthz is called once, through the guard, keeping every field of the answer."""
 
-    def __init__(self, *, request_timeout: float, **kwargs):
-        self._request_timeout = request_timeout
-        self.server_info: dict | None = None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            super().__init__(**kwargs)
-        transport.guard(self._healthz_api.api_client.rest_client, request_timeout, ApiException)
-
-    def _load_config(self, host, client_id, namespace, *args):
-        """Only the token hook authenticates (never an IAP client id from the environment)."""
-        (_, _, _, proxy, ssl_ca_cert, _, credentials, verify_ssl) = args
-        config = super()._load_config(
-            host,
-            None,
-            namespace,
-            None,
-            None,
-            None,
-            proxy,
-            ssl_ca_cert,
-            None,
-            credentials,
-            verify_ssl,
-        )
+    def __init__(
+        self, *, host: str, credentials, ssl_ca_cert, verify_ssl: bool, request_timeout: float
+    ):
+        config = kfp_server_api.Configuration()
+        config.host = host.rstrip("/")
+        config.verify_ssl = verify_ssl
+        if ssl_ca_cert:
+            config.ssl_ca_cert = ssl_ca_cert
+        config.api_key["authorization"] = "placeholder"
+        config.api_key_prefix["authorization"] = "Bearer"
+        config.refresh_api_key_hook = credentials.refresh_api_key_hook
         config.retries = False
-        return config
-
-    def _load_context_setting_or_default(self) -> None:
-        self._context_setting = {"namespace": ""}
-
-    def set_user_namespace(self, namespace: str) -> None:
-        """Multi-user servers: the pod's namespace, kept in memory only."""
-        self._context_setting["namespace"] = namespace.strip()
-
-    def get_kfp_healthz(self, sleep_duration: int = 5):
-        """One guarded call; `server_info` keeps the whole answer (None: no v2beta1 here)."""
-        api_client = self._healthz_api.api_client
-        transport.guard(api_client.rest_client, self._request_timeout, ApiException)
+        api_client = kfp_server_api.ApiClient(config)
+        transport.guard(api_client.rest_client, request_timeout, ApiException)
+        self._recurring_run_api = kfp_server_api.RecurringRunServiceApi(api_client)
+        self._run_api = kfp_server_api.RunServiceApi(api_client)
+        self._experiment_api = kfp_server_api.ExperimentServiceApi(api_client)
+        self._pipelines_api = kfp_server_api.PipelineServiceApi(api_client)
+        self._upload_api = kfp_server_api.PipelineUploadServiceApi(api_client)
+        self._healthz_api = kfp_server_api.HealthzServiceApi(api_client)
         self.server_info = generation.healthz(api_client, generation.V2_HEALTHZ, ApiException)
-        multi_user = bool((self.server_info or {}).get("multi_user"))
-        return kfp_server_api.V2beta1GetHealthzResponse(multi_user=multi_user)
+        """healthz's answer; None when the server has no v2beta1 healthz."""
+        self._namespace = _pod_namespace() if (self.server_info or {}).get("multi_user") else ""
+
+    def get_user_namespace(self) -> str:
+        """The namespace calls are made in: the pod's on a multi-user server, else none."""
+        return self._namespace
+
+
+def _pod_namespace() -> str:
+    try:
+        return POD_NAMESPACE.read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def in_experiment(operation: str, experiment_id: str, call: Callable[[], T]) -> T:

@@ -1,5 +1,8 @@
 """Deploy end to end through kfp 2's client against localdsp --api v2: what the server holds."""
 
+import re
+import time
+
 import pytest
 from v2_helpers import next_second, posts, server_state
 
@@ -8,6 +11,7 @@ from runner_helpers import COMMIT, events
 pytestmark = pytest.mark.integration
 UPLOAD = "/apis/v2beta1/pipelines/upload"
 UPLOAD_VERSION = "/apis/v2beta1/pipelines/upload_version"
+B = "/apis/v2beta1/"
 
 
 def test_first_deploy_creates_pipelines_content_named_versions_and_runs_of_them(
@@ -151,6 +155,32 @@ def test_plan_sends_no_write_request_and_imports_nothing_of_the_v1_flavour(proje
     assert "create" in done.stdout
 
 
+def test_a_deploy_where_nothing_changed_imports_no_kfp_only_its_generated_client(project, capsys):
+    """Every module's fingerprint is on the server, so nothing is compiled, and the server
+    client is kfp_server_api alone: no part of kfp (which costs as long as the rest of a
+    no-op) is imported, measured with `python -X importtime` in the runner's own process."""
+    import os
+    import subprocess
+    import sys
+
+    from runner_helpers import REPO
+
+    assert project.run(capsys).code == 0
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", "deploy"],
+        cwd=REPO,
+        env={**os.environ, **project.values()},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "0 new version(s), 3 unchanged" in done.stdout
+    imported = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "|" in line]
+    assert "kfp_server_api" in imported
+    assert [name for name in imported if name.split(".")[0] == "kfp"] == []
+
+
 def test_a_deploy_where_nothing_changed_sends_five_requests_and_one_per_pipeline(
     project, capsys, dsp
 ):
@@ -172,3 +202,80 @@ def test_a_deploy_where_nothing_changed_sends_five_requests_and_one_per_pipeline
         ("GET", "recurringruns"),
         ("GET", "runs"),
     ]
+
+
+def _api_requests(dsp) -> list[tuple[str, str]]:
+    """(method, path below /apis/v2beta1/ with ids as ID) of every API request, sorted."""
+    return sorted(
+        (
+            r["method"],
+            re.sub(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", "ID", r["path"]).removeprefix(B),
+        )
+        for r in dsp.requests()
+        if r["path"].startswith("/apis/")
+    )
+
+
+def test_a_deploy_that_uploads_lists_no_version_after_its_uploads(project, capsys, dsp):
+    """DSP 2.x has no default version to check or set after an upload, so a deploy that
+    uploads does not list the pipelines and each one's versions again (that cost a request
+    per pipeline): an all-new deploy lists no version at all, and a one-change deploy lists
+    each pipeline's newest version once, before it plans, and the changed one's by name."""
+    assert project.run(capsys).code == 0
+    assert _api_requests(dsp) == [
+        *[("GET", "experiments")] * 3,  # fingerprint records, the run experiment (twice)
+        ("GET", "healthz"),
+        ("GET", "pipelines"),
+        *[("GET", "recurringruns")] * 3,  # owned schedules; the new one looked up twice
+        ("GET", "runs"),  # the runs just started, for racing duplicates
+        ("POST", "experiments"),
+        *[("POST", "pipelines/upload")] * 3,
+        *[("POST", "pipelines/upload_version")] * 3,
+        ("POST", "recurringruns"),
+        ("POST", "recurringruns/ID:enable"),
+        *[("POST", "runs")] * 3,
+    ]
+
+    project.edit("add_pipeline.py", "b=4.0", "b=5.0")
+    next_second()
+    dsp.clear_requests()
+    assert project.run(capsys).code == 0
+    assert _api_requests(dsp) == [
+        *[("GET", "experiments")] * 3,
+        ("GET", "healthz"),
+        ("GET", "pipelines"),
+        *[("GET", "pipelines/ID/versions")] * 4,
+        ("GET", "recurringruns"),
+        *[("GET", "runs")] * 2,
+        ("POST", "pipelines/upload_version"),
+        ("POST", "runs"),
+    ]
+
+
+def test_the_newest_version_lookups_take_dsp_concurrency_at_a_time(project, capsys, dsp):
+    """DSP_CONCURRENCY bounds the per-pipeline version lookups as it bounds every other
+    per-pipeline call: with 1, three lookups held 0.4 s each take at least 1.2 s."""
+    from runner import auth
+    from runner.flavour_v2.client import DSPClient
+
+    assert project.run(capsys).code == 0
+    dsp.inject(
+        method="GET",
+        path="/apis/v2beta1/pipelines/[^/]+/versions",
+        action="delay",
+        seconds=0.4,
+        times=3,
+    )
+    client = DSPClient(
+        host=dsp.url,
+        credentials=auth.credentials("", project.token_file),
+        ca_bundle=None,
+        verify_tls=True,
+        request_timeout=5,
+        retries=0,
+        retry_max_wait=0.1,
+        concurrency=1,
+    )
+    started = time.monotonic()
+    assert len(client.list_pipelines()) == 3
+    assert time.monotonic() - started >= 1.2
