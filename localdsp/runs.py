@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localdsp.tekton.names import pod_name
 from localdsp.tekton.run import execute
 from localdsp.tekton.status import Execution
 
@@ -191,15 +192,16 @@ def _task_logs(state: _RunState, node_id: str) -> dict[str, Path] | None:
     execution = state.execution
     if execution is not None:
         for task in execution.tasks.values():
-            if node_id in (task.taskrun, task.name, f"{task.taskrun}-pod"):
+            if node_id in (task.taskrun, task.name, pod_name(task.taskrun, len(task.retries))):
                 return task.logs
         return None
     # Still running: the executor writes each step's log to <workdir>/<task>/<step>.log.
     taskruns = (state.live.get("status") or {}).get("taskRuns") or {}
     for taskrun, entry in taskruns.items():
         task = str(entry.get("pipelineTaskName", ""))
-        if node_id in (taskrun, task, f"{taskrun}-pod"):
-            steps = (entry.get("status") or {}).get("steps") or []
+        status = entry.get("status") or {}
+        if node_id in (taskrun, task, status.get("podName")):
+            steps = status.get("steps") or []
             paths = {
                 s.get("name", ""): state.workdir / task / f"{s.get('name', '')}.log" for s in steps
             }

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localdsp.tekton.custom import CustomTask, custom_task, plugin_for
+from localdsp.tekton.names import taskrun_name
 from localdsp.tekton.status import parse_duration
 from localdsp.tekton.substitution import result_refs, substitute
 from localdsp.tekton.validation import (
@@ -25,6 +26,7 @@ from localdsp.tekton.validation import (
     param_text,
     pipeline_task_texts,
 )
+from localdsp.tekton.volumes import check_volumes
 
 DEFAULT_PIPELINE_TIMEOUT = 3600.0  # Tekton's default-timeout-minutes when the run sets none
 _LOCAL_WORKSPACES = ("emptyDir", "volumeClaimTemplate")
@@ -74,7 +76,7 @@ class Plan:
     results: list[dict]  # pipelineSpec.results
 
     def taskrun(self, task: str) -> str:
-        return f"{self.run.name}-{task}"
+        return taskrun_name(self.run.name, task)
 
     def task_dir(self, task: str) -> Path:
         return self.workdir / task
@@ -216,6 +218,8 @@ def _task(raw: dict, *, is_finally: bool) -> PipelineTask:
     if custom is not None:
         plugin_for(name, custom).check(name, custom)
     task_spec = {} if custom is not None else embedded_task_spec(raw)
+    if custom is None:
+        check_volumes(name, task_spec)
     if is_finally and raw.get("runAfter"):
         raise RunError("PipelineValidationFailed", f'finally task "{name}" cannot use runAfter')
     for when in raw.get("when") or []:

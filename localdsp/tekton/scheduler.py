@@ -41,6 +41,7 @@ from localdsp.tekton.status import (
     TaskOutcome,
     now,
     pipelinerun_with_status,
+    write_live_status,
 )
 from localdsp.tekton.steps import Attempt, Gate, python_shim, run_job
 from localdsp.tekton.stops import Stop
@@ -414,10 +415,12 @@ class Scheduler:
         self._notify(self._snapshot(RUNNING, self._counts_message(done=False), None))
 
     def _notify(self, execution: Execution) -> None:
+        live = pipelinerun_with_status(self.pipelinerun, execution)
+        write_live_status(self.plan.workdir, live)
         if self.on_update is None:
             return
         try:
-            self.on_update(pipelinerun_with_status(self.pipelinerun, execution))
+            self.on_update(live)
         except Exception:
             log.exception("local executor: on_update failed for run %s", self.plan.run.name)
 

@@ -32,6 +32,7 @@ from localdsp.tekton.status import (
     now,
 )
 from localdsp.tekton.stops import Stop
+from localdsp.tekton.volumes import missing_claim
 
 log = logging.getLogger(__name__)
 
@@ -134,13 +135,19 @@ def run_job(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
 
 
 def _prepare_folders(job: Job) -> None:
+    """Folders of a new pod: results and emptyDir volumes start empty."""
     paths = job.paths
-    shutil.rmtree(paths.results, ignore_errors=True)
-    for folder in (paths.dir, paths.results, paths.scripts, paths.tmp, *paths.workspaces.values()):
+    for folder in (paths.results, *paths.volumes.empty):
+        shutil.rmtree(folder, ignore_errors=True)
+    folders = (paths.dir, paths.results, paths.scripts, paths.tmp, *paths.volumes.empty)
+    for folder in (*folders, *paths.workspaces.values()):
         folder.mkdir(parents=True, exist_ok=True)
 
 
 def run_steps(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
+    claim = missing_claim(job.paths.volumes)
+    if claim is not None:
+        return Attempt(FAILED, _no_claim(job, claim), [], {}, now())
     _prepare_folders(job)
     deadline = time.monotonic() + job.timeout if job.timeout else None
     steps: list[StepOutcome] = []
@@ -157,6 +164,15 @@ def run_steps(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
         failure = _results_failure(job, results)
     reason, message = failure or (SUCCEEDED, "All Steps have completed executing")
     return Attempt(reason, message, steps, results, now())
+
+
+def _no_claim(job: Job, claim: str) -> str:
+    """A pod whose claim does not exist never starts on a cluster (it stays Pending)."""
+    return (
+        f'task "{job.task}": PersistentVolumeClaim "{claim}" does not exist in this run; '
+        "the local executor has only the claims a VolumeOp of the run created (a claim made "
+        "outside the run holds cluster state)"
+    )
 
 
 def _run_step(

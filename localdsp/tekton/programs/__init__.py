@@ -1,0 +1,54 @@
+"""Local stand-ins for the programs of kfp-tekton's own images, which are not pulled here.
+
+Some steps kfp-tekton writes run a program that exists only in its image: `kubeclient` in
+`aipipeline/kubectl-wrapper` (a `dsl.VolumeOp` or `dsl.ResourceOp`) and `any-task` in
+`aipipeline/any-sequencer` (`kfp_tekton.tekton.AnySequencer`, `after_any`). Each has a module
+here that behaves as that program does, run as the step's process with this Python (so cancel,
+timeouts and logs work as for any step); the executor hands it what the pod would have had
+through variables: `LOCALDSP_RESULTS` (its `/tekton/results`), `LOCALDSP_CLAIMS` (the run's
+claims), `LOCALDSP_NAMESPACE`, `LOCALDSP_PIPELINERUN` (the live PipelineRun with its status, as
+JSON, kept current by the scheduler: what the program would watch through the API server).
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from localdsp.tekton.programs import kubeclient
+
+_HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Program:
+    """A program of kfp-tekton's images: its command, the image it comes in, its stand-in."""
+
+    command: str
+    image: str  # a part of the image's name
+    script: str
+
+    def argv(self, args: list[str]) -> list[str]:
+        return [sys.executable, str(_HERE / self.script), *args]
+
+
+PROGRAMS = (
+    Program("kubeclient", "kubectl-wrapper", "kubeclient.py"),
+    Program("any-task", "any-sequencer", "any_task.py"),
+)
+
+
+def program_for(argv: list[str], image: str) -> Program | None:
+    """The stand-in for a step that runs one of these programs from its own image."""
+    if not argv:
+        return None
+    command = Path(argv[0]).name
+    return next((p for p in PROGRAMS if p.command == command and p.image in image), None)
+
+
+def refusal(program: Program, args: list[str]) -> str | None:
+    """Why this use of the program cannot run locally, else None."""
+    if program.command == "kubeclient":
+        return kubeclient.refusal(args)
+    return None

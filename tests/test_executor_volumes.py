@@ -1,0 +1,161 @@
+"""Volumes run as folders of the run: a VolumeOp's claim shared by the tasks that mount it, emptyDir
+per pod, cluster-state volumes refused by name (pipelines compiled by TektonCompiler)."""
+
+import copy
+import json
+
+import kfp_tekton
+import yaml
+from kfp import components, dsl
+from kubernetes.client import (
+    V1ConfigMapVolumeSource,
+    V1SecretVolumeSource,
+    V1Volume,
+    V1VolumeMount,
+)
+
+from localdsp.tekton.run import execute
+
+RUN = "shared-claim-abcde"
+
+
+def shell(name: str, script: str, **kwargs) -> dsl.ContainerOp:
+    return dsl.ContainerOp(name=name, image="alpine", command=["sh", "-c", script], **kwargs)
+
+
+@dsl.pipeline(name="shared-claim")
+def claim_pipeline(size: str = "1Gi"):
+    claim = dsl.VolumeOp(
+        name="create-pvc", resource_name="data", modes=dsl.VOLUME_MODE_RWO, size=size
+    )
+    write = shell("write", "echo written by A > /data/file.txt", pvolumes={"/data": claim.volume})
+    shell(
+        "read",
+        "cat /mnt/in/file.txt > /tmp/outputs/text/data",
+        pvolumes={"/mnt/in": write.pvolume},
+        file_outputs={"text": "/tmp/outputs/text/data"},
+    )
+
+
+@dsl.pipeline(name="bound-claim")
+def bound_pipeline():
+    dsl.VolumeOp(
+        name="create-pvc",
+        resource_name="data",
+        size="2Gi",
+        success_condition="status.phase = Bound",
+    )
+
+
+@dsl.pipeline(name="job-op")
+def job_pipeline():
+    dsl.ResourceOp(
+        name="make-job",
+        k8s_resource={"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}},
+    )
+
+
+@dsl.pipeline(name="existing-claim")
+def existing_claim_pipeline():
+    shell("use", "ls /data", pvolumes={"/data": dsl.PipelineVolume(pvc="team-data")})
+
+
+show_text = components.load_component_from_text("""
+name: Show
+inputs: [{name: text}]
+outputs: [{name: seen, type: String}]
+implementation:
+  container:
+    image: alpine
+    command: [sh, -c, 'cat "$0" > "$1"', {inputPath: text}, {outputPath: seen}]
+""")
+
+
+@dsl.pipeline(name="raw-artifacts")
+def artifacts_pipeline():
+    show_text("one")
+    show_text("two")
+
+
+@dsl.pipeline(name="secret-volume")
+def secret_pipeline():
+    op = shell("use", "ls /creds")
+    op.add_volume(V1Volume(name="creds", secret=V1SecretVolumeSource(secret_name="gcp")))
+    op.container.add_volume_mount(V1VolumeMount(name="creds", mount_path="/creds"))
+
+
+@dsl.pipeline(name="config-volume")
+def config_pipeline():
+    op = shell("use", "ls /conf")
+    op.add_volume(V1Volume(name="conf", config_map=V1ConfigMapVolumeSource(name="settings")))
+
+
+def compiled(pipeline, tmp_path, name: str = RUN) -> dict:
+    path = tmp_path / "pipeline.yaml"
+    kfp_tekton.compiler.TektonCompiler().compile(pipeline, str(path))
+    document = yaml.safe_load(path.read_text())
+    document["metadata"]["name"] = name
+    document["metadata"]["namespace"] = "team-a"
+    return document
+
+
+def run(pipelinerun: dict, tmp_path):
+    return execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "work", timeout=60)
+
+
+def test_a_volumeop_claim_carries_a_file_from_one_task_to_the_next(tmp_path):
+    result = run(compiled(claim_pipeline, tmp_path), tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["read"].results["text"] == "written by A\n"
+    made = result.tasks["create-pvc"].results
+    assert made["name"] == f"{RUN}-data"
+    assert made["size"] == ""  # still Pending: nothing waited for it to bind
+    claim = json.loads(made["manifest"])
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["metadata"]["namespace"] == "team-a"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["status"] == {"phase": "Pending"}
+    assert (tmp_path / "work" / "_claims" / f"{RUN}-data" / "file.txt").is_file()
+
+
+def test_a_claim_that_waits_to_bind_reports_its_capacity(tmp_path):
+    result = run(compiled(bound_pipeline, tmp_path, "bound-claim-abcde"), tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["create-pvc"].results["size"] == "2Gi"
+
+
+def test_empty_dir_volumes_are_a_folder_per_pod(tmp_path):
+    result = run(compiled(artifacts_pipeline, tmp_path), tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["show"].results["seen"] == "one"
+    assert result.tasks["show-2"].results["seen"] == "two"
+
+
+def test_a_claim_the_run_did_not_create_fails_its_task_naming_it(tmp_path):
+    result = run(compiled(existing_claim_pipeline, tmp_path), tmp_path)
+
+    assert result.reason == "Failed"
+    assert 'PersistentVolumeClaim "team-data" does not exist in this run' in result.message
+    assert "cluster state" in result.message
+
+
+def test_a_resource_op_other_than_a_claim_is_refused_naming_it(tmp_path):
+    result = run(compiled(job_pipeline, tmp_path), tmp_path)
+
+    assert result.reason == "PipelineValidationFailed"
+    assert "create a Job with kubectl (a resource op)" in result.message
+    assert "not supported by the local executor" in result.message
+    assert not result.tasks
+
+
+def test_secret_and_config_map_volumes_are_refused_by_name(tmp_path):
+    secret = run(compiled(secret_pipeline, tmp_path), tmp_path)
+    config = run(compiled(config_pipeline, tmp_path), tmp_path)
+
+    assert secret.reason == config.reason == "PipelineValidationFailed"
+    assert 'volume "creds" is a secret volume, which holds cluster state' in secret.message
+    assert 'volume "conf" is a configMap volume, which holds cluster state' in config.message
+    assert not secret.tasks and not config.tasks
