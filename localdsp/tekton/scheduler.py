@@ -26,6 +26,7 @@ from localdsp.tekton.plan import (
     resolve_pipeline_task,
     when_holds,
 )
+from localdsp.tekton.programs import watches_the_run
 from localdsp.tekton.status import (
     FAILED,
     MISSING_RESULTS_SKIP,
@@ -99,7 +100,10 @@ class Scheduler:
         self.base_env = dict(env)
         shim = python_shim(plan.workdir)
         self.base_env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
-        self.pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="localdsp-task")
+        # Tasks that wait for others (any-sequencers) take no slot, or two could starve the run.
+        self.watchers = {n for n, t in plan.tasks.items() if watches_the_run(t.task_spec)}
+        workers = self.max_parallel + len(self.watchers)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="localdsp-task")
         self.reports: dict[str, dict] = {}  # custom task → extraFields it reported, not yet shown
         self.reports_lock = threading.Lock()
 
@@ -207,7 +211,7 @@ class Scheduler:
                 admission = self._admit(self.plan.tasks[name])
                 if admission is None:
                     continue
-                if admission.skip is None and len(self.futures) >= self.max_parallel:
+                if admission.skip is None and self._busy(name) >= self.max_parallel:
                     continue
                 waiting.remove(name)
                 changed = progress = True
@@ -218,6 +222,12 @@ class Scheduler:
                 if self.gate.stop is not None:
                     break
         return progress
+
+    def _busy(self, name: str) -> int:
+        """Slots taken, as `name` would see them: watchers neither take nor wait for one."""
+        if name in self.watchers:
+            return 0
+        return sum(task not in self.watchers for task in self.futures.values())
 
     def _admit(self, task: PipelineTask) -> _Admission | None:
         """Tekton's order of skipping: stopping, skipped parents, missing results, when."""

@@ -47,6 +47,17 @@ def program_for(argv: list[str], image: str) -> Program | None:
     return next((p for p in PROGRAMS if p.command == command and p.image in image), None)
 
 
+def watches_the_run(task_spec: dict) -> bool:
+    """Whether a task waits for others to end (an any-sequencer), so it must not hold one of
+    the run's task slots: on a cluster every ready task runs at once."""
+    steps = [{**(task_spec.get("stepTemplate") or {}), **s} for s in task_spec.get("steps") or []]
+    return any(
+        (program := program_for(list(s.get("command") or []), str(s.get("image", ""))))
+        and program.command == "any-task"
+        for s in steps
+    )
+
+
 def refusal(program: Program, args: list[str]) -> str | None:
     """Why this use of the program cannot run locally, else None."""
     if program.command == "kubeclient":
