@@ -30,6 +30,7 @@ from pathlib import Path
 from localdsp.tekton.names import pod_name
 from localdsp.tekton.run import execute
 from localdsp.tekton.status import Execution
+from localdsp.tekton.volumes import CLAIMS_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ class LocalExecutor:
         timeout: float | None = None,
     ):
         self.runs_dir = Path(data_dir) / "runs"
+        self.claims_dir = Path(data_dir) / "claims"  # the namespace's PersistentVolumeClaims
         self.max_parallel = max_parallel
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(max(1, max_runs))
@@ -175,7 +177,7 @@ class LocalExecutor:
                 cancel=state.cancel,
                 on_update=on_update,
                 max_parallel=self.max_parallel,
-                env=scrubbed_env(os.environ),
+                env={**scrubbed_env(os.environ), CLAIMS_VARIABLE: str(self.claims_dir)},
             )
 
 

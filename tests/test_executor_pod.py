@@ -59,6 +59,17 @@ def entrypoint_pipeline():
     dsl.ContainerOp(name="entry", image="example.com/tool:1", arguments=["--go"])
 
 
+@dsl.pipeline(name="working-dir")
+def working_dir_pipeline():
+    op = dsl.ContainerOp(
+        name="work",
+        image="alpine",
+        command=["sh", "-c", 'echo made here > note.txt; pwd > "$0"', "/tmp/outputs/where/data"],
+        file_outputs={"where": "/tmp/outputs/where/data"},
+    )
+    op.container.working_dir = "/opt/app-not-on-this-machine"
+
+
 def compiled(pipeline, tmp_path) -> dict:
     """The PipelineRun as the DSP server creates it for a run (named, labelled with the run)."""
     path = tmp_path / "pipeline.yaml"
@@ -140,3 +151,14 @@ def test_a_fieldref_no_pod_has_fails_the_run_naming_it(tmp_path, path):
 
     assert result.reason == "PipelineValidationFailed"
     assert f"fieldRef '{path}'" in result.message
+
+
+def test_a_working_dir_missing_here_is_made_as_the_container_runtime_does(tmp_path):
+    pipelinerun = compiled(working_dir_pipeline, tmp_path)
+
+    result = execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "work")
+
+    assert result.reason == "Succeeded", result.message
+    where = result.tasks["work"].results["where"].strip()
+    assert where.endswith("/opt/app-not-on-this-machine")
+    assert (tmp_path / "work" / "work" / "opt" / "app-not-on-this-machine" / "note.txt").exists()

@@ -3,17 +3,23 @@ per pod, cluster-state volumes refused by name (pipelines compiled by TektonComp
 
 import copy
 import json
+import os
+import threading
 
 import kfp_tekton
 import yaml
 from kfp import components, dsl
+from kfp.components import InputPath, OutputPath
+from kfp.dsl import data_passing_methods
 from kubernetes.client import (
     V1ConfigMapVolumeSource,
+    V1PersistentVolumeClaimVolumeSource,
     V1SecretVolumeSource,
     V1Volume,
     V1VolumeMount,
 )
 
+from localdsp.runs import LocalExecutor
 from localdsp.tekton.run import execute
 
 RUN = "shared-claim-abcde"
@@ -90,6 +96,29 @@ def config_pipeline():
     op.add_volume(V1Volume(name="conf", config_map=V1ConfigMapVolumeSource(name="settings")))
 
 
+def produce(out: OutputPath(str)):
+    with open(out, "w") as f:
+        f.write("through the claim")
+
+
+def consume(inp: InputPath(str)) -> str:
+    with open(inp) as f:
+        return f.read()
+
+
+produce_op = components.create_component_from_func(produce, base_image="python:3.11")
+consume_op = components.create_component_from_func(consume, base_image="python:3.11")
+
+
+@dsl.pipeline(name="artifacts-on-claim")
+def claim_artifacts_pipeline():
+    consume_op(produce_op().output)
+    claim = V1PersistentVolumeClaimVolumeSource(claim_name="artifacts")
+    dsl.get_pipeline_conf().data_passing_method = data_passing_methods.KubernetesVolume(
+        volume=V1Volume(name="data", persistent_volume_claim=claim), path_prefix="runs/"
+    )
+
+
 def compiled(pipeline, tmp_path, name: str = RUN) -> dict:
     path = tmp_path / "pipeline.yaml"
     kfp_tekton.compiler.TektonCompiler().compile(pipeline, str(path))
@@ -134,12 +163,45 @@ def test_empty_dir_volumes_are_a_folder_per_pod(tmp_path):
     assert result.tasks["show-2"].results["seen"] == "two"
 
 
-def test_a_claim_the_run_did_not_create_fails_its_task_naming_it(tmp_path):
+def test_a_claim_that_does_not_exist_fails_its_task_naming_the_folder_to_make(tmp_path):
     result = run(compiled(existing_claim_pipeline, tmp_path), tmp_path)
 
     assert result.reason == "Failed"
-    assert 'PersistentVolumeClaim "team-data" does not exist in this run' in result.message
-    assert "cluster state" in result.message
+    assert 'PersistentVolumeClaim "team-data" does not exist' in result.message
+    assert str(tmp_path / "work" / "_claims" / "team-data") in result.message
+
+
+def test_claims_live_in_the_namespaces_folder_and_outlive_runs(tmp_path):
+    claims = tmp_path / "claims"
+    (claims / "team-data").mkdir(parents=True)
+    (claims / "team-data" / "kept.txt").write_text("from an earlier run")
+    env = {**os.environ, "LOCALDSP_CLAIMS": str(claims)}
+
+    result = execute(
+        compiled(existing_claim_pipeline, tmp_path), workdir=tmp_path / "work", env=env
+    )
+    made = execute(compiled(claim_pipeline, tmp_path), workdir=tmp_path / "other", env=env)
+
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["use"].logs["main"].read_text() == "kept.txt\n"
+    assert made.reason == "Succeeded", made.message
+    assert (claims / f"{RUN}-data" / "file.txt").read_text() == "written by A\n"
+
+
+def test_a_workspace_bound_to_a_claim_passes_artifacts_through_its_folder(tmp_path):
+    claims = tmp_path / "claims"
+    env = {**os.environ, "LOCALDSP_CLAIMS": str(claims)}
+    pipelinerun = compiled(claim_artifacts_pipeline, tmp_path)
+
+    missing = execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "w1", env=env)
+    (claims / "artifacts").mkdir(parents=True)
+    result = execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "w2", env=env)
+
+    assert missing.reason == "Failed"
+    assert 'PersistentVolumeClaim "artifacts" does not exist' in missing.message
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["consume"].results["Output"] == "through the claim"
+    assert list((claims / "artifacts").rglob("*")), "the artifacts stay in the claim"
 
 
 def test_a_resource_op_other_than_a_claim_is_refused_naming_it(tmp_path):
@@ -159,3 +221,18 @@ def test_secret_and_config_map_volumes_are_refused_by_name(tmp_path):
     assert 'volume "creds" is a secret volume, which holds cluster state' in secret.message
     assert 'volume "conf" is a configMap volume, which holds cluster state' in config.message
     assert not secret.tasks and not config.tasks
+
+
+def test_localdsp_keeps_claims_in_its_data_folder(tmp_path):
+    ended = threading.Event()
+    executor = LocalExecutor(tmp_path / "data")
+
+    def on_status(reason: str, live: dict) -> None:
+        if reason not in ("Running", ""):
+            ended.set()
+
+    executor.start("run-1", compiled(claim_pipeline, tmp_path), on_status)
+
+    assert ended.wait(60)
+    executor.close()
+    assert (tmp_path / "data" / "claims" / f"{RUN}-data" / "file.txt").is_file()

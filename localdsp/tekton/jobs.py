@@ -30,7 +30,6 @@ from localdsp.tekton.validation import RunError, param_text
 from localdsp.tekton.volumes import (
     NO_VOLUMES,
     Volumes,
-    claim_folder,
     merge_mounts,
     mount_paths,
     rewriter,
@@ -78,12 +77,14 @@ def _task_workspaces(plan: Plan, task: PipelineTask, directory: Path) -> dict[st
             raise RunError(
                 "InvalidWorkspaceBindings", f'task "{task.name}" workspace "{name}" is not bound'
             )
-        root = (
-            plan.workdir / "_workspaces"
-            if kind == "volumeClaimTemplate"
-            else (directory / "workspaces")
-        )
-        paths[name] = root / pipeline_ws / str(use.get("subPath") or "")
+        if kind == "persistentVolumeClaim":
+            root = plan.claim(plan.workspace_claims[pipeline_ws])
+        elif kind == "volumeClaimTemplate":
+            root = plan.workdir / "_workspaces" / pipeline_ws
+        else:
+            root = directory / "workspaces" / pipeline_ws
+        within = plan.workspace_subpaths.get(pipeline_ws, "")
+        paths[name] = root / within / str(use.get("subPath") or "")
     return paths
 
 
@@ -159,9 +160,9 @@ def build_job(plan: Plan, task: PipelineTask, params: Mapping[str, str], retry: 
     paths = _task_paths(plan, task)
     values = _task_values(plan, task, params, paths, retry)
     volumes = task_volumes(
-        task.task_spec, paths.dir, plan.workdir, lambda text: substitute(str(text), values)
+        task.task_spec, paths.dir, plan.claim, lambda t: substitute(str(t), values)
     )
-    paths = replace(paths, volumes=volumes)
+    paths = replace(paths, volumes=_with_workspace_claims(plan, task, volumes))
     template = task.task_spec.get("stepTemplate") or {}
     steps = [
         _build_step(plan, task, i, _merge_template(template, raw), values, paths, retry)
@@ -177,6 +178,16 @@ def build_job(plan: Plan, task: PipelineTask, params: Mapping[str, str], retry: 
         steps=steps,
         timeout=task.timeout,
     )
+
+
+def _with_workspace_claims(plan: Plan, task: PipelineTask, volumes: Volumes) -> Volumes:
+    """The claims behind the task's workspaces must exist too, as its volumes' must."""
+    claims = dict(volumes.claims)
+    for use in task.spec.get("workspaces") or []:
+        claim = plan.workspace_claims.get(str(use.get("workspace") or use.get("name")))
+        if claim is not None:
+            claims[claim] = plan.claim(claim)
+    return replace(volumes, claims=claims)
 
 
 def _merge_template(template: dict, step: dict) -> dict:
@@ -269,7 +280,6 @@ def _program_argv(
         )
     given = {
         "LOCALDSP_RESULTS": str(paths.results),
-        "LOCALDSP_CLAIMS": str(claim_folder(plan.workdir, "")),
         "LOCALDSP_NAMESPACE": plan.run.namespace,
         "LOCALDSP_PIPELINERUN": str(live_status_file(plan.workdir)),
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localdsp.tekton.custom import CustomTask, custom_task, plugin_for
@@ -26,10 +26,10 @@ from localdsp.tekton.validation import (
     param_text,
     pipeline_task_texts,
 )
-from localdsp.tekton.volumes import check_volumes
+from localdsp.tekton.volumes import CLAIMS_FOLDER, check_volumes, claim_folder
 
 DEFAULT_PIPELINE_TIMEOUT = 3600.0  # Tekton's default-timeout-minutes when the run sets none
-_LOCAL_WORKSPACES = ("emptyDir", "volumeClaimTemplate")
+_LOCAL_WORKSPACES = ("emptyDir", "volumeClaimTemplate", "persistentVolumeClaim")
 _CANCEL_STATUSES = ("Cancelled", "PipelineRunCancelled", "CancelledRunFinally", "StoppedRunFinally")
 
 
@@ -74,6 +74,13 @@ class Plan:
     timeouts: Timeouts
     workdir: Path
     results: list[dict]  # pipelineSpec.results
+    claims: Path | None = None  # the namespace's PersistentVolumeClaims, one folder each
+    workspace_claims: dict[str, str] = field(default_factory=dict)  # workspace → claimName
+    workspace_subpaths: dict[str, str] = field(default_factory=dict)  # binding's subPath
+
+    def claim(self, name: str) -> Path:
+        """The folder of a PersistentVolumeClaim (by default under the run's folder)."""
+        return claim_folder(self.claims or self.workdir / CLAIMS_FOLDER, name)
 
     def taskrun(self, task: str) -> str:
         return taskrun_name(self.run.name, task)
@@ -99,6 +106,7 @@ def make_plan(
     workdir: Path,
     params: Mapping[str, object] | None,
     timeout: float | None,
+    claims: Path | None = None,
 ) -> Plan:
     """Check the PipelineRun and turn it into what the scheduler runs; RunError when Tekton
     (or this executor) would not run it."""
@@ -134,6 +142,17 @@ def make_plan(
         timeouts=_timeouts(spec, timeout),
         workdir=workdir,
         results=list(pipeline_spec.get("results") or []),
+        claims=claims,
+        workspace_claims={
+            str(b.get("name")): str(b["persistentVolumeClaim"].get("claimName", ""))
+            for b in spec.get("workspaces") or []
+            if "persistentVolumeClaim" in b
+        },
+        workspace_subpaths={
+            str(b.get("name")): str(b["subPath"])
+            for b in spec.get("workspaces") or []
+            if b.get("subPath")
+        },
     )
     return plan
 
@@ -177,8 +196,9 @@ def _timeouts(spec: dict, limit: float | None) -> Timeouts:
 
 
 def _workspace_bindings(spec: dict, pipeline_spec: dict) -> dict[str, str]:
-    """Pipeline workspace → local kind. Folders stand in for emptyDir and volumeClaimTemplate;
-    real volumes (PVCs, ConfigMaps, Secrets) do not exist here."""
+    """Pipeline workspace → local kind. Folders stand in for emptyDir, volumeClaimTemplate and
+    persistentVolumeClaim (the namespace's claim folder); ConfigMaps and Secrets do not exist
+    here."""
     bindings = {b.get("name"): b for b in spec.get("workspaces") or []}
     kinds = {}
     for declared in pipeline_spec.get("workspaces") or []:
@@ -197,13 +217,7 @@ def _workspace_bindings(spec: dict, pipeline_spec: dict) -> dict[str, str]:
                 "InvalidWorkspaceBindings",
                 f'workspace "{name}" is bound with {kind or "nothing"}, which the '
                 "local executor cannot provide (supported: emptyDir, "
-                "volumeClaimTemplate)",
-            )
-        if binding.get("subPath"):
-            raise RunError(
-                "InvalidWorkspaceBindings",
-                f'workspace "{name}": subPath on a PipelineRun binding is not '
-                "supported by the local executor",
+                "volumeClaimTemplate, persistentVolumeClaim)",
             )
         kinds[name] = kind
     return kinds

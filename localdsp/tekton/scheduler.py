@@ -48,6 +48,7 @@ from localdsp.tekton.steps import Attempt, Gate, python_shim, run_job
 from localdsp.tekton.stops import Stop
 from localdsp.tekton.substitution import Unresolved, substitute
 from localdsp.tekton.validation import RunError
+from localdsp.tekton.volumes import CLAIMS_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Scheduler:
         self.base_env = dict(env)
         shim = python_shim(plan.workdir)
         self.base_env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
+        self.base_env[CLAIMS_VARIABLE] = str(plan.claim(""))
         # Tasks that wait for others (any-sequencers) take no slot, or two could starve the run.
         self.watchers = {n for n, t in plan.tasks.items() if watches_the_run(t.task_spec)}
         workers = self.max_parallel + len(self.watchers)

@@ -169,9 +169,9 @@ def run_steps(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
 def _no_claim(job: Job, claim: str) -> str:
     """A pod whose claim does not exist never starts on a cluster (it stays Pending)."""
     return (
-        f'task "{job.task}": PersistentVolumeClaim "{claim}" does not exist in this run; '
-        "the local executor has only the claims a VolumeOp of the run created (a claim made "
-        "outside the run holds cluster state)"
+        f'task "{job.task}": PersistentVolumeClaim "{claim}" does not exist: the local '
+        f"executor keeps claims as folders, so create {job.paths.volumes.claims[claim]} with "
+        "what the claim holds (a VolumeOp makes its own)"
     )
 
 
@@ -207,13 +207,12 @@ def _run_step(
 
 
 def _working_dir(working_dir: str, paths: TaskPaths) -> Path:
-    """A step's folder: its task folder by default; a container's /workspace/... maps into it."""
+    """A step's folder: its task folder by default; a container's /workspace/... maps into it,
+    and so does a folder this machine lacks: the container runtime makes a missing workingDir."""
     if not working_dir:
         return paths.dir
     path = Path(working_dir)
-    if path.is_absolute() and path.parts[1:2] != ("workspace",):
-        if not path.is_dir():
-            raise FileNotFoundError(f"workingDir {working_dir} does not exist on this machine")
+    if path.is_absolute() and path.parts[1:2] != ("workspace",) and path.is_dir():
         return path
     local = paths.dir / (path.relative_to("/") if path.is_absolute() else path)
     local.mkdir(parents=True, exist_ok=True)

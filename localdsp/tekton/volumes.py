@@ -5,8 +5,11 @@ and `/tmp/outputs/<x>`, or `add_volume`) lives as long as the pod; a `persistent
 `dsl.VolumeOp`'s claim, `add_pvolumes`) outlives it and is shared by every pod that mounts it.
 Steps here are local processes, not containers, so nothing can be mounted. Instead each volume is
 a folder: an emptyDir one in the task's folder, made empty again for every attempt (a new pod), a
-claim `<run folder>/_claims/<claim name>`, the folder the VolumeOp's emulation made for it
-(`localdsp/tekton/programs/kubeclient.py`). Every mount path a step names in its command, args,
+claim `<claims>/<claim name>`, where `<claims>` is the namespace's claims folder (localdsp's
+`<data dir>/claims`, so claims outlive runs as on a cluster; `LOCALDSP_CLAIMS`, else the run's
+`_claims`). A VolumeOp's emulation (`localdsp/tekton/programs/kubeclient.py`) makes the folder;
+a claim made outside the run must already be there, as a pod waits for a claim that does not
+exist. Every mount path a step names in its command, args,
 script, env values, working dir or params is rewritten to that folder, as `/tekton/results/`
 is. A program that puts a mount path together at run time, out of pieces none of which is the
 path, is not rewritten: it would reach this machine's own path.
@@ -25,6 +28,7 @@ from localdsp.tekton.validation import RunError
 
 LOCAL_KINDS = ("emptyDir", "persistentVolumeClaim")
 CLAIMS_FOLDER = "_claims"
+CLAIMS_VARIABLE = "LOCALDSP_CLAIMS"  # steps and nested runs learn the claims' folder from it
 _MOUNT_KEYS = {"name", "mountPath", "subPath", "readOnly"}
 
 
@@ -81,9 +85,9 @@ def _check_mount(task: str, step: str, mount: dict, declared: set[str]) -> None:
 
 
 def task_volumes(
-    spec: dict, task_dir: Path, run_dir: Path, resolve: Callable[[object], str]
+    spec: dict, task_dir: Path, claim: Callable[[str], Path], resolve: Callable[[object], str]
 ) -> Volumes:
-    """Each volume's folder: emptyDir in the task's folder, a claim in the run's `_claims`."""
+    """Each volume's folder: emptyDir in the task's folder, a claim its claim's (`claim`)."""
     empty, claims, folders = [], {}, {}
     for volume in spec.get("volumes") or []:
         name = str(volume["name"])
@@ -91,15 +95,14 @@ def task_volumes(
             folders[name] = task_dir / "volumes" / name
             empty.append(folders[name])
         else:
-            claim = resolve(volume["persistentVolumeClaim"].get("claimName", ""))
-            folders[name] = claim_folder(run_dir, claim)
-            claims[claim] = folders[name]
+            claim_name = resolve(volume["persistentVolumeClaim"].get("claimName", ""))
+            claims[claim_name] = folders[name] = claim(claim_name)
     return Volumes(tuple(empty), claims, folders)
 
 
-def claim_folder(run_dir: Path, claim: str) -> Path:
-    """Where a PersistentVolumeClaim of this run keeps its files."""
-    return run_dir / CLAIMS_FOLDER / claim
+def claim_folder(claims: Path, claim: str) -> Path:
+    """Where a PersistentVolumeClaim keeps its files, in the folder of the namespace's claims."""
+    return claims / claim
 
 
 def mount_paths(step: dict, folders: Mapping[str, Path]) -> list[tuple[str, Path]]:
@@ -130,7 +133,7 @@ def rewriter(mounts: list[tuple[str, Path]]) -> Callable[[str], str]:
 
 
 def missing_claim(volumes: Volumes) -> str | None:
-    """The first claim the attempt mounts that no VolumeOp of this run made, else None."""
+    """The first claim the attempt mounts that does not exist (no folder), else None."""
     return next((claim for claim, folder in volumes.claims.items() if not folder.is_dir()), None)
 
 
