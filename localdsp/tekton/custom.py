@@ -26,7 +26,9 @@ from localdsp.tekton.validation import RunError
 RUN_API_VERSION = "tekton.dev/v1alpha1"  # the Run objects of Tekton 0.41
 
 # (apiVersion, kind) → the module whose `PLUGIN` plays that controller.
-PLUGINS: dict[tuple[str, str], str] = {}
+PLUGINS: dict[tuple[str, str], str] = {
+    ("cel.tekton.dev/v1alpha1", "CEL"): "localdsp.tekton.plugin_cel",
+}
 
 
 @dataclass(frozen=True)
