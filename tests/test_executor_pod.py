@@ -162,3 +162,24 @@ def test_a_working_dir_missing_here_is_made_as_the_container_runtime_does(tmp_pa
     where = result.tasks["work"].results["where"].strip()
     assert where.endswith("/opt/app-not-on-this-machine")
     assert (tmp_path / "work" / "work" / "opt" / "app-not-on-this-machine" / "note.txt").exists()
+
+
+@dsl.pipeline(name="image-tool")
+def image_tool_pipeline():
+    dsl.ContainerOp(name="direct", image="example.com/tool:1", command=["tool-only-in-image"])
+    dsl.ContainerOp(
+        name="in-shell", image="example.com/tool:2", command=["sh", "-c", "tool-only-in-image"]
+    )
+
+
+def test_a_program_only_its_image_has_fails_naming_the_image(tmp_path):
+    pipelinerun = compiled(image_tool_pipeline, tmp_path)
+
+    result = execute(copy.deepcopy(pipelinerun), workdir=tmp_path / "work")
+
+    assert result.reason == "Failed"
+    for task, image in (("direct", "example.com/tool:1"), ("in-shell", "example.com/tool:2")):
+        message = result.tasks[task].message
+        assert "exited with code 127" in message
+        assert f'it may come with its image "{image}"' in message
+        assert "which the local executor does not pull" in message

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 RESULTS_LIMIT = 4096  # bytes; Tekton's termination-message budget for all results of a TaskRun
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL, like a (short) pod termination grace
 STEP_POLL = 0.02
+NOT_FOUND = 127  # the exit code of a program that could not be found (shells, exec)
 STEP_TIMEOUT = "step-timeout"
 TASK_TIMEOUT = "task-timeout"
 
@@ -198,7 +199,7 @@ def _run_step(
             interrupt = _wait(proc, deadline, gate)
     outcome.finished = now()
     if proc is None:
-        outcome.exit_code = 127 if error else 1
+        outcome.exit_code = NOT_FOUND if error else 1
     else:
         code = proc.returncode
         outcome.exit_code = code if code >= 0 else 128 - code
@@ -263,6 +264,11 @@ def _step_failure(
     if outcome.exit_code == 0 or step.on_error == "continue":
         return None
     detail = f": {error}" if error else ""
+    if outcome.exit_code == NOT_FOUND:
+        detail += (
+            f"; a program it runs is not on this machine (it may come with its image "
+            f'"{step.image}", which the local executor does not pull)'
+        )
     return FAILED, (
         f'task "{job.task}": step "{step.name}" exited with code {outcome.exit_code}{detail}'
     )
