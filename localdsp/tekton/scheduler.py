@@ -427,8 +427,11 @@ class Scheduler:
         self._notify(self._snapshot(RUNNING, self._counts_message(done=False), None))
 
     def _notify(self, execution: Execution) -> None:
+        if self.on_update is None and not self.watchers:
+            return
         live = pipelinerun_with_status(self.pipelinerun, execution)
-        write_live_status(self.plan.workdir, live)
+        if self.watchers:  # only they read it, and rendering a large run costs
+            write_live_status(self.plan.workdir, live)
         if self.on_update is None:
             return
         try:
