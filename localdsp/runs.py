@@ -196,18 +196,28 @@ def _task_logs(state: _RunState, node_id: str) -> dict[str, Path] | None:
         for task in execution.tasks.values():
             if node_id in (task.taskrun, task.name, pod_name(task.taskrun, len(task.retries))):
                 return task.logs
-        return None
-    # Still running: the executor writes each step's log to <workdir>/<task>/<step>.log.
-    taskruns = (state.live.get("status") or {}).get("taskRuns") or {}
-    for taskrun, entry in taskruns.items():
+    # Still running, or a task inside a loop: the executor writes each step's log to
+    # <workdir>/<task>/<step>.log, an iteration's under <loop task>/<iteration PipelineRun>/.
+    return _logs_in(state.live.get("status") or {}, state.workdir, node_id, by_task=True)
+
+
+def _logs_in(status: dict, folder: Path, node_id: str, *, by_task: bool) -> dict | None:
+    """The step logs of TaskRun `node_id` (or its pod; at the top, its pipeline task) in this
+    PipelineRun status, or in the iterations its loops (Runs) list."""
+    for taskrun, entry in (status.get("taskRuns") or {}).items():
         task = str(entry.get("pipelineTaskName", ""))
-        status = entry.get("status") or {}
-        if node_id in (taskrun, task, status.get("podName")):
-            steps = status.get("steps") or []
-            paths = {
-                s.get("name", ""): state.workdir / task / f"{s.get('name', '')}.log" for s in steps
-            }
+        own = entry.get("status") or {}
+        if node_id in (taskrun, own.get("podName")) or (by_task and node_id == task):
+            steps = own.get("steps") or []
+            paths = {s.get("name", ""): folder / task / f"{s.get('name', '')}.log" for s in steps}
             return {name: path for name, path in paths.items() if path.exists()} or None
+    for run in (status.get("runs") or {}).values():
+        extra = (run.get("status") or {}).get("extraFields") or {}
+        for name, iteration in (extra.get("pipelineRuns") or {}).items():
+            inner = folder / str(run.get("pipelineTaskName", "")) / name
+            found = _logs_in(iteration.get("status") or {}, inner, node_id, by_task=False)
+            if found:
+                return found
     return None
 
 

@@ -193,8 +193,16 @@ def _result(o: Outcome) -> str:
     if o.run_duration_s is not None:
         parts.append(f"{o.run_duration_s:g}s")
     if o.run_outputs:
-        task, results = list(o.run_outputs.items())[-1]  # the last task that reported results
-        parts.extend(f"{task}.{k}={v}" for k, v in results.items())
+        parts.extend(_last_outputs(o.run_outputs))
     if o.run_url:
         parts.append(o.run_url)
     return " ".join(parts)
+
+
+def _last_outputs(outputs: dict[str, dict[str, str]]) -> list[str]:
+    """The results of the last task that reported any; of each of its iterations when it ran
+    in a loop (`square[1]`, `square[2]`, ...)."""
+    last = list(outputs)[-1]
+    base = last.split("[", 1)[0]
+    tasks = [t for t in outputs if t == last or ("[" in last and t.split("[", 1)[0] == base)]
+    return [f"{task}.{k}={v}" for task in tasks for k, v in outputs[task].items()]

@@ -74,7 +74,12 @@ def test_compile_writes_yaml_and_a_summary_offline(tmp_path, capsys):
     code = cli.main([*argv, "--log-format", "json"])
     assert code == 0
     written = sorted(p.name for p in (tmp_path / "pipelines").iterdir())
-    assert written == ["add-pipeline.yaml", "data-quality-gate.yaml", "train-and-evaluate.yaml"]
+    assert written == [
+        "add-pipeline.yaml",
+        "data-quality-gate.yaml",
+        "square-numbers.yaml",
+        "train-and-evaluate.yaml",
+    ]
     assert (tmp_path / "summary.json").exists()
 
 

@@ -32,6 +32,7 @@ def test_plan_sends_no_write_request_and_says_what_deploy_would_do(project, caps
     assert actions == {
         "Add Pipeline": "new-version",
         "Data Quality Gate": "unchanged",
+        "Square Numbers": "unchanged",
         "Train and Evaluate": "unchanged",
     }
 
@@ -43,13 +44,13 @@ def test_a_doubled_trigger_for_one_slot_starts_one_run(project, capsys, kfp_clie
     first = project.run(capsys, "trigger")
     second = project.run(capsys, "trigger")
     assert (first.code, second.code) == (0, 0)
-    assert first.summary["counts"]["runs_started"] == 3
+    assert first.summary["counts"]["runs_started"] == 4
     assert second.summary["counts"]["runs_started"] == 0
     runs = kfp_client.list_runs(page_size=100).runs
-    assert len(runs) == 3
+    assert len(runs) == 4
     assert all(r.name.endswith("@dsp-runner-trigger-29123456") for r in runs)
     monkeypatch.setenv("DSP_RUN_KEY", "dsp-runner-trigger-29123516")
-    assert project.run(capsys, "trigger").summary["counts"]["runs_started"] == 3
+    assert project.run(capsys, "trigger").summary["counts"]["runs_started"] == 4
 
 
 def test_trigger_runs_only_what_dsp_runner_deployed_and_what_only_selects(
@@ -79,8 +80,8 @@ def test_tekton_results_are_written_small(project, capsys, monkeypatch):
     results = project.root / "results"
     monkeypatch.setenv("DSP_RESULTS_DIR", str(results))
     assert project.run(capsys).code == 0
-    assert (results / "versions-created").read_text() == "3"
-    assert len(__import__("json").loads((results / "run-ids").read_text())) == 3
+    assert (results / "versions-created").read_text() == "4"
+    assert len(__import__("json").loads((results / "run-ids").read_text())) == 4
     assert (results / "summary-path").read_text().endswith("summary.json")
     assert sum(len(p.read_bytes()) for p in results.iterdir()) < 4096
 

@@ -9,6 +9,8 @@ from runner_helpers import COMMIT, Project, events
 
 pytestmark = pytest.mark.integration
 
+PROJECT_PIPELINES = {"Add Pipeline", "Data Quality Gate", "Square Numbers", "Train and Evaluate"}
+
 
 def server_state(client):
     """Pipelines with their version names and the runs' names, as a user would list them."""
@@ -30,11 +32,11 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
     result = project.run(capsys)
     assert result.code == 0, result.err
     pipelines, runs = server_state(kfp_client)
-    assert set(pipelines) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
+    assert set(pipelines) == PROJECT_PIPELINES
     add = pipelines["Add Pipeline"]
     assert add["default"].startswith("add-pipeline-")
     assert add["versions"] == sorted(["Add Pipeline", add["default"]])
-    assert len(runs) == 3
+    assert len(runs) == 4
     by_name = {r.name: r for r in runs}
     add_run = by_name[f"{add['default']}@{COMMIT[:12]}"]
     refs = {ref.key.type: ref.key.id for ref in add_run.resource_references}
@@ -44,18 +46,18 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
         f"dsp-runner: commit {COMMIT} of https://git.example.com/team/ml.git"
     )
     assert result.summary["counts"] == {
-        "pipelines": 3,
-        "pipelines_created": 3,
-        "versions_created": 3,
+        "pipelines": 4,
+        "pipelines_created": 4,
+        "versions_created": 4,
         "unchanged": 0,
-        "runs_started": 3,
+        "runs_started": 4,
         "schedule_changes": 1,
         "runs_succeeded": 0,
         "runs_failed": 0,
         "runs_unfinished": 0,
         "failed": 0,
     }
-    assert "3 pipeline(s): 3 created, 3 new version(s), 0 unchanged, 3 run(s) started" in result.out
+    assert "4 pipeline(s): 4 created, 4 new version(s), 0 unchanged, 4 run(s) started" in result.out
 
 
 def test_second_deploy_uploads_nothing_and_says_why(project, capsys, kfp_client, localdsp):
@@ -67,7 +69,7 @@ def test_second_deploy_uploads_nothing_and_says_why(project, capsys, kfp_client,
     assert result.summary["counts"]["versions_created"] == 0
     assert result.summary["counts"]["runs_started"] == 0
     unchanged = [e for e in events(result.err) if e["event"] == "pipeline_unchanged"]
-    assert len(unchanged) == 3
+    assert len(unchanged) == 4
     assert "nothing uploaded" in unchanged[0]["reason"]
 
 
@@ -110,7 +112,7 @@ def test_broken_modules_are_reported_and_the_others_still_ship(project, capsys, 
     result = project.run(capsys)
     assert result.code == 1
     pipelines, _ = server_state(kfp_client)
-    assert set(pipelines) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
+    assert set(pipelines) == PROJECT_PIPELINES
     failed = {f["source"].rsplit("/", 1)[-1]: f for f in result.summary["failures"]}
     assert set(failed) == {"syntax_error.py", "import_error.py", "compile_error.py"}
     assert failed["syntax_error.py"]["line"] == 1
@@ -147,10 +149,10 @@ def test_run_policy_always_starts_one_run_per_commit_and_never_starts_none(
     monkeypatch.setenv("DSP_RUN_POLICY", "always")
     assert project.run(capsys).code == 0
     assert project.run(capsys).code == 0
-    assert len(server_state(kfp_client)[1]) == 3
+    assert len(server_state(kfp_client)[1]) == 4
     monkeypatch.setenv("DSP_GIT_COMMIT", "fedcba9876543210fedcba9876543210fedcba98")
     assert project.run(capsys).code == 0
-    assert len(server_state(kfp_client)[1]) == 6
+    assert len(server_state(kfp_client)[1]) == 8
 
 
 def test_a_run_lost_by_a_crash_after_upload_is_started_by_the_next_deploy(
@@ -164,7 +166,7 @@ def test_a_run_lost_by_a_crash_after_upload_is_started_by_the_next_deploy(
     localdsp.clear_faults()
     result = project.run(capsys)
     assert result.code == 0
-    assert result.summary["counts"]["runs_started"] == 3
+    assert result.summary["counts"]["runs_started"] == 4
     assert result.summary["counts"]["versions_created"] == 0
 
 
@@ -172,10 +174,10 @@ def test_an_unchanged_module_is_not_compiled_again_a_changed_one_is(project, cap
     assert project.run(capsys).code == 0
     second = events(project.run(capsys).err)
     (skipped,) = [e for e in second if e["event"] == "compile_skipped"]
-    assert skipped["modules"] == 3
+    assert skipped["modules"] == 4
     project.edit("add_pipeline.py", 'b="7"', 'b="8"')
     third = project.run(capsys)
-    assert [e["modules"] for e in events(third.err) if e["event"] == "compile_skipped"] == [2]
+    assert [e["modules"] for e in events(third.err) if e["event"] == "compile_skipped"] == [3]
     assert third.summary["counts"]["versions_created"] == 1
 
 
@@ -227,7 +229,7 @@ def test_on_a_server_that_does_not_auto_update_the_default_the_runner_sets_it(
 def test_a_runs_lookup_spanning_several_pages_finds_every_run(
     project, capsys, kfp_client, localdsp, monkeypatch
 ):
-    """One run per page: the lookup of the existing runs walks three pages, and the
+    """One run per page: the lookup of the existing runs walks four pages, and the
     server refuses a page token sent with the IN filter again, as the real one does."""
     monkeypatch.setattr("runner.calls.PAGE_SIZE", 1)
     monkeypatch.setenv("DSP_RUN_POLICY", "always")
@@ -236,9 +238,9 @@ def test_a_runs_lookup_spanning_several_pages_finds_every_run(
     result = project.run(capsys)
     assert result.code == 0, result.err
     assert result.summary["counts"]["runs_started"] == 0
-    assert len(server_state(kfp_client)[1]) == 3
-    assert len([e for e in events(result.err) if e["event"] == "run_exists"]) == 3
+    assert len(server_state(kfp_client)[1]) == 4
+    assert len([e for e in events(result.err) if e["event"] == "run_exists"]) == 4
     lookups = [r for r in localdsp.requests() if "resource_reference_key.id" in r["query"]]
     later_pages = [r for r in lookups if re.search(r"page_token=[^&]", r["query"])]
-    assert len(later_pages) == 2
+    assert len(later_pages) == 3
     assert all(r["status"] == 200 for r in lookups)

@@ -534,12 +534,23 @@ def test_cancel_kills_the_running_step(compiled, tmp_path):
 # ---------------------------------------------------------------- unsupported features
 
 
-def test_a_custom_task_fails_the_run_naming_it(compiled, tmp_path):
-    result = run(compiled["loop_pipeline"], tmp_path)
+def test_a_custom_task_without_a_controller_here_fails_the_run_naming_it(tmp_path):
+    custom = {"apiVersion": "example.com/v1alpha1", "kind": "Retrying", "spec": {}}
+    spec = pipelinerun([{"name": "group", "taskSpec": custom}])
+
+    result = run(spec, tmp_path)
 
     assert result.reason == "PipelineValidationFailed"
-    assert "PipelineLoop" in result.message
+    assert "example.com/v1alpha1 Retrying" in result.message
     assert result.tasks == {}
+
+
+def test_a_parallel_for_loop_runs_each_iteration(compiled, tmp_path):
+    result = run(compiled["loop_pipeline"], tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    (loop,) = result.tasks.values()
+    assert loop.kind == "Run" and loop.results["condition"] == "succeeded"
 
 
 def test_a_task_reference_cannot_be_fetched(tmp_path):

@@ -41,7 +41,7 @@ PLUGIN = EchoPlugin()
 
 @pytest.fixture(autouse=True)
 def echo_plugin(monkeypatch):
-    monkeypatch.setitem(custom.PLUGINS, KIND, __name__)
+    monkeypatch.setitem(custom.PLUGINS, KIND, f"{__name__}:PLUGIN")
     PLUGIN.seen.clear()
     return PLUGIN
 

@@ -11,17 +11,17 @@ pytestmark = pytest.mark.integration
 
 
 def assert_no_duplicates(client):
-    """Exactly the three pipelines, each with its implicit and one content version, one run each."""
+    """Exactly the four pipelines, each with its implicit and one content version, one run each."""
     pipelines = client.list_pipelines(page_size=100).pipelines or []
-    assert len(pipelines) == 3
+    assert len(pipelines) == 4
     for pipeline in pipelines:
         versions = client.list_pipeline_versions(pipeline.id, page_size=100).versions or []
         assert sorted(v.name for v in versions) == sorted(
             [pipeline.name, pipeline.default_version.name]
         )
     runs = client.list_runs(page_size=100).runs or []
-    assert len(runs) == 3
-    assert len({r.name for r in runs}) == 3
+    assert len(runs) == 4
+    assert len({r.name for r in runs}) == 4
     experiments = client.list_experiments(page_size=100).experiments or []
     assert [e.name for e in experiments if e.name == "dsp-runner"] == ["dsp-runner"]
     jobs = client.list_recurring_runs(page_size=100).jobs or []
@@ -121,7 +121,7 @@ def test_retry_budget_exhausted_fails_the_pipeline_with_the_last_error(
     assert result.code == 1
     errors = {p["pipeline"]: p["error"] for p in result.summary["pipelines"]}
     assert all(error.startswith("start run: HTTP 503") for error in errors.values())
-    assert result.summary["counts"]["versions_created"] == 3
+    assert result.summary["counts"]["versions_created"] == 4
 
 
 def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, localdsp):

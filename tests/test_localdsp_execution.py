@@ -96,7 +96,14 @@ def hello_pipeline(name="world"):
     hello_op(name)
 
 
+@dsl.pipeline(name="Hello Loop")
+def hello_loop():
+    with dsl.ParallelFor(["ann", "bob"]) as name:
+        hello_op(name)
+
+
 PIPELINES = {
+    "loop": hello_loop,
     "add": add_pipeline,
     "fail": fail_pipeline,
     "condition": condition_pipeline,
@@ -222,6 +229,25 @@ def test_log_endpoint_returns_the_step_output_without_the_token(
         assert "hello localdsp; token=none" in response.text
     missing = api("GET", f"/apis/v1beta1/runs/{run_id}/nodes/nothing/log")
     assert missing.status == 500
+
+
+def test_log_endpoint_finds_a_task_inside_a_loop_by_its_taskrun_or_pod(
+    client, compiled, executing_localdsp, api_for
+):
+    api = api_for(executing_localdsp.url)
+    run_id = start(client, compiled, "loop")
+    detail = wait_final(client, run_id)
+    assert detail.run.status == "Succeeded"
+    (loop,) = manifest(detail)["status"]["runs"].values()
+    iterations = loop["status"]["extraFields"]["pipelineRuns"].values()
+    for iteration in iterations:
+        ((taskrun, entry),) = iteration["status"]["taskRuns"].items()
+        name = iteration["iterationItem"]
+        pod = entry["status"]["podName"]  # Tekton's ChildName: cut with a hash past 63
+        for node in (taskrun, pod):
+            response = api("GET", f"/apis/v1beta1/runs/{run_id}/nodes/{node}/log")
+            assert response.status == 200, response.text
+            assert f"hello {name}; token=none" in response.text
 
 
 # ---------------------------------------------------------------- recurring runs

@@ -19,7 +19,7 @@ def test_on_change_starts_no_run_when_only_the_commit_changed(
     """on-change: one run per new version, named after the commit that brought the version."""
     assert project.run(capsys).code == 0
     first = run_names(kfp_client)
-    assert len(first) == 3 and all(name.endswith(f"@{COMMIT[:12]}") for name in first)
+    assert len(first) == 4 and all(name.endswith(f"@{COMMIT[:12]}") for name in first)
 
     monkeypatch.setenv("DSP_GIT_COMMIT", LATER)
     result = project.run(capsys)

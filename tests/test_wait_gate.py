@@ -102,3 +102,16 @@ def test_a_token_refused_while_waiting_is_exit_5_and_the_summary_keeps_the_runs(
     assert result.code == 5
     assert result.summary["error"].startswith("AuthError: get run: the server refused the token")
     assert outcome(result, "Add Pipeline")["run_started"] is True
+
+
+def test_a_parallel_for_loop_succeeds_with_each_iterations_output(project, capsys):
+    result = project.run(capsys, "deploy", "--wait", "--only", "Square Numbers")
+    assert result.code == 0, result.err
+    square = outcome(result, "Square Numbers")
+    assert square["run_status"] == "Succeeded"
+    assert square["run_outputs"] == {
+        "square[1]": {"Output": "1"},
+        "square[2]": {"Output": "4"},
+        "square[3]": {"Output": "9"},
+    }
+    assert "square[1].Output=1 square[2].Output=4 square[3].Output=9" in result.out

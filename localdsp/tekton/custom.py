@@ -8,8 +8,8 @@ timeout) plus what it needs to run things locally, and returns the Run's outcome
 plug-in fails the run before anything starts, naming the kind, as a cluster without its controller
 would leave the run waiting forever.
 
-Plug-ins are modules named in `PLUGINS` and imported on first use, so a plug-in may itself call
-back into the executor (a loop runs PipelineRuns) without an import cycle.
+Plug-ins are named in `PLUGINS` ("module:attribute") and imported on first use, so a plug-in may
+itself call back into the executor (a loop runs PipelineRuns) without an import cycle.
 """
 
 from __future__ import annotations
@@ -25,9 +25,11 @@ from localdsp.tekton.validation import RunError
 
 RUN_API_VERSION = "tekton.dev/v1alpha1"  # the Run objects of Tekton 0.41
 
-# (apiVersion, kind) → the module whose `PLUGIN` plays that controller.
+# (apiVersion, kind) → "module:attribute" of the plug-in that plays that controller.
 PLUGINS: dict[tuple[str, str], str] = {
-    ("cel.tekton.dev/v1alpha1", "CEL"): "localdsp.tekton.plugin_cel",
+    ("custom.tekton.dev/v1alpha1", "PipelineLoop"): "localdsp.tekton.pipelineloop:PIPELINE_LOOP",
+    ("custom.tekton.dev/v1alpha1", "BreakTask"): "localdsp.tekton.pipelineloop:BREAK_TASK",
+    ("cel.tekton.dev/v1alpha1", "CEL"): "localdsp.tekton.plugin_cel:PLUGIN",
 }
 
 
@@ -39,6 +41,7 @@ class CustomTask:
     kind: str
     spec: dict  # taskSpec.spec of an embedded custom task; {} for a reference
     ref_name: str  # taskRef.name of a referenced one; "" when embedded
+    metadata: dict = field(default_factory=dict)  # taskSpec.metadata (labels, annotations)
 
 
 @dataclass(frozen=True)
@@ -48,8 +51,9 @@ class RunContext:
     task: str  # the pipeline task's name
     run_name: str  # the Run object's name, <pipelinerun>-<task>
     custom: CustomTask
-    params: dict[str, str]
+    params: dict[str, str | list[str]]  # a Run's params may be arrays
     timeout: float  # seconds, 0 = none (the pipeline task's timeout)
+    retries: int  # the pipeline task's retries: the controller, not Tekton, retries a Run
     pipelinerun: str  # the owning PipelineRun's name
     namespace: str
     labels: dict[str, str]  # the owning PipelineRun's labels
@@ -99,11 +103,12 @@ def custom_task(raw: dict) -> CustomTask | None:
 
 def plugin_for(task: str, custom: CustomTask) -> Plugin:
     """The plug-in of a custom task's kind; RunError naming the kind when there is none."""
-    module = PLUGINS.get((custom.api_version, custom.kind))
-    if module is None:
+    target = PLUGINS.get((custom.api_version, custom.kind))
+    if target is None:
         raise RunError(
             "PipelineValidationFailed",
             f'task "{task}" is a custom task ({custom.api_version} {custom.kind}), '
             "which the local executor does not run",
         )
-    return importlib.import_module(module).PLUGIN
+    module, _, attribute = target.partition(":")
+    return getattr(importlib.import_module(module), attribute or "PLUGIN")

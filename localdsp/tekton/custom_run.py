@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from localdsp.tekton.custom import RunContext, plugin_for
 from localdsp.tekton.plan import PipelineTask, Plan
@@ -23,8 +22,7 @@ log = logging.getLogger(__name__)
 def make_context(
     plan: Plan,
     task: PipelineTask,
-    params: Mapping[str, str],
-    retry: int,
+    params: Mapping[str, str | list[str]],
     *,
     env: Mapping[str, str],
     max_parallel: int,
@@ -33,18 +31,18 @@ def make_context(
 ) -> RunContext:
     """The Run Tekton would create for this attempt, with the local means to run it."""
     assert task.custom is not None
-    folder: Path = plan.task_dir(task.name)
     return RunContext(
         task=task.name,
         run_name=plan.taskrun(task.name),
         custom=task.custom,
         params=dict(params),
         timeout=task.timeout,
+        retries=task.retries,
         pipelinerun=plan.run.name,
         namespace=plan.run.namespace,
         labels=dict(plan.labels),
         annotations=dict(plan.annotations),
-        workdir=folder / f"retry-{retry}" if retry else folder,
+        workdir=plan.task_dir(task.name),
         env=env,
         max_parallel=max_parallel,
         stopped=stopped,

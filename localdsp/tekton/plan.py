@@ -290,12 +290,19 @@ def _aggregate_status(statuses: Iterable[str]) -> str:
 
 def resolve_pipeline_task(
     task: PipelineTask, values: Mapping[tuple[str, ...], str]
-) -> tuple[dict[str, str], list]:
-    """The task's param values and when expressions with pipeline variables filled in."""
-    params = {
-        str(p["name"]): substitute(param_text(p.get("value", ""), p["name"]), values)
-        for p in task.spec.get("params") or []
-    }
+) -> tuple[dict, list]:
+    """The task's param values and when expressions with pipeline variables filled in.
+
+    A custom task's Run takes array params as they are (its controller decides what they
+    mean: a loop iterates over one); a TaskRun's string params must be strings.
+    """
+    params: dict = {}
+    for p in task.spec.get("params") or []:
+        value = p.get("value", "")
+        if task.custom is not None and isinstance(value, list):
+            params[str(p["name"])] = [substitute(param_text(v, p["name"]), values) for v in value]
+        else:
+            params[str(p["name"])] = substitute(param_text(value, p["name"]), values)
     when = [
         {
             "input": substitute(str(w["input"]), values),

@@ -317,7 +317,7 @@ class Scheduler:
         self.params[task.name] = admission.params
         self.dirty = True
         if task.custom is not None:
-            self._start_custom(task, outcome, admission.params, retry)
+            self._start_custom(task, outcome, admission.params)
             return
         try:
             job = build_job(self.plan, task, admission.params, retry)
@@ -327,9 +327,7 @@ class Scheduler:
         outcome.steps = [StepOutcome(s.name, s.image, s.log) for s in job.steps]
         self.futures[self.pool.submit(run_job, job, self.gate, self.base_env)] = task.name
 
-    def _start_custom(
-        self, task: PipelineTask, outcome: TaskOutcome, params: dict[str, str], retry: int
-    ) -> None:
+    def _start_custom(self, task: PipelineTask, outcome: TaskOutcome, params: dict) -> None:
         """Hand the Run Tekton would create to the custom task's plug-in, in a worker."""
         outcome.kind, outcome.steps = "Run", []
         outcome.message = ""
@@ -342,7 +340,6 @@ class Scheduler:
             self.plan,
             task,
             params,
-            retry,
             env=self.base_env,
             max_parallel=self.max_parallel,
             stopped=self.gate.stopped,
@@ -387,6 +384,7 @@ class Scheduler:
             attempt.reason not in (SUCCEEDED, TASKRUN_CANCELLED)
             and not attempt.run_cancelled
             and retry < task.retries
+            and task.custom is None  # a Run's controller does its own retries
             and self.gate.stop is None
         ):
             self._complete(outcome, attempt)

@@ -82,16 +82,28 @@ def _timestamp(value) -> datetime.datetime | None:
 
 
 def task_results(manifest: str | None) -> dict[str, dict[str, str]]:
-    """{task: {result: value}} from a PipelineRun status (embedded taskRuns)."""
+    """{task: {result: value}} from a PipelineRun status (embedded taskRuns); a task inside a
+    loop once per iteration, as `task[2]` (`task[1][2]` in a loop inside a loop), read from the
+    iteration PipelineRuns the loop's Run lists in its `extraFields.pipelineRuns`."""
     try:
         status = json.loads(manifest or "{}").get("status") or {}
     except (ValueError, AttributeError):
         return {}
+    return _results_of(status, "") if isinstance(status, dict) else {}
+
+
+def _results_of(status: dict, suffix: str) -> dict[str, dict[str, str]]:
     outputs = {}
     for task_run in (status.get("taskRuns") or {}).values():
         results = (task_run.get("status") or {}).get("taskResults") or []
         if results:
-            outputs[task_run.get("pipelineTaskName", "?")] = {
+            outputs[task_run.get("pipelineTaskName", "?") + suffix] = {
                 r["name"]: r.get("value", "") for r in results if "name" in r
             }
+    for run in (status.get("runs") or {}).values():
+        extra = (run.get("status") or {}).get("extraFields") or {}
+        iterations = (extra.get("pipelineRuns") or {}).values() if isinstance(extra, dict) else []
+        for iteration in sorted(iterations, key=lambda i: i.get("iteration") or 0):
+            inner = iteration.get("status") or {}
+            outputs.update(_results_of(inner, f"{suffix}[{iteration.get('iteration', '?')}]"))
     return outputs
