@@ -18,7 +18,7 @@ from kfp import dsl
 from kfp_tekton.compiler import TektonCompiler
 from kfp_tekton.tekton import Break, Loop
 
-from localdsp.tekton import loop_iterations, pipelineloop
+from localdsp.tekton import loop_iterations, loop_objects
 from localdsp.tekton.run import execute
 from localdsp.tekton.status import Execution, pipelinerun_with_status
 from runner.flavour_v1 import compile as v1
@@ -190,7 +190,7 @@ def compiled(tmp_path_factory) -> dict[str, dict]:
 @pytest.fixture(autouse=True)
 def fresh_namespace(monkeypatch):
     """PipelineLoop objects outlive a run, as in a namespace: each test starts without any."""
-    monkeypatch.setattr(pipelineloop, "_OBJECTS", {})
+    monkeypatch.setattr(loop_objects, "_OBJECTS", {})
 
 
 def run(pipelinerun: dict, tmp_path: Path, **kwargs) -> tuple[Execution, dict]:

@@ -54,7 +54,7 @@ def test_sigterm_stops_new_work_writes_the_summary_and_exits_143(project, locald
     assert runner.returncode == 143, err
     summary = json.loads((project.output / "summary.json").read_text())
     errors = [p["error"] for p in summary["pipelines"]]
-    assert errors.count("not started: the job was asked to stop (SIGTERM)") == 2
+    assert errors.count("not started: the job was asked to stop (SIGTERM)") == 3
     assert summary["exit_code"] == 143
     assert any(e["event"] == "pipeline_skipped" for e in events(err))
 
@@ -111,7 +111,7 @@ def test_sigterm_stops_trigger_too_it_reports_and_exits_143(project, localdsp, k
     summary = json.loads((project.output / "summary.json").read_text())
     assert summary["exit_code"] == 143
     errors = [p["error"] for p in summary["pipelines"]]
-    assert errors.count("not started: the job was asked to stop (SIGTERM)") == 2
+    assert errors.count("not started: the job was asked to stop (SIGTERM)") == 3
     assert len(kfp_client.list_runs(page_size=100).runs or []) == 1
     assert any(e["event"] == "pipeline_skipped" for e in events(err))
 
@@ -130,7 +130,7 @@ def test_a_token_refused_mid_trigger_stops_it_reports_and_exits_5(
     assert result.summary["exit_code"] == 5
     assert result.summary["error"].startswith("AuthError: start run:")
     errors = sorted(p["error"] for p in result.summary["pipelines"])
-    assert [e.startswith("not started: the job halted") for e in errors].count(True) == 2
+    assert [e.startswith("not started: the job halted") for e in errors].count(True) == 3
     assert (project.root / "res" / "run-ids").read_text() == "[]"
     assert kfp_client.list_runs(page_size=100).runs is None
 

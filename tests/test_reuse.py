@@ -7,7 +7,7 @@ from runner_helpers import events
 
 pytestmark = pytest.mark.integration
 
-MODULES = 3
+MODULES = 4
 
 
 def skipped(result) -> int:

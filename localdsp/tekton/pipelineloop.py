@@ -22,7 +22,6 @@ folder; cancelling the PipelineRun cancels them. Differences: the controller's r
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import secrets
 import threading
@@ -30,6 +29,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from localdsp.tekton import loop_objects
 from localdsp.tekton.custom import CustomTask, RunContext, RunOutcome
 from localdsp.tekton.loop_iterations import (
     IterationError,
@@ -48,7 +48,6 @@ BREAK_PREFIX = "pipelineloop-break-operation"
 DEPTH_KEY = "maxNestedStackDepth"
 DEFAULT_DEPTH = 30
 ITERATION_LIMIT = 10000
-TEMPLATES = "tekton.dev/resource_templates"
 POLL = 0.05
 _DROPPED_LABELS = (
     "tekton.dev/pipelineRun",
@@ -58,13 +57,6 @@ _DROPPED_LABELS = (
     "pipeline/runid",  # the persistence agent's run id must stay unique to the run
 )
 _SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # k8s.io utilrand: what Tekton draws name suffixes from
-
-# Loops named by taskRef: the PipelineLoop objects of each namespace, as the DSP API server
-# applies them from a run's resource_templates (created, or merge-patched when they exist) and
-# the controller changes them (the stack depth annotation). They outlive the run, as on the
-# cluster: a recursive pipeline's depth budget is used up across its runs in this process.
-_OBJECTS: dict[tuple[str, str], dict] = {}
-_OBJECTS_LOCK = threading.Lock()
 
 
 class LoopFailure(Exception):
@@ -83,7 +75,7 @@ class Loop:
     spec: dict
     labels: dict[str, str]
     annotations: dict[str, str]
-    shared: dict | None = None  # the object in _OBJECTS of a loop named by taskRef
+    shared: dict | None = None  # the PipelineLoop object of a loop named by taskRef
 
 
 class PipelineLoopPlugin:
@@ -134,14 +126,14 @@ def _loop_of(context: RunContext) -> Loop:
             labels=dict(metadata.get("labels") or {}),
             annotations=dict(metadata.get("annotations") or {}),
         )
-    shared = _object(context, custom.ref_name)
+    shared = loop_objects.get(context, custom.ref_name)
     if shared is None:
         raise LoopFailure(
             "CouldntGetPipelineLoop",
             f"Error retrieving PipelineLoop for Run {context.namespace}/{context.run_name}: "
             f'pipelineloops.{GROUP} "{custom.ref_name}" not found',
         )
-    with _OBJECTS_LOCK:
+    with loop_objects.LOCK:
         metadata = copy.deepcopy(shared.get("metadata") or {})
         spec = copy.deepcopy(shared.get("spec") or {})
     return Loop(
@@ -151,43 +143,6 @@ def _loop_of(context: RunContext) -> Loop:
         annotations=dict(metadata.get("annotations") or {}),
         shared=shared,
     )
-
-
-def _object(context: RunContext, name: str) -> dict | None:
-    """The namespace's PipelineLoop object `name`, with the template this run carries in its
-    `tekton.dev/resource_templates` applied as the API server applies it (a merge patch)."""
-    key = (context.namespace, name)
-    with _OBJECTS_LOCK:
-        for template in _templates(context.annotations.get(TEMPLATES, "")):
-            if template.get("kind") == "PipelineLoop" and (
-                (template.get("metadata") or {}).get("name") == name
-            ):
-                found = _OBJECTS.setdefault(key, {})
-                merged = _merge_patch(found, template)
-                found.clear()
-                found.update(merged)  # in place: running Runs hold this object
-        return _OBJECTS.get(key)
-
-
-def _merge_patch(target: dict, patch: dict) -> dict:
-    """RFC 7386: the patch's fields replace the target's, objects merge, null removes."""
-    merged = copy.deepcopy(target)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge_patch(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
-
-
-def _templates(text: str) -> list[dict]:
-    try:
-        templates = json.loads(text) if text else []
-    except ValueError:
-        return []
-    return [t for t in templates if isinstance(t, dict)] if isinstance(templates, list) else []
 
 
 def _iterations(context: RunContext, loop: Loop) -> tuple[int, list]:
@@ -438,7 +393,7 @@ class _LoopRun:
     def _depth(self) -> int:
         annotations = self.loop.annotations
         if self.loop.shared is not None:
-            with _OBJECTS_LOCK:
+            with loop_objects.LOCK:
                 annotations = (self.loop.shared.get("metadata") or {}).get("annotations") or {}
         try:
             return int(annotations.get(DEPTH_KEY, DEFAULT_DEPTH))
@@ -456,9 +411,9 @@ class _LoopRun:
             if spec.get("kind") == "PipelineLoop":
                 spec.setdefault("metadata", {})["annotations"] = {DEPTH_KEY: depth}
             elif ref.get("kind") == "PipelineLoop":
-                shared = _object(self.context, str(ref.get("name", "")))
+                shared = loop_objects.get(self.context, str(ref.get("name", "")))
                 if shared is not None:
-                    with _OBJECTS_LOCK:
+                    with loop_objects.LOCK:
                         metadata = shared.setdefault("metadata", {})
                         metadata.setdefault("annotations", {})[DEPTH_KEY] = depth
 
