@@ -23,10 +23,11 @@ End states, one per pipeline:
 
 "Needs network" rule, applied to the compiled PipelineRun before anything runs: a pipeline needs
 the network when one of its steps (command, args, script, env values) calls a network client
-(`curl`, `wget`, `gsutil`, `gcloud`, `kubectl`, `oc`, `aws`, `mc`, `git clone`, `pip install`,
-`apt-get`, `apk add`, `yum`, `npm install`), opens a URL from Python (`urllib`, `requests`,
-`urlopen`, `boto3`, `minio`, `google.cloud`), or when a step or a pipeline parameter default
-holds a remote location (`http://`, `https://`, `gs://`, `s3://`). Nothing else is excluded, and
+(`curl`, `wget`, `gsutil`, `gcloud`, `kubectl`, `oc`, `aws`, `mc`, `yum` where a command starts;
+`git clone`, `pip install`, `apt-get`, `apk add`, `npm install` anywhere), opens a URL from
+Python (`import requests`, `requests.get`/`post`/..., `urllib`, `urlopen`, `boto3`, `minio`,
+`google.cloud`), or when a step or a pipeline parameter default holds a remote location
+(`http://`, `https://`, `gs://`, `s3://`). Nothing else is excluded, and
 every pipeline is listed whatever its state. The share printed at the end is the unsupported
 pipelines among those that ran (Succeeded + Failed + unsupported): the network-free pipelines
 that compiled.
@@ -62,9 +63,12 @@ NETWORK = "needs network"
 COMPILE_ERROR = "compile error"
 STATES = (SUCCEEDED, FAILED, UNSUPPORTED, NETWORK, COMPILE_ERROR)
 
+# A client program where a command starts (the text's start, a new line, after ; & | ( ` or a
+# quote, or as a path's last part); the install commands wherever they stand.
 NETWORK_PROGRAM = re.compile(
-    r"(?:^|[\s;&|(`'\"/])(curl|wget|gsutil|gcloud|kubectl|oc|aws|mc|git\s+clone|pip3?\s+install"
-    r"|apt-get|apk\s+add|yum|npm\s+install)(?=\s|$)"
+    r"(?:^|(?<=[\n;&|(`'\"/]))\s*(curl|wget|gsutil|gcloud|kubectl|oc|aws|mc|yum)(?=\s|$)"
+    r"|\b(git\s+clone|pip3?\s+install|apt-get|apk\s+add|npm\s+install)\b",
+    re.MULTILINE,
 )
 NETWORK_PYTHON = re.compile(
     r"\b(import\s+requests|from\s+requests|requests\.(get|post|put|head|Session)|urllib"
