@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import uuid
@@ -212,7 +213,13 @@ def table(rows: list[Row], verbose: bool) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the executor then stops the running steps' process groups."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("corpus", type=Path, help="folder of kfp-tekton DSL modules")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per run")

@@ -1,7 +1,11 @@
 """`make corpus`: each pipeline of a folder gets one end state, and the network rule is the one
 its docstring states."""
 
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,3 +86,38 @@ def test_each_pipeline_gets_its_end_state_and_the_share_counts_those_that_ran(tm
     assert corpus.summary(rows).splitlines()[-1] == (
         "unsupported: 1 of 3 network-free pipelines that compiled (33.3%)"
     )
+
+
+SLEEPER = """
+from kfp import dsl
+
+@dsl.pipeline(name="sleeps")
+def sleeps(pidfile: str = "PIDFILE"):
+    dsl.ContainerOp(
+        name="nap", image="alpine", command=["sh", "-c", 'echo $$$$ > "$0"; sleep 60', pidfile]
+    )
+"""
+
+
+def test_a_stopped_measurement_leaves_no_step_running(tmp_path):
+    pidfile = tmp_path / "pid"
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "sleeper.py").write_text(SLEEPER.replace("PIDFILE", str(pidfile)))
+    script = Path(corpus.__file__)
+    measuring = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "corpus")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (pidfile.exists() and pidfile.read_text().strip()):
+            assert time.monotonic() < deadline and measuring.poll() is None
+            time.sleep(0.05)
+        step = int(pidfile.read_text())
+        measuring.send_signal(signal.SIGTERM)
+        measuring.wait(30)
+    finally:
+        measuring.kill()
+    with pytest.raises(ProcessLookupError):
+        os.kill(step, 0)
