@@ -43,6 +43,24 @@ def claim_pipeline(size: str = "1Gi"):
     )
 
 
+@dsl.pipeline(name="loop-claim")
+def loop_claim_pipeline():
+    claim = dsl.VolumeOp(name="create-pvc", resource_name="data", size="1Gi")
+    with dsl.ParallelFor(["a", "b", "c"]) as item:
+        wrote = dsl.ContainerOp(
+            name="write",
+            image="alpine",
+            command=["sh", "-c", 'echo "$0" > "/data/$0.txt"', item],
+            pvolumes={"/data": claim.volume},
+        )
+    shell(
+        "list",
+        "ls /data > /tmp/outputs/names/data",
+        pvolumes={"/data": claim.volume},
+        file_outputs={"names": "/tmp/outputs/names/data"},
+    ).after(wrote)
+
+
 @dsl.pipeline(name="bound-claim")
 def bound_pipeline():
     dsl.VolumeOp(
@@ -146,6 +164,13 @@ def test_a_volumeop_claim_carries_a_file_from_one_task_to_the_next(tmp_path):
     assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
     assert claim["status"] == {"phase": "Pending"}
     assert (tmp_path / "work" / "_claims" / f"{RUN}-data" / "file.txt").is_file()
+
+
+def test_loop_iterations_share_the_claim_made_outside_the_loop(tmp_path):
+    result = run(compiled(loop_claim_pipeline, tmp_path, "loop-claim-abcde"), tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    assert result.tasks["list"].results["names"] == "a.txt\nb.txt\nc.txt\n"
 
 
 def test_a_claim_that_waits_to_bind_reports_its_capacity(tmp_path):
