@@ -61,6 +61,20 @@ def loop_claim_pipeline():
     ).after(wrote)
 
 
+@dsl.pipeline(name="deleted-claim")
+def deleted_claim_pipeline():
+    claim = dsl.VolumeOp(name="create-pvc", resource_name="data", size="1Gi")
+    use = shell("use", "echo x > /data/f", pvolumes={"/data": claim.volume})
+    claim.delete().after(use)
+
+
+@dsl.pipeline(name="kubectl-apply")
+def kubectl_apply_pipeline():
+    dsl.ContainerOp(
+        name="apply", image="bitnami/kubectl", command=["kubectl", "apply", "-f", "/tmp/x.yaml"]
+    )
+
+
 @dsl.pipeline(name="bound-claim")
 def bound_pipeline():
     dsl.VolumeOp(
@@ -171,6 +185,23 @@ def test_loop_iterations_share_the_claim_made_outside_the_loop(tmp_path):
 
     assert result.reason == "Succeeded", result.message
     assert result.tasks["list"].results["names"] == "a.txt\nb.txt\nc.txt\n"
+
+
+def test_a_volumeops_delete_removes_its_claim(tmp_path):
+    result = run(compiled(deleted_claim_pipeline, tmp_path, "deleted-claim-abcde"), tmp_path)
+
+    assert result.reason == "Succeeded", result.message
+    delete = result.tasks["kubernetes-resource-delete"]
+    assert delete.logs["main"].read_text() == "persistentvolumeclaim/deleted-claim-abcde-data\n"
+    assert not (tmp_path / "work" / "_claims" / "deleted-claim-abcde-data").exists()
+
+
+def test_kubectl_other_than_deleting_a_claim_is_refused_never_sent_to_a_cluster(tmp_path):
+    result = run(compiled(kubectl_apply_pipeline, tmp_path), tmp_path)
+
+    assert result.reason == "PipelineValidationFailed"
+    assert "kubectl apply needs a Kubernetes API server" in result.message
+    assert not result.tasks
 
 
 def test_a_claim_that_waits_to_bind_reports_its_capacity(tmp_path):

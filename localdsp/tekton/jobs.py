@@ -246,7 +246,9 @@ def _build_step(
         )
     program = program_for(argv, image)
     if program is not None:
-        argv, env = _program_argv(plan, task, name, program, argv, env, paths)
+        argv, env = _program_argv(
+            plan, task, f'step "{name}" (image {image})', program, argv, env, paths
+        )
     return StepJob(
         name=name,
         image=image,
@@ -275,8 +277,8 @@ def _program_argv(
     if refused:
         raise RunError(
             "PipelineValidationFailed",
-            f'task "{task.name}" step "{step}" runs {program.command} of image '
-            f"{program.image}: {refused}; not supported by the local executor",
+            f'task "{task.name}" {step} runs {program.command}: {refused}; not supported by '
+            "the local executor",
         )
     given = {
         "LOCALDSP_RESULTS": str(paths.results),

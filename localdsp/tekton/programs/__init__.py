@@ -1,13 +1,17 @@
 """Local stand-ins for the programs of kfp-tekton's own images, which are not pulled here.
 
 Some steps kfp-tekton writes run a program that exists only in its image: `kubeclient` in
-`aipipeline/kubectl-wrapper` (a `dsl.VolumeOp` or `dsl.ResourceOp`) and `any-task` in
-`aipipeline/any-sequencer` (`kfp_tekton.tekton.AnySequencer`, `after_any`). Each has a module
-here that behaves as that program does, run as the step's process with this Python (so cancel,
-timeouts and logs work as for any step); the executor hands it what the pod would have had
-through variables: `LOCALDSP_RESULTS` (its `/tekton/results`), `LOCALDSP_CLAIMS` (the run's
-claims), `LOCALDSP_NAMESPACE`, `LOCALDSP_PIPELINERUN` (the live PipelineRun with its status, as
-JSON, kept current by the scheduler: what the program would watch through the API server).
+`aipipeline/kubectl-wrapper` (a `dsl.VolumeOp` or `dsl.ResourceOp`), `kubectl` in
+`cloud-builders/kubectl` (a VolumeOp's `delete()`) and `any-task` in `aipipeline/any-sequencer`
+(`kfp_tekton.tekton.AnySequencer`, `after_any`). Each has a module here that behaves as that
+program does, run as the step's process with this Python (so cancel, timeouts and logs work as
+for any step). What one of them cannot do locally (a resource op on anything but a claim, any
+kubectl command but a claim's deletion) is refused before the run starts, never sent to the
+cluster this machine's own kubectl may point at. The executor hands a stand-in what the pod would
+have had through variables: `LOCALDSP_RESULTS` (its `/tekton/results`), `LOCALDSP_CLAIMS` (the
+claims' folder), `LOCALDSP_NAMESPACE`, `LOCALDSP_PIPELINERUN` (the live PipelineRun with its
+status, as JSON, kept current by the scheduler: what a program would watch through the API
+server).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from localdsp.tekton.programs import kubeclient
+from localdsp.tekton.programs import kubeclient, kubectl
 
 _HERE = Path(__file__).resolve().parent
 
@@ -36,6 +40,7 @@ class Program:
 PROGRAMS = (
     Program("kubeclient", "kubectl-wrapper", "kubeclient.py"),
     Program("any-task", "any-sequencer", "any_task.py"),
+    Program("kubectl", "kubectl", "kubectl.py"),
 )
 
 
@@ -62,4 +67,6 @@ def refusal(program: Program, args: list[str]) -> str | None:
     """Why this use of the program cannot run locally, else None."""
     if program.command == "kubeclient":
         return kubeclient.refusal(args)
+    if program.command == "kubectl":
+        return kubectl.refusal(args)
     return None
