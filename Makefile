@@ -26,7 +26,7 @@ STAMP := $(VENV)/.installed
 LOCAL_DATA ?= .localdsp
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv run compile test lint lock clean bench soak mutate
+.PHONY: help venv run compile test lint lock clean bench soak mutate corpus
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,6 +79,12 @@ bench: $(STAMP)  ## Benchmark against the seed article's way; prints a table (mi
 
 soak: $(STAMP)  ## Many deploys through injected faults and kills; prints duplicates and lost updates
 	$(BIN)/python bench/soak.py $(ARGS)
+
+# How much of a corpus of kfp-tekton pipelines localdsp runs: not part of `make test` (minutes, and
+# the corpus is not in this repository: docs/localdsp.md says how to get it).
+CORPUS ?= build/kfp-tekton-corpus
+corpus: $(STAMP)  ## Run a corpus of kfp-tekton pipelines (CORPUS=folder) through localdsp; prints a table
+	$(BIN)/python bench/localdsp_corpus.py $(CORPUS) $(ARGS)
 
 lint: $(STAMP)  ## ruff over the project
 	$(BIN)/ruff check .

@@ -27,8 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from localdsp.tekton.names import pod_name
 from localdsp.tekton.run import execute
 from localdsp.tekton.status import Execution
+from localdsp.tekton.volumes import CLAIMS_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,7 @@ class LocalExecutor:
         timeout: float | None = None,
     ):
         self.runs_dir = Path(data_dir) / "runs"
+        self.claims_dir = Path(data_dir) / "claims"  # the namespace's PersistentVolumeClaims
         self.max_parallel = max_parallel
         self.timeout = timeout
         self._slots = threading.BoundedSemaphore(max(1, max_runs))
@@ -174,7 +177,7 @@ class LocalExecutor:
                 cancel=state.cancel,
                 on_update=on_update,
                 max_parallel=self.max_parallel,
-                env=scrubbed_env(os.environ),
+                env={**scrubbed_env(os.environ), CLAIMS_VARIABLE: str(self.claims_dir)},
             )
 
 
@@ -191,7 +194,7 @@ def _task_logs(state: _RunState, node_id: str) -> dict[str, Path] | None:
     execution = state.execution
     if execution is not None:
         for task in execution.tasks.values():
-            if node_id in (task.taskrun, task.name, f"{task.taskrun}-pod"):
+            if node_id in (task.taskrun, task.name, pod_name(task.taskrun, len(task.retries))):
                 return task.logs
     # Still running, or a task inside a loop: the executor writes each step's log to
     # <workdir>/<task>/<step>.log, an iteration's under <loop task>/<iteration PipelineRun>/.
@@ -203,8 +206,9 @@ def _logs_in(status: dict, folder: Path, node_id: str, *, by_task: bool) -> dict
     PipelineRun status, or in the iterations its loops (Runs) list."""
     for taskrun, entry in (status.get("taskRuns") or {}).items():
         task = str(entry.get("pipelineTaskName", ""))
-        if node_id in (taskrun, f"{taskrun}-pod") or (by_task and node_id == task):
-            steps = (entry.get("status") or {}).get("steps") or []
+        own = entry.get("status") or {}
+        if node_id in (taskrun, own.get("podName")) or (by_task and node_id == task):
+            steps = own.get("steps") or []
             paths = {s.get("name", ""): folder / task / f"{s.get('name', '')}.log" for s in steps}
             return {name: path for name, path in paths.items() if path.exists()} or None
     for run in (status.get("runs") or {}).values():

@@ -18,6 +18,8 @@ from localdsp.models_v1 import Parameter
 
 MAX_PARAMETER_BYTES = 10_000
 SDK_SERVICE_ACCOUNT = "pipeline-runner"
+ORIGINAL_NAME_LABEL = "custom.tekton.dev/originalPipelineRun"
+RUN_UID = "$(context.pipelineRun.uid)"
 
 # libyaml's safe loader when PyYAML has it: uploads are parsed on every request.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -88,10 +90,13 @@ def runtime_pipelinerun(
     """The PipelineRun the server creates for a run: named `<name>-<run id[:5]>`, arguments set.
 
     Arguments override `spec.params` by name; unknown names are ignored (the server only logs).
+    As kfp-tekton 1.5's `tekton_template.go` does, `{{workflow.uid}}` and
+    `$(context.pipelineRun.uid)` anywhere in the manifest become the run id, and `$ORIG_PR_NAME`
+    (the folder kfp-tekton's big-data passing keeps a run's artifacts in) the PipelineRun's name,
+    which the label `custom.tekton.dev/originalPipelineRun` also records.
     """
     pipelinerun = copy.deepcopy(template)
     metadata = pipelinerun.setdefault("metadata", {})
-    metadata["name"] = f"{metadata.get('name', 'pipeline')}-{run_id[:5]}"
     metadata.setdefault("labels", {})["pipeline/runid"] = run_id
     metadata.setdefault("annotations", {})["pipelines.kubeflow.org/run_name"] = run_name
     spec = pipelinerun.setdefault("spec", {})
@@ -100,4 +105,16 @@ def runtime_pipelinerun(
         {**param, "value": given[param["name"]]} if param.get("name") in given else param
         for param in spec.get("params") or []
     ]
-    return pipelinerun
+    pipelinerun = _replaced(pipelinerun, {"{{workflow.uid}}": run_id, RUN_UID: run_id})
+    metadata = pipelinerun["metadata"]
+    metadata["name"] = f"{metadata.get('name', 'pipeline')}-{run_id[:5]}"
+    metadata["labels"][ORIGINAL_NAME_LABEL] = metadata["name"]
+    return _replaced(pipelinerun, {"$ORIG_PR_NAME": metadata["name"]})
+
+
+def _replaced(pipelinerun: dict, texts: dict[str, str]) -> dict:
+    """The server's macro replacement: plain text replacement over the manifest as JSON."""
+    document = json.dumps(pipelinerun)
+    for old, new in texts.items():
+        document = document.replace(old, json.dumps(new)[1:-1])
+    return json.loads(document)

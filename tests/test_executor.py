@@ -600,19 +600,6 @@ def test_what_cannot_run_locally_fails_naming_it(tmp_path, change, reason, named
     assert result.reason == reason and named in result.message
 
 
-def test_a_persistent_volume_claim_workspace_is_an_invalid_binding(tmp_path):
-    spec = pipelinerun(
-        [script_task("t", "true")],
-        workspaces=[{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}],
-    )
-    spec["spec"]["pipelineSpec"]["workspaces"] = [{"name": "data"}]
-
-    result = run(spec, tmp_path)
-
-    assert result.reason == "InvalidWorkspaceBindings"
-    assert "persistentVolumeClaim" in result.message
-
-
 # ---------------------------------------------------------------- scheduling and reporting
 
 

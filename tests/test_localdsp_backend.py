@@ -92,7 +92,10 @@ def test_the_run_manifest_is_named_after_the_run_and_takes_known_arguments():
     parameters = (Parameter("b", "9"), Parameter("c", "ignored"))
     pipelinerun = runtime_pipelinerun(template, run_id, "my run", parameters)
     assert pipelinerun["metadata"]["name"] == "add-pipeline-abcde"
-    assert pipelinerun["metadata"]["labels"] == {"pipeline/runid": run_id}
+    assert pipelinerun["metadata"]["labels"] == {
+        "pipeline/runid": run_id,
+        "custom.tekton.dev/originalPipelineRun": "add-pipeline-abcde",
+    }
     assert pipelinerun["metadata"]["annotations"] == {"pipelines.kubeflow.org/run_name": "my run"}
     assert pipelinerun["spec"]["params"] == [
         {"name": "a", "value": "1"},
@@ -126,3 +129,31 @@ def test_errors_keep_the_user_text_and_grow_the_internal_chain():
     assert error.internal == "Get run failed: ResourceNotFoundError: Run r1 not found."
     assert error.gateway_body()["code"] == 5
     assert error.upload_body() == {"error_message": error.internal, "error_details": error.internal}
+
+
+def test_the_run_manifest_has_the_servers_macros_replaced():
+    template = {
+        "apiVersion": "tekton.dev/v1beta1",
+        "kind": "PipelineRun",
+        "metadata": {"name": "data"},
+        "spec": {
+            "params": [{"name": "where", "value": "runs/{{workflow.uid}}"}],
+            "pipelineSpec": {
+                "tasks": [
+                    {
+                        "name": "t",
+                        "params": [{"name": "id", "value": "$(context.pipelineRun.uid)"}],
+                        "taskSpec": {"steps": [{"args": ["/ws/artifacts/$ORIG_PR_NAME/x"]}]},
+                    }
+                ]
+            },
+        },
+    }
+    run_id = "abcdef12-0000-0000-0000-000000000000"
+
+    pipelinerun = runtime_pipelinerun(template, run_id, "r", ())
+
+    task = pipelinerun["spec"]["pipelineSpec"]["tasks"][0]
+    assert pipelinerun["spec"]["params"] == [{"name": "where", "value": f"runs/{run_id}"}]
+    assert task["params"] == [{"name": "id", "value": run_id}]
+    assert task["taskSpec"]["steps"][0]["args"] == ["/ws/artifacts/data-abcde/x"]

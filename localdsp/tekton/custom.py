@@ -29,6 +29,7 @@ RUN_API_VERSION = "tekton.dev/v1alpha1"  # the Run objects of Tekton 0.41
 PLUGINS: dict[tuple[str, str], str] = {
     ("custom.tekton.dev/v1alpha1", "PipelineLoop"): "localdsp.tekton.pipelineloop:PIPELINE_LOOP",
     ("custom.tekton.dev/v1alpha1", "BreakTask"): "localdsp.tekton.pipelineloop:BREAK_TASK",
+    ("cel.tekton.dev/v1alpha1", "CEL"): "localdsp.tekton.plugin_cel:PLUGIN",
 }
 
 

@@ -12,9 +12,10 @@ import shutil
 import sys
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from localdsp.tekton.names import pod_name
 from localdsp.tekton.plan import (
     PipelineTask,
     Plan,
@@ -22,9 +23,18 @@ from localdsp.tekton.plan import (
     resolve_pipeline_task,
     run_context,
 )
-from localdsp.tekton.status import parse_duration
+from localdsp.tekton.programs import Program, program_for, refusal
+from localdsp.tekton.status import live_status_file, parse_duration
 from localdsp.tekton.substitution import Unresolved, substitute
 from localdsp.tekton.validation import RunError, param_text
+from localdsp.tekton.volumes import (
+    NO_VOLUMES,
+    Volumes,
+    merge_mounts,
+    mount_paths,
+    rewriter,
+    task_volumes,
+)
 
 _PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 _FIELD_REF = re.compile(r"metadata\.(labels|annotations)\['([^']+)'\]")
@@ -37,6 +47,7 @@ class TaskPaths:
     scripts: Path
     tmp: Path
     workspaces: dict[str, Path]
+    volumes: Volumes = NO_VOLUMES
 
 
 def _task_paths(plan: Plan, task: PipelineTask) -> TaskPaths:
@@ -66,12 +77,14 @@ def _task_workspaces(plan: Plan, task: PipelineTask, directory: Path) -> dict[st
             raise RunError(
                 "InvalidWorkspaceBindings", f'task "{task.name}" workspace "{name}" is not bound'
             )
-        root = (
-            plan.workdir / "_workspaces"
-            if kind == "volumeClaimTemplate"
-            else (directory / "workspaces")
-        )
-        paths[name] = root / pipeline_ws / str(use.get("subPath") or "")
+        if kind == "persistentVolumeClaim":
+            root = plan.claim(plan.workspace_claims[pipeline_ws])
+        elif kind == "volumeClaimTemplate":
+            root = plan.workdir / "_workspaces" / pipeline_ws
+        else:
+            root = directory / "workspaces" / pipeline_ws
+        within = plan.workspace_subpaths.get(pipeline_ws, "")
+        paths[name] = root / within / str(use.get("subPath") or "")
     return paths
 
 
@@ -146,9 +159,13 @@ def build_job(plan: Plan, task: PipelineTask, params: Mapping[str, str], retry: 
     """Resolve a task's steps into argv/env/cwd; pure, so the dry run can use it too."""
     paths = _task_paths(plan, task)
     values = _task_values(plan, task, params, paths, retry)
+    volumes = task_volumes(
+        task.task_spec, paths.dir, plan.claim, lambda t: substitute(str(t), values)
+    )
+    paths = replace(paths, volumes=_with_workspace_claims(plan, task, volumes))
     template = task.task_spec.get("stepTemplate") or {}
     steps = [
-        _build_step(plan, task, i, _merge_template(template, raw), values, paths)
+        _build_step(plan, task, i, _merge_template(template, raw), values, paths, retry)
         for i, raw in enumerate(task.task_spec["steps"])
     ]
     if len({s.name for s in steps}) != len(steps):
@@ -163,6 +180,16 @@ def build_job(plan: Plan, task: PipelineTask, params: Mapping[str, str], retry: 
     )
 
 
+def _with_workspace_claims(plan: Plan, task: PipelineTask, volumes: Volumes) -> Volumes:
+    """The claims behind the task's workspaces must exist too, as its volumes' must."""
+    claims = dict(volumes.claims)
+    for use in task.spec.get("workspaces") or []:
+        claim = plan.workspace_claims.get(str(use.get("workspace") or use.get("name")))
+        if claim is not None:
+            claims[claim] = plan.claim(claim)
+    return replace(volumes, claims=claims)
+
+
 def _merge_template(template: dict, step: dict) -> dict:
     """A stepTemplate under a step: the step's fields win, env merges by name."""
     merged = {**template, **step}
@@ -170,6 +197,8 @@ def _merge_template(template: dict, step: dict) -> dict:
         env = {e["name"]: e for e in template["env"]}
         env.update({e["name"]: e for e in step["env"]})
         merged["env"] = list(env.values())
+    if template.get("volumeMounts") and step.get("volumeMounts"):
+        merged["volumeMounts"] = merge_mounts(template, step)
     return merged
 
 
@@ -180,15 +209,20 @@ def _build_step(
     raw: dict,
     values: Mapping[tuple[str, ...], str],
     paths: TaskPaths,
+    retry: int,
 ) -> StepJob:
     name = str(raw.get("name") or f"unnamed-{index}")
-    image = str(raw.get("image") or "")
+    mounted = rewriter(mount_paths(raw, paths.volumes.folders))
+    step_values = {k: mounted(v) if k[0] == "params" else v for k, v in values.items()}
 
     def resolve(text: object) -> str:
-        # kfp's own condition template writes to the literal /tekton/results.
-        return substitute(str(text).replace("/tekton/results/", f"{paths.results}/"), values)
+        # Mount paths in the step's own text and in params become the volumes' folders; kfp's
+        # own condition template writes to the literal /tekton/results.
+        local = mounted(str(text)).replace("/tekton/results/", f"{paths.results}/")
+        return substitute(local, step_values)
 
-    env = _step_env(plan, task, raw.get("env") or [], resolve)
+    image = resolve(raw.get("image") or "")
+    env = _step_env(plan, task, retry, raw.get("env") or [], resolve)
     args = [_kube_expand(resolve(a), env) for a in raw.get("args") or []]
     script, script_path = None, None
     if raw.get("script"):
@@ -210,6 +244,11 @@ def _build_step(
             f'task "{task.name}" step "{name}" has no command: it relies on the '
             f'entrypoint of image "{image}", which is not pulled locally',
         )
+    program = program_for(argv, image)
+    if program is not None:
+        argv, env = _program_argv(
+            plan, task, f'step "{name}" (image {image})', program, argv, env, paths
+        )
     return StepJob(
         name=name,
         image=image,
@@ -222,6 +261,31 @@ def _build_step(
         timeout=_step_timeout(task.name, name, raw.get("timeout")),
         log=paths.dir / f"{name}.log",
     )
+
+
+def _program_argv(
+    plan: Plan,
+    task: PipelineTask,
+    step: str,
+    program: Program,
+    argv: list[str],
+    env: dict[str, str],
+    paths: TaskPaths,
+) -> tuple[list[str], dict[str, str]]:
+    """The stand-in of a program of kfp-tekton's images, with what the pod would give it."""
+    refused = refusal(program, argv[1:])
+    if refused:
+        raise RunError(
+            "PipelineValidationFailed",
+            f'task "{task.name}" {step} runs {program.command}: {refused}; not supported by '
+            "the local executor",
+        )
+    given = {
+        "LOCALDSP_RESULTS": str(paths.results),
+        "LOCALDSP_NAMESPACE": plan.run.namespace,
+        "LOCALDSP_PIPELINERUN": str(live_status_file(plan.workdir)),
+    }
+    return program.argv(argv[1:]), {**env, **given}
 
 
 def _kube_expand(text: str, env: Mapping[str, str]) -> str:
@@ -281,7 +345,7 @@ def _step_timeout(task: str, step: str, value: object) -> float:
 
 
 def _step_env(
-    plan: Plan, task: PipelineTask, env: list[dict], resolve: Callable[[object], str]
+    plan: Plan, task: PipelineTask, retry: int, env: list[dict], resolve: Callable[[object], str]
 ) -> dict[str, str]:
     """A step's own variables; downward-API fieldRefs get the values the pod would have."""
     result = {}
@@ -291,7 +355,8 @@ def _step_env(
         if source is None:
             result[name] = _kube_expand(resolve(entry.get("value", "")), result)
         elif set(source) == {"fieldRef"}:
-            result[name] = _field_ref(plan, task, str(source["fieldRef"].get("fieldPath", "")))
+            path = str(source["fieldRef"].get("fieldPath", ""))
+            result[name] = _field_ref(plan, task, retry, path)
         else:
             raise RunError(
                 "PipelineValidationFailed",
@@ -301,10 +366,15 @@ def _step_env(
     return result
 
 
-def _field_ref(plan: Plan, task: PipelineTask, path: str) -> str:
+def _field_ref(plan: Plan, task: PipelineTask, retry: int, path: str) -> str:
+    """The downward API's value for `path`, as the attempt's pod would have it: its name and
+    uid, namespace, labels and annotations (the PipelineRun's, the taskSpec's metadata, then
+    Tekton's own labels), service account, node and addresses."""
     taskrun = plan.taskrun(task.name)
+    pod = pod_name(taskrun, retry)
     simple = {
-        "metadata.name": f"{taskrun}-pod",
+        "metadata.name": pod,
+        "metadata.uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{plan.run.uid}/{pod}")),
         "metadata.namespace": plan.run.namespace,
         "spec.serviceAccountName": plan.service_account,
         "spec.nodeName": os.uname().nodename,

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localdsp.tekton.custom import CustomTask, custom_task, plugin_for
+from localdsp.tekton.names import taskrun_name
 from localdsp.tekton.status import parse_duration
 from localdsp.tekton.substitution import result_refs, substitute
 from localdsp.tekton.validation import (
@@ -25,9 +26,10 @@ from localdsp.tekton.validation import (
     param_text,
     pipeline_task_texts,
 )
+from localdsp.tekton.volumes import CLAIMS_FOLDER, check_volumes, claim_folder
 
 DEFAULT_PIPELINE_TIMEOUT = 3600.0  # Tekton's default-timeout-minutes when the run sets none
-_LOCAL_WORKSPACES = ("emptyDir", "volumeClaimTemplate")
+_LOCAL_WORKSPACES = ("emptyDir", "volumeClaimTemplate", "persistentVolumeClaim")
 _CANCEL_STATUSES = ("Cancelled", "PipelineRunCancelled", "CancelledRunFinally", "StoppedRunFinally")
 
 
@@ -72,9 +74,16 @@ class Plan:
     timeouts: Timeouts
     workdir: Path
     results: list[dict]  # pipelineSpec.results
+    claims: Path | None = None  # the namespace's PersistentVolumeClaims, one folder each
+    workspace_claims: dict[str, str] = field(default_factory=dict)  # workspace → claimName
+    workspace_subpaths: dict[str, str] = field(default_factory=dict)  # binding's subPath
+
+    def claim(self, name: str) -> Path:
+        """The folder of a PersistentVolumeClaim (by default under the run's folder)."""
+        return claim_folder(self.claims or self.workdir / CLAIMS_FOLDER, name)
 
     def taskrun(self, task: str) -> str:
-        return f"{self.run.name}-{task}"
+        return taskrun_name(self.run.name, task)
 
     def task_dir(self, task: str) -> Path:
         return self.workdir / task
@@ -97,6 +106,7 @@ def make_plan(
     workdir: Path,
     params: Mapping[str, object] | None,
     timeout: float | None,
+    claims: Path | None = None,
 ) -> Plan:
     """Check the PipelineRun and turn it into what the scheduler runs; RunError when Tekton
     (or this executor) would not run it."""
@@ -132,6 +142,17 @@ def make_plan(
         timeouts=_timeouts(spec, timeout),
         workdir=workdir,
         results=list(pipeline_spec.get("results") or []),
+        claims=claims,
+        workspace_claims={
+            str(b.get("name")): str(b["persistentVolumeClaim"].get("claimName", ""))
+            for b in spec.get("workspaces") or []
+            if "persistentVolumeClaim" in b
+        },
+        workspace_subpaths={
+            str(b.get("name")): str(b["subPath"])
+            for b in spec.get("workspaces") or []
+            if b.get("subPath")
+        },
     )
     return plan
 
@@ -175,8 +196,9 @@ def _timeouts(spec: dict, limit: float | None) -> Timeouts:
 
 
 def _workspace_bindings(spec: dict, pipeline_spec: dict) -> dict[str, str]:
-    """Pipeline workspace → local kind. Folders stand in for emptyDir and volumeClaimTemplate;
-    real volumes (PVCs, ConfigMaps, Secrets) do not exist here."""
+    """Pipeline workspace → local kind. Folders stand in for emptyDir, volumeClaimTemplate and
+    persistentVolumeClaim (the namespace's claim folder); ConfigMaps and Secrets do not exist
+    here."""
     bindings = {b.get("name"): b for b in spec.get("workspaces") or []}
     kinds = {}
     for declared in pipeline_spec.get("workspaces") or []:
@@ -195,13 +217,7 @@ def _workspace_bindings(spec: dict, pipeline_spec: dict) -> dict[str, str]:
                 "InvalidWorkspaceBindings",
                 f'workspace "{name}" is bound with {kind or "nothing"}, which the '
                 "local executor cannot provide (supported: emptyDir, "
-                "volumeClaimTemplate)",
-            )
-        if binding.get("subPath"):
-            raise RunError(
-                "InvalidWorkspaceBindings",
-                f'workspace "{name}": subPath on a PipelineRun binding is not '
-                "supported by the local executor",
+                "volumeClaimTemplate, persistentVolumeClaim)",
             )
         kinds[name] = kind
     return kinds
@@ -216,6 +232,8 @@ def _task(raw: dict, *, is_finally: bool) -> PipelineTask:
     if custom is not None:
         plugin_for(name, custom).check(name, custom)
     task_spec = {} if custom is not None else embedded_task_spec(raw)
+    if custom is None:
+        check_volumes(name, task_spec)
     if is_finally and raw.get("runAfter"):
         raise RunError("PipelineValidationFailed", f'finally task "{name}" cannot use runAfter')
     for when in raw.get("when") or []:

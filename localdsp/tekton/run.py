@@ -21,6 +21,7 @@ from localdsp.tekton.plan import Identity, identity_of, make_plan
 from localdsp.tekton.scheduler import Scheduler
 from localdsp.tekton.status import FAILED, Execution, now, pipelinerun_with_status
 from localdsp.tekton.validation import RunError
+from localdsp.tekton.volumes import CLAIMS_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,8 @@ def execute(
     `params` override the run's spec.params; `timeout` (seconds) caps the run's own timeout.
     `on_update` gets the live PipelineRun (with `status`) whenever a task starts or ends.
     `env` is the steps' base environment (default: this process's), so a server can keep its
-    credentials out of the steps.
+    credentials out of the steps; its `LOCALDSP_CLAIMS`, when set, is the folder of the
+    namespace's PersistentVolumeClaims (claims outlive runs), else `<workdir>/_claims`.
     Never raises for a bad manifest or a failing step: those end the run with a reason.
     """
     started = now()
@@ -50,7 +52,9 @@ def execute(
     try:
         workdir = Path(workdir).resolve()  # steps run in their own folders: no relative paths
         workdir.mkdir(parents=True, exist_ok=True)
-        plan = make_plan(pipelinerun, identity, workdir, params, timeout)
+        base_env = os.environ if env is None else env
+        claims = Path(base_env[CLAIMS_VARIABLE]) if base_env.get(CLAIMS_VARIABLE) else None
+        plan = make_plan(pipelinerun, identity, workdir, params, timeout, claims)
         dry_run(plan)
         run = Scheduler(
             plan,
@@ -58,7 +62,7 @@ def execute(
             cancel=cancel,
             on_update=on_update,
             max_parallel=max_parallel,
-            env=os.environ if env is None else env,
+            env=base_env,
         )
     except RunError as err:
         return _rejected(pipelinerun, identity, started, err.reason, err.message, on_update)

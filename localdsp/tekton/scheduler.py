@@ -26,6 +26,7 @@ from localdsp.tekton.plan import (
     resolve_pipeline_task,
     when_holds,
 )
+from localdsp.tekton.programs import watches_the_run
 from localdsp.tekton.status import (
     FAILED,
     MISSING_RESULTS_SKIP,
@@ -41,11 +42,13 @@ from localdsp.tekton.status import (
     TaskOutcome,
     now,
     pipelinerun_with_status,
+    write_live_status,
 )
 from localdsp.tekton.steps import Attempt, Gate, python_shim, run_job
 from localdsp.tekton.stops import Stop
 from localdsp.tekton.substitution import Unresolved, substitute
 from localdsp.tekton.validation import RunError
+from localdsp.tekton.volumes import CLAIMS_VARIABLE
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,11 @@ class Scheduler:
         self.base_env = dict(env)
         shim = python_shim(plan.workdir)
         self.base_env["PATH"] = os.pathsep.join([str(shim), env.get("PATH", "")])
-        self.pool = ThreadPoolExecutor(self.max_parallel, thread_name_prefix="localdsp-task")
+        self.base_env[CLAIMS_VARIABLE] = str(plan.claim(""))
+        # Tasks that wait for others (any-sequencers) take no slot, or two could starve the run.
+        self.watchers = {n for n, t in plan.tasks.items() if watches_the_run(t.task_spec)}
+        workers = self.max_parallel + len(self.watchers)
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="localdsp-task")
         self.reports: dict[str, dict] = {}  # custom task → extraFields it reported, not yet shown
         self.reports_lock = threading.Lock()
 
@@ -206,7 +213,7 @@ class Scheduler:
                 admission = self._admit(self.plan.tasks[name])
                 if admission is None:
                     continue
-                if admission.skip is None and len(self.futures) >= self.max_parallel:
+                if admission.skip is None and self._busy(name) >= self.max_parallel:
                     continue
                 waiting.remove(name)
                 changed = progress = True
@@ -217,6 +224,12 @@ class Scheduler:
                 if self.gate.stop is not None:
                     break
         return progress
+
+    def _busy(self, name: str) -> int:
+        """Slots taken, as `name` would see them: watchers neither take nor wait for one."""
+        if name in self.watchers:
+            return 0
+        return sum(task not in self.watchers for task in self.futures.values())
 
     def _admit(self, task: PipelineTask) -> _Admission | None:
         """Tekton's order of skipping: stopping, skipped parents, missing results, when."""
@@ -412,10 +425,15 @@ class Scheduler:
         self._notify(self._snapshot(RUNNING, self._counts_message(done=False), None))
 
     def _notify(self, execution: Execution) -> None:
+        if self.on_update is None and not self.watchers:
+            return
+        live = pipelinerun_with_status(self.pipelinerun, execution)
+        if self.watchers:  # only they read it, and rendering a large run costs
+            write_live_status(self.plan.workdir, live)
         if self.on_update is None:
             return
         try:
-            self.on_update(pipelinerun_with_status(self.pipelinerun, execution))
+            self.on_update(live)
         except Exception:
             log.exception("local executor: on_update failed for run %s", self.plan.run.name)
 

@@ -9,10 +9,13 @@ the scheduling so that every reader of a status (and every plug-in) shares one v
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+from localdsp.tekton.names import pod_name
 
 __all__ = [
     "Execution",
@@ -146,6 +149,20 @@ class Execution:
         ]
 
 
+def live_status_file(workdir: Path) -> Path:
+    """Where the scheduler keeps the live PipelineRun (with its status) as JSON: what a program
+    that watches the PipelineRun through the API server reads here (the any-sequencer)."""
+    return workdir / "_pipelinerun.json"
+
+
+def write_live_status(workdir: Path, live: dict) -> None:
+    """Replace the live PipelineRun file at once, so a reader never sees half of it."""
+    target = live_status_file(workdir)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(live))
+    partial.replace(target)
+
+
 def pipelinerun_with_status(pipelinerun: dict, execution_or_progress: Execution) -> dict:
     """The PipelineRun as Tekton would show it now: a copy with a v1beta1 `status`.
 
@@ -209,7 +226,7 @@ def _taskrun_status(task: TaskOutcome) -> dict:
     changed = task.finished or task.started or now()
     status: dict = {
         "conditions": [_condition(task.status, task.reason, task.message, changed)],
-        "podName": f"{task.taskrun}-pod",
+        "podName": pod_name(task.taskrun, len(task.retries)),
         "steps": [_step_status(s) for s in task.steps],
     }
     if task.started is not None:

@@ -32,12 +32,14 @@ from localdsp.tekton.status import (
     now,
 )
 from localdsp.tekton.stops import Stop
+from localdsp.tekton.volumes import missing_claim
 
 log = logging.getLogger(__name__)
 
 RESULTS_LIMIT = 4096  # bytes; Tekton's termination-message budget for all results of a TaskRun
 KILL_GRACE = 1.0  # seconds between SIGTERM and SIGKILL, like a (short) pod termination grace
 STEP_POLL = 0.02
+NOT_FOUND = 127  # the exit code of a program that could not be found (shells, exec)
 STEP_TIMEOUT = "step-timeout"
 TASK_TIMEOUT = "task-timeout"
 
@@ -134,13 +136,19 @@ def run_job(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
 
 
 def _prepare_folders(job: Job) -> None:
+    """Folders of a new pod: results and emptyDir volumes start empty."""
     paths = job.paths
-    shutil.rmtree(paths.results, ignore_errors=True)
-    for folder in (paths.dir, paths.results, paths.scripts, paths.tmp, *paths.workspaces.values()):
+    for folder in (paths.results, *paths.volumes.empty):
+        shutil.rmtree(folder, ignore_errors=True)
+    folders = (paths.dir, paths.results, paths.scripts, paths.tmp, *paths.volumes.empty)
+    for folder in (*folders, *paths.workspaces.values()):
         folder.mkdir(parents=True, exist_ok=True)
 
 
 def run_steps(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
+    claim = missing_claim(job.paths.volumes)
+    if claim is not None:
+        return Attempt(FAILED, _no_claim(job, claim), [], {}, now())
     _prepare_folders(job)
     deadline = time.monotonic() + job.timeout if job.timeout else None
     steps: list[StepOutcome] = []
@@ -157,6 +165,15 @@ def run_steps(job: Job, gate: Gate, base_env: Mapping[str, str]) -> Attempt:
         failure = _results_failure(job, results)
     reason, message = failure or (SUCCEEDED, "All Steps have completed executing")
     return Attempt(reason, message, steps, results, now())
+
+
+def _no_claim(job: Job, claim: str) -> str:
+    """A pod whose claim does not exist never starts on a cluster (it stays Pending)."""
+    return (
+        f'task "{job.task}": PersistentVolumeClaim "{claim}" does not exist: the local '
+        f"executor keeps claims as folders, so create {job.paths.volumes.claims[claim]} with "
+        "what the claim holds (a VolumeOp makes its own)"
+    )
 
 
 def _run_step(
@@ -182,7 +199,7 @@ def _run_step(
             interrupt = _wait(proc, deadline, gate)
     outcome.finished = now()
     if proc is None:
-        outcome.exit_code = 127 if error else 1
+        outcome.exit_code = NOT_FOUND if error else 1
     else:
         code = proc.returncode
         outcome.exit_code = code if code >= 0 else 128 - code
@@ -191,13 +208,12 @@ def _run_step(
 
 
 def _working_dir(working_dir: str, paths: TaskPaths) -> Path:
-    """A step's folder: its task folder by default; a container's /workspace/... maps into it."""
+    """A step's folder: its task folder by default; a container's /workspace/... maps into it,
+    and so does a folder this machine lacks: the container runtime makes a missing workingDir."""
     if not working_dir:
         return paths.dir
     path = Path(working_dir)
-    if path.is_absolute() and path.parts[1:2] != ("workspace",):
-        if not path.is_dir():
-            raise FileNotFoundError(f"workingDir {working_dir} does not exist on this machine")
+    if path.is_absolute() and path.parts[1:2] != ("workspace",) and path.is_dir():
         return path
     local = paths.dir / (path.relative_to("/") if path.is_absolute() else path)
     local.mkdir(parents=True, exist_ok=True)
@@ -248,6 +264,11 @@ def _step_failure(
     if outcome.exit_code == 0 or step.on_error == "continue":
         return None
     detail = f": {error}" if error else ""
+    if outcome.exit_code == NOT_FOUND:
+        detail += (
+            f"; a program it runs is not on this machine (it may come with its image "
+            f'"{step.image}", which the local executor does not pull)'
+        )
     return FAILED, (
         f'task "{job.task}": step "{step.name}" exited with code {outcome.exit_code}{detail}'
     )

@@ -142,12 +142,11 @@ def embedded_task_spec(raw: dict) -> dict:
 
 def _check_task_spec(name: str, spec: dict) -> None:
     check_keys(spec, _TASK_SPEC_KEYS, set(), f'task "{name}"')
-    for feature in ("volumes", "sidecars"):
-        if spec.get(feature):
-            raise RunError(
-                "PipelineValidationFailed",
-                f'task "{name}" uses {feature}, not supported by the local executor',
-            )
+    if spec.get("sidecars"):
+        raise RunError(
+            "PipelineValidationFailed",
+            f'task "{name}" uses sidecars, not supported by the local executor',
+        )
     for param in spec.get("params") or []:
         check_string_param(param, f'task "{name}"')
     for result in spec.get("results") or []:
@@ -166,7 +165,7 @@ def _check_task_spec(name: str, spec: dict) -> None:
 def _check_step(task: str, step: dict, index: int) -> None:
     where = f'task "{task}" step "{step.get("name") or index}"'
     check_keys(step, _STEP_KEYS, _STEP_IGNORED, where)
-    for feature in ("volumeMounts", "envFrom", "volumeDevices"):
+    for feature in ("envFrom", "volumeDevices"):
         if step.get(feature):
             raise RunError(
                 "PipelineValidationFailed",
