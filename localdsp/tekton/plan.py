@@ -77,6 +77,7 @@ class Plan:
     claims: Path | None = None  # the namespace's PersistentVolumeClaims, one folder each
     workspace_claims: dict[str, str] = field(default_factory=dict)  # workspace → claimName
     workspace_subpaths: dict[str, str] = field(default_factory=dict)  # binding's subPath
+    propagated: dict[str, str] = field(default_factory=dict)  # undeclared params: see _propagated
 
     def claim(self, name: str) -> Path:
         """The folder of a PersistentVolumeClaim (by default under the run's folder)."""
@@ -135,6 +136,7 @@ def make_plan(
         annotations={str(k): str(v) for k, v in (metadata.get("annotations") or {}).items()},
         service_account=str(spec.get("serviceAccountName") or "default"),
         params=_run_params(spec, pipeline_spec, params, identity.name),
+        propagated=_propagated(spec, pipeline_spec, params),
         tasks=tasks,
         dag=[t.name for t in dag],
         final=[t.name for t in final],
@@ -260,7 +262,8 @@ def pipeline_values(
     plan: Plan, results: Mapping[str, Mapping[str, str]], statuses: Mapping[str, str] | None
 ) -> dict[tuple[str, ...], str]:
     """Variables of pipeline-level fields: params, task results, context; statuses in finally."""
-    values = {("params", k): v for k, v in plan.params.items()} | run_context(plan)
+    params = {**plan.propagated, **plan.params}
+    values = {("params", k): v for k, v in params.items()} | run_context(plan)
     for task, task_results in results.items():
         for name, value in task_results.items():
             values[("tasks", task, "results", name)] = value
@@ -341,6 +344,37 @@ def _run_params(
             f'PipelineRun "{run_name}" is missing parameters '
             f"required by its pipeline: {', '.join(missing)}",
         )
+    return values
+
+
+def _propagated(
+    spec: dict, pipeline_spec: dict, overrides: Mapping[str, object] | None
+) -> dict[str, str]:
+    """The params a pipeline task may name though the pipeline does not declare them, with the
+    value each gets.
+
+    For an embedded pipelineSpec Tekton 0.41's webhook checks a task's `$(params.x)` against
+    every name the PipelineRun gives, the pipeline declares, a pipeline task passes or an
+    embedded taskSpec declares (`validateInlineParameters`, made for propagated parameters);
+    its reconciler then replaces only the names the PipelineRun or a default gives a value
+    (`ApplyParameters`) and leaves any other reference as it is. So a run param the pipeline
+    does not declare still reaches `$(params.x)`, and a name nothing gives a value to stays the
+    text `$(params.x)` in what the task gets: what a kfp-tekton loop over dicts hands a task
+    that takes the whole item, since the controller passes only the items' fields.
+    """
+    given = {str(p.get("name")): p.get("value") for p in spec.get("params") or []}
+    given.update(overrides or {})
+    names = set(given)
+    for task in pipeline_spec.get("tasks") or []:
+        names.update(str(p.get("name")) for p in task.get("params") or [])
+        task_spec = task.get("taskSpec") or {}
+        names.update(str(p.get("name")) for p in task_spec.get("params") or [])
+    names -= {str(p.get("name")) for p in pipeline_spec.get("params") or []}
+    values = {}
+    for name in sorted(names):
+        value = given.get(name, f"$(params.{name})")
+        if not isinstance(value, list | dict):  # an array or object param is not a string
+            values[name] = param_text(value, name)
     return values
 
 
