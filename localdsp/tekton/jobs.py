@@ -28,6 +28,7 @@ from localdsp.tekton.status import live_status_file, parse_duration
 from localdsp.tekton.substitution import Unresolved, substitute
 from localdsp.tekton.validation import RunError, param_text
 from localdsp.tekton.volumes import (
+    BUCKET_CLASSES,
     NO_VOLUMES,
     Volumes,
     merge_mounts,
@@ -63,7 +64,8 @@ def _task_paths(plan: Plan, task: PipelineTask) -> TaskPaths:
 
 def _task_workspaces(plan: Plan, task: PipelineTask, directory: Path) -> dict[str, Path]:
     """Task workspace → folder: a run-wide one for a volumeClaimTemplate (shared by tasks like
-    the PVC), a task-private one for an emptyDir (like a pod's)."""
+    the PVC; the bucket's when its storage class shows every claim one bucket), a task-private
+    one for an emptyDir (like a pod's)."""
     mapping = {w.get("name"): w for w in task.spec.get("workspaces") or []}
     paths = {}
     for declared in task.task_spec.get("workspaces") or []:
@@ -80,7 +82,8 @@ def _task_workspaces(plan: Plan, task: PipelineTask, directory: Path) -> dict[st
         if kind == "persistentVolumeClaim":
             root = plan.claim(plan.workspace_claims[pipeline_ws])
         elif kind == "volumeClaimTemplate":
-            root = plan.workdir / "_workspaces" / pipeline_ws
+            bucket = BUCKET_CLASSES.get(plan.workspace_classes.get(pipeline_ws, ""))
+            root = plan.claim(bucket) if bucket else plan.workdir / "_workspaces" / pipeline_ws
         else:
             root = directory / "workspaces" / pipeline_ws
         within = plan.workspace_subpaths.get(pipeline_ws, "")

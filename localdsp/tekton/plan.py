@@ -78,6 +78,7 @@ class Plan:
     workspace_claims: dict[str, str] = field(default_factory=dict)  # workspace → claimName
     workspace_subpaths: dict[str, str] = field(default_factory=dict)  # binding's subPath
     propagated: dict[str, str] = field(default_factory=dict)  # undeclared params: see _propagated
+    workspace_classes: dict[str, str] = field(default_factory=dict)  # volumeClaimTemplate's class
 
     def claim(self, name: str) -> Path:
         """The folder of a PersistentVolumeClaim (by default under the run's folder)."""
@@ -154,6 +155,11 @@ def make_plan(
             str(b.get("name")): str(b["subPath"])
             for b in spec.get("workspaces") or []
             if b.get("subPath")
+        },
+        workspace_classes={
+            str(b.get("name")): str(b["volumeClaimTemplate"]["spec"].get("storageClassName") or "")
+            for b in spec.get("workspaces") or []
+            if isinstance((b.get("volumeClaimTemplate") or {}).get("spec"), dict)
         },
     )
     return plan

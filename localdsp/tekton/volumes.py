@@ -14,6 +14,9 @@ script, env values, working dir or params is rewritten to that folder, as `/tekt
 is. A program that puts a mount path together at run time, out of pieces none of which is the
 path, is not rewritten: it would reach this machine's own path.
 
+A workspace's volumeClaimTemplate is a new claim per PipelineRun (a folder of the run), except
+for a storage class whose claims all show one bucket (`BUCKET_CLASSES`): the bucket's folder.
+
 ConfigMap, Secret and the other volume kinds hold cluster state: they are refused by name.
 """
 
@@ -29,6 +32,12 @@ from localdsp.tekton.validation import RunError
 LOCAL_KINDS = ("emptyDir", "persistentVolumeClaim")
 CLAIMS_FOLDER = "_claims"
 CLAIMS_VARIABLE = "LOCALDSP_CLAIMS"  # steps and nested runs learn the claims' folder from it
+# Storage classes whose every claim shows the same bucket → the bucket's folder among the claims
+# (a name no claim can have). kfp-tekton's install makes `kfp-csi-s3`, its default for big-data
+# passing workspaces: datashim's csi-s3 mounting the one bucket its secret names (`mlpipeline`).
+# That is why kfp-tekton keeps a run's files under `artifacts/$ORIG_PR_NAME/` and why a loop's
+# iterations, each a PipelineRun with a claim of its own, read what the run's tasks wrote.
+BUCKET_CLASSES = {"kfp-csi-s3": "_bucket-mlpipeline"}
 _MOUNT_KEYS = {"name", "mountPath", "subPath", "readOnly"}
 
 
