@@ -16,7 +16,8 @@ End states, one per pipeline:
 * `Failed`: the run ran and failed (a step exited non-zero, timed out, or a task's result was
   missing): the executor supports what the pipeline uses, the step itself failed here (often a
   package or binary the image has and this machine lacks).
-* `unsupported`: the executor refused something the pipeline uses, naming the feature.
+* `unsupported`: the executor refused something the pipeline uses, naming the feature (also
+  inside a loop: an iteration PipelineRun it refused, at any depth).
 * `needs network`: not run, by the rule below.
 * `compile error`: the module did not import or compile (no `@dsl.pipeline`, a missing package,
   a name the server refuses): it never reaches a server either.
@@ -80,6 +81,7 @@ SEPARATORS = " ;&|(`'\"/"
 # The executor names itself in every refusal ("... not supported by the local executor",
 # "... not supported locally"); a run it refused, or a task it would not run, says so.
 REFUSAL = re.compile(r"local executor|locally")
+IMAGES_NOTE = ". Executed locally;"  # what every local PipelineRun's message ends with
 
 
 @dataclass(frozen=True)
@@ -137,12 +139,36 @@ def classify(execution: Execution) -> tuple[str, str]:
         return UNSUPPORTED, message
     failed = [t for t in execution.tasks.values() if t.failed]
     for task in failed:
-        if REFUSAL.search(task.message):
-            return UNSUPPORTED, f"{task.name}: {task.message}"
+        own = task.message if REFUSAL.search(task.message) else None
+        refusal = own or nested_refusal(task.extra_fields)
+        if refusal:
+            return UNSUPPORTED, f"{task.name}: {refusal}"
     if failed:
         task = failed[0]
         return FAILED, f"{execution.reason}: {task.name}: {task.reason} {_last_log_line(task)}"
     return FAILED, f"{execution.reason}: {message}"
+
+
+def nested_refusal(extra_fields: dict) -> str | None:
+    """A refusal inside a loop: an iteration PipelineRun (in a Run's `extraFields`, at any
+    depth) the executor refused, or a task of one it would not run. The loop's own message only
+    names the failed PipelineRun."""
+    for iteration in (extra_fields.get("pipelineRuns") or {}).values():
+        status = iteration.get("status") or {}
+        children = [*(status.get("taskRuns") or {}).values(), *(status.get("runs") or {}).values()]
+        for child in [{"status": status}, *children]:
+            message = _condition_message(child.get("status") or {})
+            if REFUSAL.search(message.split(IMAGES_NOTE)[0]):
+                return message.split(IMAGES_NOTE)[0].replace("\n", " ")
+        for run in (status.get("runs") or {}).values():
+            found = nested_refusal((run.get("status") or {}).get("extraFields") or {})
+            if found:
+                return found
+    return None
+
+
+def _condition_message(status: dict) -> str:
+    return str(((status.get("conditions") or [{}])[0]).get("message", ""))
 
 
 def _last_log_line(task: TaskOutcome) -> str:

@@ -121,3 +121,33 @@ def test_a_stopped_measurement_leaves_no_step_running(tmp_path):
         measuring.kill()
     with pytest.raises(ProcessLookupError):
         os.kill(step, 0)
+
+
+LOOP_MODULE = """
+import kfp
+from kfp import dsl
+
+@dsl.pipeline(name="refused-in-a-loop")
+def refused_in_a_loop():
+    from kubernetes.client import V1SecretVolumeSource, V1Volume
+    with dsl.ParallelFor(["a"]):
+        op = dsl.ContainerOp(name="use", image="alpine", command=["ls"])
+        op.add_volume(V1Volume(name="s", secret=V1SecretVolumeSource(secret_name="x")))
+
+@dsl.pipeline(name="fails-in-a-loop")
+def fails_in_a_loop():
+    with dsl.ParallelFor(["a"]):
+        dsl.ContainerOp(name="boom", image="alpine", command=["sh", "-c", "exit 3"])
+"""
+
+
+def test_a_refusal_inside_a_loop_counts_as_unsupported_not_failed(tmp_path):
+    (tmp_path / "loops.py").write_text(LOOP_MODULE)
+
+    rows = corpus.measure(tmp_path, timeout=60, compile_timeout=120)
+
+    states = {row.pipeline: (row.state, row.detail) for row in rows}
+    state, detail = states["refused-in-a-loop"]
+    assert state == corpus.UNSUPPORTED
+    assert 'volume "s" is a secret volume' in detail
+    assert states["fails-in-a-loop"][0] == corpus.FAILED
