@@ -4,7 +4,10 @@ import re
 
 import kfp_tekton
 import pytest
+from conftest import TOKEN
 
+from runner import stopping
+from runner.flavour_v1.client import FORBIDDEN_HINT, DSPClient
 from runner_helpers import COMMIT, Project, events
 
 pytestmark = pytest.mark.integration
@@ -242,3 +245,86 @@ def test_a_runs_lookup_spanning_several_pages_finds_every_run(
     later_pages = [r for r in lookups if re.search(r"page_token=[^&]", r["query"])]
     assert len(later_pages) == 2
     assert all(r["status"] == 200 for r in lookups)
+
+
+# ---------------------------------------------------------------- halting mid-job
+
+
+def after_first_call(monkeypatch, method: str, action, **only) -> None:
+    """Something happens to the job (a token revoked, SIGTERM) right after the runner's first
+    call of `DSPClient.method` whose keyword arguments include `only`."""
+    original = getattr(DSPClient, method)
+    pending = [action]
+
+    def wrapper(self, *args, **kwargs):
+        result = original(self, *args, **kwargs)
+        if pending and only.items() <= kwargs.items():
+            pending.pop()()
+        return result
+
+    monkeypatch.setattr(DSPClient, method, wrapper)
+
+
+def test_a_token_refused_mid_job_halts_it_the_pipelines_after_it_never_start(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    monkeypatch.setenv("DSP_CONCURRENCY", "1")
+    after_first_call(monkeypatch, "upload_version", lambda: localdsp.set_tokens(["not-yours"]))
+    result = project.run(capsys)
+    localdsp.set_tokens([TOKEN])
+    assert result.code == 5
+    refused = (
+        f"find experiment: the server refused the token (403) from the file {project.token_file} "
+        f"(DSP_TOKEN_PATH): check that it is valid and that its account {FORBIDDEN_HINT}"
+    )
+    assert result.err.strip().splitlines()[-1] == f"dsp-runner: AuthError: {refused}"
+    assert {p["pipeline"]: p["error"] for p in result.summary["pipelines"]} == {
+        "Add Pipeline": refused,
+        "Data Quality Gate": f"not started: the job halted: {refused}",
+        "Train and Evaluate": f"not started: the job halted: {refused}",
+    }
+    pipelines, runs = server_state(kfp_client)
+    assert list(pipelines) == ["Add Pipeline"] and runs == []
+
+
+def test_sigterm_mid_pipeline_starts_none_of_its_steps_and_no_pipeline_after_it(
+    project, capsys, kfp_client, monkeypatch
+):
+    """Stopped right after Data Quality Gate's version is uploaded: its run and its schedule
+    are not made, Train and Evaluate is not started; what was done is kept and reported."""
+    stop = []
+    monkeypatch.setattr(stopping, "requested", lambda: bool(stop))
+    monkeypatch.setenv("DSP_CONCURRENCY", "1")
+    after_first_call(
+        monkeypatch, "upload_version", lambda: stop.append(1), pipeline_name="Data Quality Gate"
+    )
+    result = project.run(capsys)
+    assert result.code == 143
+    skipped = [e for e in events(result.err) if e["event"] == "step_skipped"]
+    assert [(e["pipeline"], e["version"], e["step"], e["reason"]) for e in skipped] == [
+        (
+            "Data Quality Gate",
+            result.summary["pipelines"][1]["version_name"],
+            step,
+            "the job was asked to stop (SIGTERM)",
+        )
+        for step in ("start run", "reconcile schedules")
+    ]
+    errors = {p["pipeline"]: p["error"] for p in result.summary["pipelines"]}
+    assert errors["Train and Evaluate"] == "not started: the job was asked to stop (SIGTERM)"
+    pipelines, runs = server_state(kfp_client)
+    assert sorted(pipelines) == ["Add Pipeline", "Data Quality Gate"]
+    assert [r.name.split("@")[0] for r in runs] == [pipelines["Add Pipeline"]["default"]]
+    assert kfp_client.list_recurring_runs(page_size=100).jobs is None
+
+
+def test_where_the_server_made_the_new_version_the_default_nothing_more_is_sent(
+    project, capsys, localdsp
+):
+    """localdsp, like DSP, makes an uploaded version the default: the one listing after the
+    uploads finds that, and no pipeline's default is set again."""
+    assert project.run(capsys).code == 0
+    project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+    assert project.run(capsys).code == 0
+    set_default = [r for r in localdsp.requests() if "/default_version/" in r["path"]]
+    assert set_default == []
