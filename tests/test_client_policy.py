@@ -188,3 +188,66 @@ def test_a_conflict_on_a_name_nobody_holds_is_an_error_not_an_adoption(localdsp)
     )
     with pytest.raises(ConflictError, match="create experiment"):
         dsp_client(localdsp.url).ensure_experiment("dsp-runner", "runs")
+
+
+@pytest.mark.integration
+def test_jobs_of_one_name_come_lowest_id_first_whatever_the_listing_order(
+    localdsp, kfp_client, add_yaml
+):
+    """Racing deploys each made the job; every runner must keep the same one, the lowest id."""
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    experiment = kfp_client.create_experiment("dsp-runner")
+
+    def create():
+        return kfp_client.create_recurring_run(
+            experiment.id, "nightly", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
+        ).id
+
+    made = [create(), create()]
+    while True:  # the listing must put a higher id first, so only sorting can put it right
+        listed = [j.id for j in kfp_client.list_recurring_runs(page_size=100).jobs]
+        if listed != sorted(listed):
+            break
+        kfp_client.jobs.delete_job(made.pop(0))
+        made.append(create())
+
+    found = dsp_client(localdsp.url).jobs_named("nightly")
+
+    assert [job.id for job in found] == sorted(made)
+
+
+@pytest.mark.integration
+def test_a_listing_that_leaves_the_default_version_s_description_out_is_completed(
+    localdsp, kfp_client, add_yaml
+):
+    """Some KFP v1 stores list pipelines without the default version's description, which names
+    the commit that run names come from: that version is read then, and only then."""
+    ids = {}
+    for name in ("Stripped", "Listed", "Empty"):
+        ids[name] = kfp_client.upload_pipeline(str(add_yaml), name).id
+        kfp_client.upload_pipeline_version(
+            str(add_yaml), f"{name}-1", pipeline_id=ids[name], description=f"commit of {name}"
+        )
+    for version in kfp_client.list_pipeline_versions(ids["Empty"], page_size=100).versions:
+        kfp_client.delete_pipeline_version(version.id)
+    client = dsp_client(localdsp.url)
+    listing = client._kfp.pipelines.list_pipelines
+
+    def stripped(**query):
+        page = listing(**query)
+        for pipeline in page.pipelines:
+            if pipeline.name == "Stripped":
+                pipeline.default_version.description = None
+        return page
+
+    client._kfp.pipelines.list_pipelines = stripped
+    localdsp.clear_requests()
+
+    pipelines = {p.name: p for p in client.list_pipelines()}
+
+    assert pipelines["Stripped"].default_version.description == "commit of Stripped"
+    assert pipelines["Stripped"].default_version.pipeline_id == ids["Stripped"]
+    assert pipelines["Listed"].default_version.description == "commit of Listed"
+    assert pipelines["Empty"].default_version is None
+    reads = [r["path"] for r in localdsp.requests() if "/pipeline_versions/" in r["path"]]
+    assert reads == [f"/apis/v1beta1/pipeline_versions/{pipelines['Stripped'].default_version.id}"]
