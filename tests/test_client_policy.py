@@ -11,7 +11,7 @@ from kfp_server_api.exceptions import ApiException
 
 from runner import auth, calls
 from runner.calls import MAX_RETRY_AFTER, already_exists
-from runner.errors import ConflictError
+from runner.errors import ConflictError, ServerError
 from runner.flavour_v1.client import DSPClient
 from runner.server import settle_duplicate_runs
 
@@ -251,3 +251,16 @@ def test_a_listing_that_leaves_the_default_version_s_description_out_is_complete
     assert pipelines["Empty"].default_version is None
     reads = [r["path"] for r in localdsp.requests() if "/pipeline_versions/" in r["path"]]
     assert reads == [f"/apis/v1beta1/pipeline_versions/{pipelines['Stripped'].default_version.id}"]
+
+
+@pytest.mark.parametrize("unseen", ["", "the upload never showed"])
+def test_a_lookup_after_it_exists_that_fails_says_so_in_its_line(unseen):
+    def create():
+        raise api_error(409, '{"error_message": "exists"}')
+
+    def find():
+        raise api_error(400, '{"error_message": "bad filter"}')
+
+    with pytest.raises(ServerError) as raised:
+        POLICY.create("upload pipeline", create, find, unseen=unseen)
+    assert str(raised.value) == "upload pipeline: look up existing: HTTP 400: bad filter"

@@ -200,7 +200,10 @@ def test_a_racing_upload_still_creating_is_waited_for_and_adopted(
     ]
     adopted = {p["pipeline"]: p["pipeline_id"] for p in result.summary["pipelines"]}
     assert adopted["Add Pipeline"] == pipeline.id
-    assert any(e["event"] == "upload_not_visible_yet" for e in events(result.err))
+    unseen = [e for e in events(result.err) if e["event"] == "upload_not_visible_yet"]
+    assert unseen, "the lookup found nothing at first"
+    assert {e["operation"] for e in unseen} == {"upload pipeline: look up existing"}
+    assert all(e["wait_s"] > 0 for e in unseen), "it looks again after the retry backoff"
     assert any(e["event"] == "adopted_existing" for e in events(result.err))
 
 
