@@ -1,5 +1,6 @@
 """Deploy end to end through the real TektonClient against localdsp: what the server holds."""
 
+import itertools
 import re
 
 import kfp_tekton
@@ -328,3 +329,33 @@ def test_where_the_server_made_the_new_version_the_default_nothing_more_is_sent(
     assert project.run(capsys).code == 0
     set_default = [r for r in localdsp.requests() if "/default_version/" in r["path"]]
     assert set_default == []
+
+
+def test_a_run_a_racing_runner_started_first_is_the_one_kept_and_reported(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    """Another runner (the same webhook delivered twice) starts Add Pipeline's run just before
+    this one does: this runner removes its own newer copy and reports the other's run."""
+    ticks = itertools.count(1_700_000_000, 10)
+    localdsp.backend._clock = lambda: next(ticks)
+    rival = []
+    original = DSPClient.start_run
+
+    def racing(self, **run):
+        if run["name"].startswith("add-pipeline-") and not rival:
+            rival.append(
+                kfp_client.run_pipeline(
+                    run["experiment_id"], run["name"], version_id=run["version_id"]
+                ).id
+            )
+        return original(self, **run)
+
+    monkeypatch.setattr(DSPClient, "start_run", racing)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+    assert add["run_id"] == rival[0]
+    runs = server_state(kfp_client)[1]
+    assert len(runs) == 3 and rival[0] in {r.id for r in runs}
+    removed = [e for e in events(result.err) if e["event"] == "duplicate_run_removed"]
+    assert [(e["run"], e["kept"]) for e in removed] == [(add["run_name"], rival[0])]
