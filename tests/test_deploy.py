@@ -8,6 +8,7 @@ import pytest
 from conftest import TOKEN
 
 from runner import stopping
+from runner.errors import ServerError
 from runner.flavour_v1.client import FORBIDDEN_HINT, DSPClient
 from runner_helpers import COMMIT, Project, events
 
@@ -359,3 +360,87 @@ def test_a_run_a_racing_runner_started_first_is_the_one_kept_and_reported(
     assert len(runs) == 3 and rival[0] in {r.id for r in runs}
     removed = [e for e in events(result.err) if e["event"] == "duplicate_run_removed"]
     assert [(e["run"], e["kept"]) for e in removed] == [(add["run_name"], rival[0])]
+
+
+def test_a_run_that_exists_is_reported_by_its_id_and_not_started_again(
+    project, capsys, kfp_client, monkeypatch
+):
+    monkeypatch.setenv("DSP_RUN_POLICY", "always")
+    first = project.run(capsys)
+    again = project.run(capsys)
+    assert again.code == 0
+
+    def runs(result):
+        return {p["pipeline"]: (p["run_name"], p["run_id"]) for p in result.summary["pipelines"]}
+
+    assert runs(again) == runs(first)
+    on_server = {(r.name, r.id) for r in server_state(kfp_client)[1]}
+    assert on_server == set(runs(first).values())
+    assert [p["run_started"] for p in again.summary["pipelines"]] == [False] * 3
+
+
+def test_a_duplicate_check_that_fails_in_one_experiment_still_settles_the_others(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    """Add Pipeline runs in experiment "first", whose runs cannot be listed after the runs are
+    started; Data Quality Gate's run, which a racing runner also started, is still settled."""
+    settings = project.pipelines / "dsp-runner.yaml"
+    settings.write_text(
+        settings.read_text().replace(
+            "  Add Pipeline:\n", "  Add Pipeline:\n    experiment: first\n"
+        )
+    )
+    ticks = itertools.count(1_700_000_000, 10)
+    localdsp.backend._clock = lambda: next(ticks)
+    rival = []
+    start_run, runs_named = DSPClient.start_run, DSPClient.runs_named
+
+    def racing(self, **run):
+        if run["name"].startswith("data-quality-gate-") and not rival:
+            rival.append(
+                kfp_client.run_pipeline(
+                    run["experiment_id"], run["name"], version_id=run["version_id"]
+                ).id
+            )
+        return start_run(self, **run)
+
+    def failing(self, experiment_id, names):
+        names = list(names)
+        if rival and any(n.startswith("add-pipeline-") for n in names):
+            raise ServerError("find runs: HTTP 500: database is locked")
+        return runs_named(self, experiment_id, names)
+
+    monkeypatch.setattr(DSPClient, "start_run", racing)
+    monkeypatch.setattr(DSPClient, "runs_named", failing)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    failed = [e for e in events(result.err) if e["event"] == "duplicate_run_check_failed"]
+    assert [(e["experiment"], e["error"]) for e in failed] == [
+        ("first", "find runs: HTTP 500: database is locked")
+    ]
+    (gate,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Data Quality Gate"]
+    assert gate["run_id"] == rival[0]
+    assert [r.id for r in server_state(kfp_client)[1] if r.name == gate["run_name"]] == rival
+
+
+def test_on_such_a_server_a_pipeline_left_without_a_default_gets_the_new_version_as_it(
+    tmp_path, capsys, monkeypatch
+):
+    """Every version of Add Pipeline was deleted by hand, so the server lists it without a
+    default; the new version is uploaded and made the default."""
+    from localdsp.server import LocalDSP
+
+    with LocalDSP(tmp_path / "data", tokens=[TOKEN], auto_update_default=False) as dsp:
+        project = Project(tmp_path / "p", dsp.url, TOKEN)
+        project.env(monkeypatch)
+        assert project.run(capsys).code == 0
+        client = kfp_tekton.TektonClient(host=dsp.url, existing_token=TOKEN)
+        add_id = client.get_pipeline_id("Add Pipeline")
+        for version in client.list_pipeline_versions(add_id, page_size=100).versions:
+            client.delete_pipeline_version(version.id)
+        assert client.get_pipeline(add_id).default_version is None
+        project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+        result = project.run(capsys)
+        assert result.code == 0, result.err
+        (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+        assert client.get_pipeline(add_id).default_version.id == add["version_id"]

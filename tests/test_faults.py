@@ -244,3 +244,22 @@ def test_a_version_stuck_creating_names_its_pipeline_and_is_cleared_by_deleting_
     localdsp.storage.release()
     kfp_client.delete_pipeline(kfp_client.get_pipeline_id("Add Pipeline"))
     assert project.run(capsys).code == 0
+
+
+def test_a_retried_call_of_one_pipeline_s_work_is_logged_under_its_name(
+    project, capsys, localdsp, monkeypatch
+):
+    monkeypatch.setenv("DSP_CONCURRENCY", "1")
+    localdsp.inject(
+        method="POST",
+        path="/apis/v1beta1/pipelines/upload_version",
+        action="status",
+        status=503,
+        times=1,
+    )
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    retries = [e for e in events(result.err) if e["event"] == "server_call_retry"]
+    assert [(e["pipeline"], e["operation"]) for e in retries] == [
+        ("Add Pipeline", "upload pipeline version")
+    ]
