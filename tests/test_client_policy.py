@@ -264,3 +264,27 @@ def test_a_lookup_after_it_exists_that_fails_says_so_in_its_line(unseen):
     with pytest.raises(ServerError) as raised:
         POLICY.create("upload pipeline", create, find, unseen=unseen)
     assert str(raised.value) == "upload pipeline: look up existing: HTTP 400: bad filter"
+
+
+@pytest.mark.integration
+def test_listings_longer_than_the_server_s_default_page_take_one_request_each(
+    localdsp, kfp_client, add_yaml
+):
+    """The runner asks for pages of PAGE_SIZE: 21 objects (the default page holds 20) are one
+    request per listing, as the README's request counts say."""
+    experiment = kfp_client.create_experiment("dsp-runner")
+    for i in range(21):
+        pipeline = kfp_client.upload_pipeline(str(add_yaml), f"p{i}")
+        kfp_client.run_pipeline(experiment.id, f"run-{i}", pipeline_id=pipeline.id)
+        kfp_client.create_recurring_run(
+            experiment.id, f"job-{i}", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
+        )
+    client = dsp_client(localdsp.url)
+    localdsp.clear_requests()
+
+    assert len(client.list_pipelines()) == 21
+    assert len(client.list_jobs()) == 21
+    assert len(client.runs_named(experiment.id, [f"run-{i}" for i in range(21)])) == 21
+
+    listings = [r["path"] for r in localdsp.requests() if r["path"].count("/") == 3]
+    assert listings == ["/apis/v1beta1/pipelines", "/apis/v1beta1/jobs", "/apis/v1beta1/runs"]
