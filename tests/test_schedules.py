@@ -2,8 +2,11 @@
 
 import textwrap
 
+import kfp_tekton
 import pytest
+from conftest import TOKEN
 
+from localdsp.server import LocalDSP
 from runner import schedules
 from runner.config import Schedule
 from runner.server import ServerJob
@@ -215,3 +218,24 @@ def test_of_two_copies_of_a_new_job_the_lowest_id_stays_and_the_other_goes():
     kept = schedules._one_copy(server, wanted, copies[1], NullLog())
     assert kept.id == "j-1"
     assert server.calls == [("enabled", "j-2", False), ("delete", "j-2")]
+
+
+def test_a_job_runs_exactly_the_version_just_shipped_and_names_its_pipeline(
+    tmp_path, capsys, monkeypatch
+):
+    """On a server that does not make an upload the default, a job naming only its pipeline
+    would run the old default version: the job names the version it was made for."""
+    with LocalDSP(tmp_path / "data", tokens=[TOKEN], auto_update_default=False) as dsp:
+        project = Project(tmp_path / "p", dsp.url, TOKEN)
+        project.env(monkeypatch, DSP_RUN_POLICY="never")
+        declare(project, '{name: nightly, cron: "0 0 2 * * *"}')
+        assert project.run(capsys).code == 0
+        project.edit("add_pipeline.py", 'b="7"', 'b="8"')
+        result = project.run(capsys)
+        assert result.code == 0, result.err
+        (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+        client = kfp_tekton.TektonClient(host=dsp.url, existing_token=TOKEN)
+        (job,) = [j for j in client.list_recurring_runs(page_size=100).jobs if j.enabled]
+        refs = [r.key.id for r in job.resource_references if r.key.type == "PIPELINE_VERSION"]
+        assert refs == [add["version_id"]]
+        assert job.pipeline_spec.pipeline_id == add["pipeline_id"]
