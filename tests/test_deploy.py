@@ -444,3 +444,15 @@ def test_on_such_a_server_a_pipeline_left_without_a_default_gets_the_new_version
         assert result.code == 0, result.err
         (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
         assert client.get_pipeline(add_id).default_version.id == add["version_id"]
+
+
+def test_a_run_names_its_pipeline_and_its_experiment_says_who_made_it(project, capsys, kfp_client):
+    """What a user sees in the dashboard: the run links to its pipeline, and the experiment
+    the runner made says it holds dsp-runner's runs."""
+    result = project.run(capsys)
+    assert result.code == 0
+    for shipped in result.summary["pipelines"]:
+        run = kfp_client.get_run(shipped["run_id"]).run
+        assert run.pipeline_spec.pipeline_id == shipped["pipeline_id"]
+    experiment = kfp_client.get_experiment(experiment_name="dsp-runner")
+    assert experiment.description == "Runs started by dsp-runner"
