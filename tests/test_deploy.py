@@ -446,9 +446,11 @@ def test_on_such_a_server_a_pipeline_left_without_a_default_gets_the_new_version
         assert client.get_pipeline(add_id).default_version.id == add["version_id"]
 
 
-def test_a_run_names_its_pipeline_and_its_experiment_says_who_made_it(project, capsys, kfp_client):
-    """What a user sees in the dashboard: the run links to its pipeline, and the experiment
-    the runner made says it holds dsp-runner's runs."""
+def test_the_summary_names_each_source_a_run_its_pipeline_its_experiment_who_made_it(
+    project, capsys, kfp_client
+):
+    """The summary names the module each pipeline came from; in the dashboard, the run links to
+    its pipeline, and the experiment the runner made says it holds dsp-runner's runs."""
     result = project.run(capsys)
     assert result.code == 0
     for shipped in result.summary["pipelines"]:
@@ -456,3 +458,8 @@ def test_a_run_names_its_pipeline_and_its_experiment_says_who_made_it(project, c
         assert run.pipeline_spec.pipeline_id == shipped["pipeline_id"]
     experiment = kfp_client.get_experiment(experiment_name="dsp-runner")
     assert experiment.description == "Runs started by dsp-runner"
+    assert {p["pipeline"]: p["source"] for p in result.summary["pipelines"]} == {
+        "Add Pipeline": str(project.pipelines / "add_pipeline.py"),
+        "Data Quality Gate": str(project.pipelines / "data_quality_gate.py"),
+        "Train and Evaluate": str(project.pipelines / "train_evaluate.py"),
+    }
