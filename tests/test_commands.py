@@ -113,6 +113,8 @@ def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
     last = result.err.strip().splitlines()[-1]
     assert last.startswith(f"dsp-runner: ServerError: connect: could not reach {localdsp.url}")
     assert "Traceback" not in result.err
+    healthz = [r for r in localdsp.requests() if r["path"] == "/apis/v1beta1/healthz"]
+    assert len(healthz) == 2, "one request per try: urllib3 retries nothing behind the policy"
 
 
 def test_a_deploy_where_nothing_changed_sends_six_requests_whatever_the_number_of_pipelines(

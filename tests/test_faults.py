@@ -234,11 +234,10 @@ def test_a_version_stuck_creating_names_its_pipeline_and_is_cleared_by_deleting_
     assert result.code == 1
     (failed,) = [p for p in result.summary["pipelines"] if p["error"]]
     assert failed["pipeline"] == "Add Pipeline"
-    assert failed["error"].startswith(
+    assert failed["error"] == (
         f"version '{failed['version_name']}' of pipeline 'Add Pipeline' is taken on the server but "
-        "never became visible"
-    )
-    assert failed["error"].endswith(
+        "never became visible: the server keeps an upload in status CREATING until its file is "
+        "stored, and for good when storing failed, where the API can neither show nor delete it; "
         "delete pipeline 'Add Pipeline' on the server (its versions go with it) and deploy again"
     )
     localdsp.storage.release()
