@@ -239,3 +239,44 @@ def test_a_job_runs_exactly_the_version_just_shipped_and_names_its_pipeline(
         refs = [r.key.id for r in job.resource_references if r.key.type == "PIPELINE_VERSION"]
         assert refs == [add["version_id"]]
         assert job.pipeline_spec.pipeline_id == add["pipeline_id"]
+
+
+def test_any_one_kind_of_change_is_work_to_do_and_none_is_nothing():
+    """apply reconciles a pipeline's schedules only when its changes are truthy: a schedule
+    switched off (one disable and nothing else) must still be carried out."""
+    (wanted,) = schedules.desired("add", "add-1", "exp", {}, [Schedule("n", "@daily")])
+    job = ServerJob("j-1", "job", "", True, "e1")
+    assert not schedules.Changes()
+    for changes in (
+        schedules.Changes(create=(wanted,)),
+        schedules.Changes(enable=(job,)),
+        schedules.Changes(disable=(job,)),
+        schedules.Changes(delete=(job,)),
+    ):
+        assert changes
+
+
+def test_the_plan_lists_each_change_in_the_order_it_is_made_and_marks_a_disabled_create():
+    on, off = (
+        schedules.desired("add", "add-1", "exp", {}, [Schedule(name, "@daily", enabled=enabled)])[0]
+        for name, enabled in (("on", True), ("off", False))
+    )
+    a, b, c = (ServerJob(i, f"job-{i}", "", True, "e1") for i in "abc")
+    changes = schedules.Changes(create=(on, off), enable=(a,), disable=(b,), delete=(c,))
+    assert changes.describe() == [
+        f"create {on.name}",
+        f"create {off.name} (disabled)",
+        "enable job-a",
+        "disable job-b",
+        "delete job-c",
+    ]
+
+
+def test_a_long_pipeline_keeps_the_spec_in_its_job_name_and_its_mark_in_the_description():
+    """A long pipeline slug and version name: the name keeps its last 100 characters (ending in
+    the spec), the description its first 255 (starting with the mark that says whose it is)."""
+    slug, schedule = "a" * 80, Schedule("n" * 40, "@daily")
+    (wanted,) = schedules.desired(slug, "v" * 150, "exp", {}, [schedule])
+    assert len(wanted.name) == 100 and wanted.name.endswith(f"{'n' * 40}-{wanted.spec}")
+    assert len(wanted.description) == schedules.MAX_DESCRIPTION
+    assert schedules.owned_by(slug, [ServerJob("j", wanted.name, wanted.description, True, "e")])
