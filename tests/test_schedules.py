@@ -1,5 +1,6 @@
 """Schedules in the settings file become the server's recurring runs, and follow the file."""
 
+import re
 import textwrap
 
 import kfp_tekton
@@ -9,6 +10,7 @@ from conftest import TOKEN
 from localdsp.server import LocalDSP
 from runner import schedules
 from runner.config import Schedule
+from runner.flavour_v1.client import DSPClient
 from runner.server import ServerJob
 from runner_helpers import Project
 
@@ -126,6 +128,47 @@ def test_a_failure_between_create_and_delete_is_finished_by_the_next_deploy(
     localdsp.clear_faults()
     assert project.run(capsys).code == 0
     assert [(enabled, cron) for _, enabled, cron in jobs(kfp_client)] == [(True, "0 15 * * * *")]
+
+
+JOBS = "/apis/v1beta1/jobs"
+
+
+def test_the_job_on_the_server_carries_the_declared_spec(project, capsys, kfp_client):
+    declare(
+        project,
+        '{name: nightly, cron: "0 0 2 * * *", max_concurrency: 3, arguments: {b: "9"}}',
+        '{name: weekly, cron: "0 0 3 * * 0", catchup: true, enabled: false}',
+    )
+    assert project.run(capsys).code == 0
+    found = {j.name.split("-")[2]: j for j in kfp_client.list_recurring_runs(page_size=100).jobs}
+    nightly, weekly = found["nightly"], found["weekly"]
+    assert (nightly.max_concurrency, nightly.no_catchup, nightly.enabled) == ("3", True, True)
+    assert {p.name: p.value for p in nightly.pipeline_spec.parameters} == {"a": "1", "b": "9"}
+    assert (weekly.max_concurrency, bool(weekly.no_catchup), bool(weekly.enabled)) == (
+        "1",
+        False,
+        False,
+    )
+
+
+def test_a_job_whose_experiment_is_deleted_again_and_again_fails_with_a_line_saying_so(
+    project, capsys, localdsp
+):
+    declare(project, '{name: nightly, cron: "0 0 2 * * *"}')
+    localdsp.inject(
+        method="POST",
+        path=JOBS,
+        action="status",
+        status=500,
+        body='{"error_message": "Failed to get experiment.: ResourceNotFoundError: Experiment x"}',
+        times=None,
+    )
+    result = project.run(capsys)
+    assert result.code == 1
+    (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+    assert re.fullmatch(
+        r"create recurring run: experiment [0-9a-f-]+ was deleted on the server", add["error"]
+    ), add["error"]
 
 
 def test_duplicates_left_by_racing_deploys_are_reduced_to_one():
@@ -280,3 +323,31 @@ def test_a_long_pipeline_keeps_the_spec_in_its_job_name_and_its_mark_in_the_desc
     assert len(wanted.name) == 100 and wanted.name.endswith(f"{'n' * 40}-{wanted.spec}")
     assert len(wanted.description) == schedules.MAX_DESCRIPTION
     assert schedules.owned_by(slug, [ServerJob("j", wanted.name, wanted.description, True, "e")])
+
+
+def test_a_job_a_racing_deploy_made_after_the_listing_is_adopted_not_made_twice(
+    project, capsys, kfp_client, localdsp, monkeypatch
+):
+    declare(project, '{name: nightly, cron: "0 0 2 * * *"}')
+    create_job, rival = DSPClient.create_job, []
+
+    def racing(self, **job):
+        if not rival:
+            made = kfp_client.create_recurring_run(
+                job["experiment_id"],
+                job["name"],
+                description=job["description"],
+                cron_expression=job["cron"],
+                version_id=job["version_id"],
+                enabled=False,
+            )
+            rival.append(made.id)
+            localdsp.clear_requests()
+        return create_job(self, **job)
+
+    monkeypatch.setattr(DSPClient, "create_job", racing)
+    assert project.run(capsys).code == 0
+    (job,) = kfp_client.list_recurring_runs(page_size=100).jobs
+    assert (job.id, job.enabled) == (rival[0], True)
+    made = [r for r in localdsp.requests() if (r["method"], r["path"]) == ("POST", JOBS)]
+    assert made == [], "the rival's job is found by its name before creating"
