@@ -289,3 +289,20 @@ def test_a_duplicate_run_that_cannot_be_removed_is_logged_naming_each_step(local
         "terminate duplicate run: HTTP 400: refused here",
         "delete duplicate run: HTTP 400: refused here",
     ]
+
+
+@pytest.mark.integration
+def test_a_refused_read_of_a_default_version_names_it(localdsp, kfp_client, add_yaml):
+    """The listing left the default version's description out: the read that completes it."""
+    kfp_client.upload_pipeline(str(add_yaml), "Add")
+    localdsp.inject(
+        method="GET",
+        path="/apis/v1beta1/pipeline_versions/.+",
+        action="status",
+        status=400,
+        body=BAD,
+        times=None,
+    )
+    with pytest.raises(ServerError) as raised:
+        dsp_client(localdsp.url).list_pipelines()
+    assert str(raised.value) == "get pipeline version: HTTP 400: refused here"

@@ -262,3 +262,15 @@ def test_a_retried_call_of_one_pipeline_s_work_is_logged_under_its_name(
     assert [(e["pipeline"], e["operation"]) for e in retries] == [
         ("Add Pipeline", "upload pipeline version")
     ]
+
+
+def test_a_plain_500_on_a_run_s_create_is_retried_not_taken_for_a_deleted_experiment(
+    project, capsys, kfp_client, localdsp
+):
+    localdsp.inject(method="POST", path="/apis/v1beta1/runs", action="status", status=500, times=1)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    logged = events(result.err)
+    assert [e["error"] for e in logged if e["event"] == "server_call_retry"] == [500]
+    assert not [e for e in logged if e["event"] == "experiment_deleted"]
+    assert_no_duplicates(kfp_client)
