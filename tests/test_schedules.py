@@ -10,6 +10,7 @@ from conftest import TOKEN
 from localdsp.server import LocalDSP
 from runner import schedules
 from runner.config import Schedule
+from runner.errors import NotFoundError
 from runner.flavour_v1.client import DSPClient
 from runner.server import ServerJob
 from runner_helpers import Project
@@ -351,3 +352,108 @@ def test_a_job_a_racing_deploy_made_after_the_listing_is_adopted_not_made_twice(
     assert (job.id, job.enabled) == (rival[0], True)
     made = [r for r in localdsp.requests() if (r["method"], r["path"]) == ("POST", JOBS)]
     assert made == [], "the rival's job is found by its name before creating"
+
+
+class Log:
+    """Records the events reconcile logs."""
+
+    def __init__(self):
+        self.events = []
+
+    def info(self, event, **fields):
+        self.events.append(event)
+
+
+def test_a_changed_schedule_never_has_two_enabled_jobs_on_the_way():
+    """New job made disabled, the old one disabled, the new one enabled, the old one deleted."""
+    (old,) = schedules.desired("add", "add-1", "exp", {}, [Schedule("n", "@daily")])
+    (new,) = schedules.desired("add", "add-2", "exp", {}, [Schedule("n", "@daily")])
+    server = RecordingServer()
+    schedules.reconcile(
+        server,
+        experiment_id="e1",
+        pipeline_id="p1",
+        version_id="v2",
+        want=[new],
+        owned=[ServerJob("j-old", old.name, old.description, True, "e1")],
+        log=NullLog(),
+    )
+    assert [c[0] for c in server.calls] == ["create", "enabled", "enabled", "delete"]
+    assert server.calls[1:] == [
+        ("enabled", "j-old", False),
+        ("enabled", "j-new", True),
+        ("delete", "j-old"),
+    ]
+
+
+def test_a_job_toggled_by_hand_is_put_back_as_declared():
+    (on,) = schedules.desired("add", "add-1", "exp", {}, [Schedule("on", "@daily")])
+    (off,) = schedules.desired(
+        "add", "add-1", "exp", {}, [Schedule("off", "@daily", enabled=False)]
+    )
+    owned = [
+        ServerJob("j-on", on.name, on.description, False, "e1"),
+        ServerJob("j-off", off.name, off.description, True, "e1"),
+    ]
+    plan = schedules.changes([on, off], owned)
+    assert ([j.id for j in plan.enable], [j.id for j in plan.disable]) == (["j-on"], ["j-off"])
+    assert plan.create == () and plan.delete == ()
+
+
+def test_of_copies_of_one_spec_an_enabled_one_stays_before_a_lower_id():
+    (wanted,) = schedules.desired("add", "add-1", "exp", {}, [Schedule("n", "@daily")])
+    copies = [
+        ServerJob("j-1", wanted.name, wanted.description, False, "e1"),
+        ServerJob("j-2", wanted.name, wanted.description, True, "e1"),
+    ]
+    plan = schedules.changes([wanted], copies)
+    assert [j.id for j in plan.delete] == ["j-1"] and plan.disable == () and plan.enable == ()
+
+
+class TakenOverServer(RecordingServer):
+    """The first job's enable finds it gone: a racing deploy kept its own copy."""
+
+    def set_job_enabled(self, job_id, enabled):
+        super().set_job_enabled(job_id, enabled)
+        if job_id == "j-a" and enabled:
+            raise NotFoundError("enable recurring run: not found")
+
+    def create_job(self, **kwargs):
+        self.calls.append(("create", kwargs))
+        return ServerJob(
+            f"j-{kwargs['name'][4]}", kwargs["name"], kwargs["description"], False, "e1"
+        )
+
+
+def test_a_job_taken_over_by_a_racing_deploy_does_not_stop_the_next_one_being_enabled():
+    want = schedules.desired(
+        "add", "add-1", "exp", {}, [Schedule("a", "@daily"), Schedule("b", "@hourly")]
+    )
+    server, log = TakenOverServer(), Log()
+    schedules.reconcile(
+        server, experiment_id="e1", pipeline_id="p1", version_id="v1", want=want, owned=[], log=log
+    )
+    assert [c for c in server.calls if c[0] == "enabled"] == [
+        ("enabled", "j-a", True),
+        ("enabled", "j-b", True),
+    ]
+    assert log.events.count("schedule_taken_over") == 1 and "schedule_enabled" in log.events
+
+
+def test_a_copy_removed_after_a_race_is_logged():
+    (wanted,) = schedules.desired("add", "add-1", "exp", {}, [Schedule("n", "@daily")])
+    copies = [
+        ServerJob("j-0", wanted.name, wanted.description, False, "e1"),
+        ServerJob("j-new", wanted.name, wanted.description, False, "e1"),
+    ]
+    log = Log()
+    schedules.reconcile(
+        RecordingServer(listed=copies),
+        experiment_id="e1",
+        pipeline_id="p1",
+        version_id="v1",
+        want=[wanted],
+        owned=[],
+        log=log,
+    )
+    assert log.events == ["schedule_duplicate_removed", "schedule_created", "schedule_enabled"]
