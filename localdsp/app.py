@@ -44,6 +44,7 @@ from localdsp.wire_v1 import (
     api_run_detail,
     api_state,
     api_version,
+    filter_key,
     parse_pipeline_spec,
     parse_references,
     reference_key,
@@ -211,14 +212,13 @@ class Handlers:
         return self.backend.list_versions(*reference_key(request, "resource_key"), options)
 
     def _experiments(self, request: Request, options: ListRequest) -> Page:
-        key = reference_key(request, "resource_reference_key")
-        return self.backend.list_experiments(options, *key)
+        return self.backend.list_experiments(options, *filter_key(request))
 
     def _runs(self, request: Request, options: ListRequest) -> Page:
-        return self.backend.list_runs(options, *reference_key(request, "resource_reference_key"))
+        return self.backend.list_runs(options, *filter_key(request))
 
     def _jobs(self, request: Request, options: ListRequest) -> Page:
-        return self.backend.list_jobs(options, *reference_key(request, "resource_reference_key"))
+        return self.backend.list_jobs(options, *filter_key(request))
 
     # ---- creates and the run log
 

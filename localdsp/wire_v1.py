@@ -181,6 +181,23 @@ def reference_key(request: Request, prefix: str) -> tuple[str, str]:
     return kind, query.get(f"{prefix}.id", "")
 
 
+FILTER_TYPES = ("EXPERIMENT", "JOB", "PIPELINE_VERSION", "NAMESPACE")
+
+
+def filter_key(request: Request, prefix: str = "resource_reference_key") -> tuple[str, str]:
+    """The key ListExperiment, ListRuns and ListJobs filter by. As the server's ValidateFilter:
+    a key given at all (either parameter) must have a type it filters by, so an id sent
+    without its type is refused, where a kinder reading would list every object."""
+    kind, key_id = reference_key(request, prefix)
+    given = f"{prefix}.type" in request.query_params or f"{prefix}.id" in request.query_params
+    if given and kind not in FILTER_TYPES:
+        refused = InvalidInput(f"Unsupported resource type: {kind or RESOURCE_TYPES[0]}")
+        raise refused.wrap("Unrecognized resource reference type.").wrap(
+            "Validating filter failed."
+        )
+    return kind, key_id
+
+
 # --------------------------------------------------------------------------- admin state
 
 

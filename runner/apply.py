@@ -107,12 +107,12 @@ def apply(
     client: Server,
     packages: dict[str, Path],
     experiments: Experiments,
-    concurrency: int = 1,
+    concurrency: int,
 ) -> tuple[list[Outcome], RunnerError | None]:
     """Upload what changed and start the planned runs: one outcome per pipeline, and the error
     that halted the job, if one did (the caller reports the outcomes, then raises it)."""
     halt = _Halt()
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="apply") as pool:
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = [
             pool.submit(_apply_one, p, client, packages.get(p.pipeline.slug), experiments, halt)
             for p in plans

@@ -144,8 +144,8 @@ def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client)
         return dataclasses.replace(plan, action=UNCHANGED, existing_version=default)
     try:
         existing = client.find_version(server_pipeline.id, plan.version_name)
-    except NotFoundError:  # deleted since the listing: the version lookup answers 404
-        return dataclasses.replace(plan, action=CREATE, server_pipeline=None)
+    except NotFoundError:  # deleted since the listing (404): the plan stays a create
+        return dataclasses.replace(plan, server_pipeline=None)
     if existing is not None:
         return dataclasses.replace(plan, action=SET_DEFAULT, existing_version=existing)
     return dataclasses.replace(plan, action=NEW_VERSION)

@@ -11,7 +11,7 @@ from kfp_server_api.exceptions import ApiException
 
 from runner import auth, calls
 from runner.calls import MAX_RETRY_AFTER, already_exists
-from runner.errors import ConflictError
+from runner.errors import ConflictError, ServerError
 from runner.flavour_v1.client import DSPClient
 from runner.server import settle_duplicate_runs
 
@@ -188,3 +188,103 @@ def test_a_conflict_on_a_name_nobody_holds_is_an_error_not_an_adoption(localdsp)
     )
     with pytest.raises(ConflictError, match="create experiment"):
         dsp_client(localdsp.url).ensure_experiment("dsp-runner", "runs")
+
+
+@pytest.mark.integration
+def test_jobs_of_one_name_come_lowest_id_first_whatever_the_listing_order(
+    localdsp, kfp_client, add_yaml
+):
+    """Racing deploys each made the job; every runner must keep the same one, the lowest id."""
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    experiment = kfp_client.create_experiment("dsp-runner")
+
+    def create():
+        return kfp_client.create_recurring_run(
+            experiment.id, "nightly", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
+        ).id
+
+    made = [create(), create()]
+    while True:  # the listing must put a higher id first, so only sorting can put it right
+        listed = [j.id for j in kfp_client.list_recurring_runs(page_size=100).jobs]
+        if listed != sorted(listed):
+            break
+        kfp_client.jobs.delete_job(made.pop(0))
+        made.append(create())
+
+    found = dsp_client(localdsp.url).jobs_named("nightly")
+
+    assert [job.id for job in found] == sorted(made)
+
+
+@pytest.mark.integration
+def test_a_listing_that_leaves_the_default_version_s_description_out_is_completed(
+    localdsp, kfp_client, add_yaml
+):
+    """Some KFP v1 stores list pipelines without the default version's description, which names
+    the commit that run names come from: that version is read then, and only then."""
+    ids = {}
+    for name in ("Stripped", "Listed", "Empty"):
+        ids[name] = kfp_client.upload_pipeline(str(add_yaml), name).id
+        kfp_client.upload_pipeline_version(
+            str(add_yaml), f"{name}-1", pipeline_id=ids[name], description=f"commit of {name}"
+        )
+    for version in kfp_client.list_pipeline_versions(ids["Empty"], page_size=100).versions:
+        kfp_client.delete_pipeline_version(version.id)
+    client = dsp_client(localdsp.url)
+    listing = client._kfp.pipelines.list_pipelines
+
+    def stripped(**query):
+        page = listing(**query)
+        for pipeline in page.pipelines:
+            if pipeline.name == "Stripped":
+                pipeline.default_version.description = None
+        return page
+
+    client._kfp.pipelines.list_pipelines = stripped
+    localdsp.clear_requests()
+
+    pipelines = {p.name: p for p in client.list_pipelines()}
+
+    assert pipelines["Stripped"].default_version.description == "commit of Stripped"
+    assert pipelines["Stripped"].default_version.pipeline_id == ids["Stripped"]
+    assert pipelines["Listed"].default_version.description == "commit of Listed"
+    assert pipelines["Empty"].default_version is None
+    reads = [r["path"] for r in localdsp.requests() if "/pipeline_versions/" in r["path"]]
+    assert reads == [f"/apis/v1beta1/pipeline_versions/{pipelines['Stripped'].default_version.id}"]
+
+
+@pytest.mark.parametrize("unseen", ["", "the upload never showed"])
+def test_a_lookup_after_it_exists_that_fails_says_so_in_its_line(unseen):
+    def create():
+        raise api_error(409, '{"error_message": "exists"}')
+
+    def find():
+        raise api_error(400, '{"error_message": "bad filter"}')
+
+    with pytest.raises(ServerError) as raised:
+        POLICY.create("upload pipeline", create, find, unseen=unseen)
+    assert str(raised.value) == "upload pipeline: look up existing: HTTP 400: bad filter"
+
+
+@pytest.mark.integration
+def test_listings_longer_than_the_server_s_default_page_take_one_request_each(
+    localdsp, kfp_client, add_yaml
+):
+    """The runner asks for pages of PAGE_SIZE: 21 objects (the default page holds 20) are one
+    request per listing, as the README's request counts say."""
+    experiment = kfp_client.create_experiment("dsp-runner")
+    for i in range(21):
+        pipeline = kfp_client.upload_pipeline(str(add_yaml), f"p{i}")
+        kfp_client.run_pipeline(experiment.id, f"run-{i}", pipeline_id=pipeline.id)
+        kfp_client.create_recurring_run(
+            experiment.id, f"job-{i}", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
+        )
+    client = dsp_client(localdsp.url)
+    localdsp.clear_requests()
+
+    assert len(client.list_pipelines()) == 21
+    assert len(client.list_jobs()) == 21
+    assert len(client.runs_named(experiment.id, [f"run-{i}" for i in range(21)])) == 21
+
+    listings = [r["path"] for r in localdsp.requests() if r["path"].count("/") == 3]
+    assert listings == ["/apis/v1beta1/pipelines", "/apis/v1beta1/jobs", "/apis/v1beta1/runs"]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from runner.flavour_v1.client import DSPClient
 from runner_helpers import events
 
 pytestmark = pytest.mark.integration
@@ -113,6 +114,8 @@ def test_a_connection_the_server_drops_is_still_one_line_naming_the_host(
     last = result.err.strip().splitlines()[-1]
     assert last.startswith(f"dsp-runner: ServerError: connect: could not reach {localdsp.url}")
     assert "Traceback" not in result.err
+    healthz = [r for r in localdsp.requests() if r["path"] == "/apis/v1beta1/healthz"]
+    assert len(healthz) == 2, "one request per try: urllib3 retries nothing behind the policy"
 
 
 def test_a_deploy_where_nothing_changed_sends_six_requests_whatever_the_number_of_pipelines(
@@ -186,3 +189,25 @@ def test_trigger_never_runs_a_pipeline_uploaded_by_hand(project, capsys, kfp_cli
     assert [p["pipeline"] for p in result.summary["pipelines"]] == ["Add Pipeline"]
     runs = kfp_client.list_runs(page_size=100).runs or []
     assert [r.name.split("@")[0].rsplit("-", 1)[0] for r in runs] == ["add-pipeline"]
+
+
+def test_plan_of_a_pipeline_deleted_during_the_lookups_says_create_and_names_no_pipeline(
+    project, capsys, kfp_client, monkeypatch
+):
+    """Add Pipeline is deleted between the listing and its version lookup (which answers 404):
+    deploy would create it, and the plan names no pipeline id (the listed one is gone)."""
+    assert project.run(capsys).code == 0
+    project.edit("add_pipeline.py", 'b="7"', 'b="9"')
+    add_id = kfp_client.get_pipeline_id("Add Pipeline")
+    find_version = DSPClient.find_version
+
+    def deleted_first(self, pipeline_id, name):
+        if pipeline_id == add_id:
+            kfp_client.delete_pipeline(add_id)
+        return find_version(self, pipeline_id, name)
+
+    monkeypatch.setattr(DSPClient, "find_version", deleted_first)
+    result = project.run(capsys, "plan")
+    assert result.code == 0, result.err
+    (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
+    assert (add["action"], add["pipeline_id"]) == ("create", "")

@@ -200,7 +200,10 @@ def test_a_racing_upload_still_creating_is_waited_for_and_adopted(
     ]
     adopted = {p["pipeline"]: p["pipeline_id"] for p in result.summary["pipelines"]}
     assert adopted["Add Pipeline"] == pipeline.id
-    assert any(e["event"] == "upload_not_visible_yet" for e in events(result.err))
+    unseen = [e for e in events(result.err) if e["event"] == "upload_not_visible_yet"]
+    assert unseen, "the lookup found nothing at first"
+    assert {e["operation"] for e in unseen} == {"upload pipeline: look up existing"}
+    assert all(e["wait_s"] > 0 for e in unseen), "it looks again after the retry backoff"
     assert any(e["event"] == "adopted_existing" for e in events(result.err))
 
 
@@ -231,13 +234,43 @@ def test_a_version_stuck_creating_names_its_pipeline_and_is_cleared_by_deleting_
     assert result.code == 1
     (failed,) = [p for p in result.summary["pipelines"] if p["error"]]
     assert failed["pipeline"] == "Add Pipeline"
-    assert failed["error"].startswith(
+    assert failed["error"] == (
         f"version '{failed['version_name']}' of pipeline 'Add Pipeline' is taken on the server but "
-        "never became visible"
-    )
-    assert failed["error"].endswith(
+        "never became visible: the server keeps an upload in status CREATING until its file is "
+        "stored, and for good when storing failed, where the API can neither show nor delete it; "
         "delete pipeline 'Add Pipeline' on the server (its versions go with it) and deploy again"
     )
     localdsp.storage.release()
     kfp_client.delete_pipeline(kfp_client.get_pipeline_id("Add Pipeline"))
     assert project.run(capsys).code == 0
+
+
+def test_a_retried_call_of_one_pipeline_s_work_is_logged_under_its_name(
+    project, capsys, localdsp, monkeypatch
+):
+    monkeypatch.setenv("DSP_CONCURRENCY", "1")
+    localdsp.inject(
+        method="POST",
+        path="/apis/v1beta1/pipelines/upload_version",
+        action="status",
+        status=503,
+        times=1,
+    )
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    retries = [e for e in events(result.err) if e["event"] == "server_call_retry"]
+    assert [(e["pipeline"], e["operation"]) for e in retries] == [
+        ("Add Pipeline", "upload pipeline version")
+    ]
+
+
+def test_a_plain_500_on_a_run_s_create_is_retried_not_taken_for_a_deleted_experiment(
+    project, capsys, kfp_client, localdsp
+):
+    localdsp.inject(method="POST", path="/apis/v1beta1/runs", action="status", status=500, times=1)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    logged = events(result.err)
+    assert [e["error"] for e in logged if e["event"] == "server_call_retry"] == [500]
+    assert not [e for e in logged if e["event"] == "experiment_deleted"]
+    assert_no_duplicates(kfp_client)

@@ -293,3 +293,22 @@ def test_an_empty_listing_is_an_empty_object(api):
 def test_the_client_sees_none_for_an_empty_listing(kfp_client):
     listed = kfp_client.list_pipelines()
     assert (listed.pipelines, listed.total_size, listed.next_page_token) == (None, None, None)
+
+
+@pytest.mark.parametrize("path", ["/apis/v1beta1/runs", "/apis/v1beta1/jobs", EXPERIMENTS])
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"resource_reference_key.id": "e1"},
+        {"resource_reference_key.type": "PIPELINE", "resource_reference_key.id": "p1"},
+    ],
+)
+def test_a_reference_key_without_a_type_it_filters_by_is_a_400(api, path, key):
+    """The server's ValidateFilter: an id sent without its type does not list everything."""
+    refused = api("GET", path, query=key)
+    assert refused.status == 400
+    kind = key.get("resource_reference_key.type", "UNKNOWN_RESOURCE_TYPE")
+    assert refused.json["details"][0]["error_message"] == f"Unsupported resource type: {kind}"
+    if path != EXPERIMENTS:
+        listed = api("GET", path, query={**key, "resource_reference_key.type": "EXPERIMENT"})
+        assert listed.status == 200

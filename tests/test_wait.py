@@ -226,3 +226,30 @@ def test_an_unreadable_run_never_read_is_named_from_the_plan_and_keeps_its_id():
     )
     assert unnamed["r2"].run == ServerRun("r2", "", "", "", "")
     assert unnamed["r2"].error.startswith("run r2: its state could not be read")
+
+
+def test_an_unreadable_run_read_before_keeps_what_was_last_read_and_its_name():
+    clock = FakeClock()
+    script = ["Running"] + [ServerError("get run: HTTP 502")] * wait.FAILED_POLLS_LIMIT
+    done = wait.wait_for(
+        ScriptedClient({"r1": script}), {"r1": 3600}, interval=1, clock=clock, sleep=clock.sleep
+    )
+    assert done["r1"].run == ServerRun("r1", "name-r1", "Running", "", "", outcome="running")
+    assert done["r1"].error.startswith("run name-r1: its state could not be read")
+
+
+def test_a_deleted_run_whose_twin_is_gone_too_ends_as_a_failure_and_is_followed_once():
+    clock = FakeClock()
+    client = DeletingClient({}, gone=["mine", "twin"])
+    asked = []
+
+    def relocate(run_id):
+        asked.append(run_id)
+        return ServerRun("twin", "add@abc", "Running", "", "", outcome="running")
+
+    done = wait.wait_for(
+        client, {"mine": 60}, interval=1, clock=clock, sleep=clock.sleep, relocate=relocate
+    )
+    assert asked == ["mine"]
+    assert (done["mine"].run.id, done["mine"].outcome) == ("twin", "failed")
+    assert done["mine"].run.error == "the run no longer exists on the server"
