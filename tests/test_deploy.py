@@ -285,6 +285,7 @@ def test_a_token_refused_mid_job_halts_it_the_pipelines_after_it_never_start(
     assert {p["pipeline"]: p["error"] for p in result.summary["pipelines"]} == {
         "Add Pipeline": refused,
         "Data Quality Gate": f"not started: the job halted: {refused}",
+        "Square Numbers": f"not started: the job halted: {refused}",
         "Train and Evaluate": f"not started: the job halted: {refused}",
     }
     pipelines, runs = server_state(kfp_client)
@@ -359,7 +360,7 @@ def test_a_run_a_racing_runner_started_first_is_the_one_kept_and_reported(
     (add,) = [p for p in result.summary["pipelines"] if p["pipeline"] == "Add Pipeline"]
     assert add["run_id"] == rival[0]
     runs = server_state(kfp_client)[1]
-    assert len(runs) == 3 and rival[0] in {r.id for r in runs}
+    assert len(runs) == 4 and rival[0] in {r.id for r in runs}
     removed = [e for e in events(result.err) if e["event"] == "duplicate_run_removed"]
     assert [(e["run"], e["kept"]) for e in removed] == [(add["run_name"], rival[0])]
 
@@ -378,7 +379,7 @@ def test_a_run_that_exists_is_reported_by_its_id_and_not_started_again(
     assert runs(again) == runs(first)
     on_server = {(r.name, r.id) for r in server_state(kfp_client)[1]}
     assert on_server == set(runs(first).values())
-    assert [p["run_started"] for p in again.summary["pipelines"]] == [False] * 3
+    assert [p["run_started"] for p in again.summary["pipelines"]] == [False] * 4
 
 
 def test_a_duplicate_check_that_fails_in_one_experiment_still_settles_the_others(
@@ -463,5 +464,6 @@ def test_the_summary_names_each_source_a_run_its_pipeline_its_experiment_who_mad
     assert {p["pipeline"]: p["source"] for p in result.summary["pipelines"]} == {
         "Add Pipeline": str(project.pipelines / "add_pipeline.py"),
         "Data Quality Gate": str(project.pipelines / "data_quality_gate.py"),
+        "Square Numbers": str(project.pipelines / "square_numbers.py"),
         "Train and Evaluate": str(project.pipelines / "train_evaluate.py"),
     }
