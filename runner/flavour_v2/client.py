@@ -365,6 +365,10 @@ class DSPClient(ClientBase):
             "create pipeline",
             lambda: wire.pipeline(api.pipeline_service_create_pipeline(body), None),
             lambda: self.find_pipeline(name),
+            unseen=(  # the server inserts it CREATING, hidden, then marks it READY
+                f"pipeline {name!r} is taken on the server but never became visible: rename "
+                "the pipeline, or remove the half-made one from the DSP database"
+            ),
         )
 
     def upload_version(

@@ -108,3 +108,15 @@ def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, dsp):
     assert result.code == 1
     assert "non-JSON page" in result.err.strip().splitlines()[-1]
     assert result.summary["counts"]["versions_created"] == 0
+
+
+def test_a_taken_pipeline_name_is_looked_up_until_the_pipeline_shows(
+    project, capsys, kfp_client, dsp
+):
+    """CreatePipeline inserts the pipeline CREATING (hidden) and marks it READY after: a racing
+    create's 409 can come before the pipeline is visible, so the lookup is tried again."""
+    dsp.inject(method="POST", path=f"{B}/pipelines", action="drop_after_commit", times=1)
+    dsp.inject(method="GET", path=f"{B}/pipelines/names/.*", action="status", status=404, times=2)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    assert_no_duplicates(kfp_client)
