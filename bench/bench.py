@@ -253,9 +253,9 @@ FLAVOURS = {
         requests_per_pipeline=4,
         fixed_requests=7,
     ),
-    # All new on DSP 2.x: per pipeline upload + version upload + run (2.x has no default
-    # version to set); plus one healthz, the listings (pipelines, recurring runs, experiment,
-    # runs) and the experiment's creation.
+    # All new on DSP 2.x: per pipeline create (empty) + version upload + run (2.x has no
+    # default version to set); plus one healthz, the listings (pipelines with their newest
+    # versions, recurring runs, experiment, runs) and the experiment's creation.
     "v2": Flavour(
         name="v2",
         sdk_import="kfp",

@@ -1,9 +1,10 @@
 """The HTTP face of a localdsp started with `api="v2"`: the DSP 2.x server (KFP backend 2.5.0).
 
-A 2.5 server serves /apis/v2beta1 and still answers /apis/v1beta1: its v1beta1 healthz, and v1
-uploads, which refuse a kfp-tekton PipelineRun ("unknown template format"). localdsp serves those
-two v1beta1 faces and no other v1beta1 route (404): the runner only asks a server which generation
-it is, it never mixes them. Handlers translate HTTP into `rules_v2.BackendV2` calls and its models
+A 2.5 server serves /apis/v2beta1 and still answers /apis/v1beta1: its v1beta1 healthz, v1
+uploads, which refuse a kfp-tekton PipelineRun ("unknown template format"), and the v1beta1
+pipeline listing, which joins each pipeline to its newest version (the one listing across
+pipelines that shows versions: the v2 runner reads it). localdsp serves those v1beta1 faces and no
+other v1beta1 route (404). Handlers translate HTTP into `rules_v2.BackendV2` calls and its models
 into JSON (`wire_v2`); the layers around them (faults, the oauth-proxy, admin) and the route
 plumbing are those of v1 (`routes`).
 """
@@ -19,17 +20,19 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from localdsp.admin import Admin
-from localdsp.errors import ApiError
+from localdsp.errors import ApiError, InvalidInput
 from localdsp.faults import ASGIApp, FaultInjector
 from localdsp.models import ListRequest, Page
-from localdsp.models_v2 import VersionV2
+from localdsp.models_v2 import PipelineV2, VersionV2
 from localdsp.pipeline_files import UploadFailed, read_upload, upload_name, upload_pipeline_id
 from localdsp.proxy import Tokens
 from localdsp.routes import api_app, by_path, collection, delete, get, list_of, post
 from localdsp.rules_v2 import BackendV2
 from localdsp.wire import handler_error, read_body
+from localdsp.wire_v1 import reference_key
 from localdsp.wire_v2 import (
     api_experiment,
+    api_listed_pipeline_v1,
     api_pipeline,
     api_pipeline_v1,
     api_recurring_run,
@@ -64,7 +67,9 @@ class HandlersV2:
             get(f"{V1_API}/healthz", self.healthz),
             post(f"{V1_API}/pipelines/upload", self.upload_pipeline_v1),
             post(f"{V1_API}/pipelines/upload_version", self.upload_version_v1),
+            get(f"{V1_API}/pipelines", list_of("pipelines", self._listed_v1, self._pipelines_v1)),
             get(f"{b}/healthz", self.healthz),
+            post(p, self.create_pipeline),
             post(f"{p}/upload", self.upload_pipeline),
             post(f"{p}/upload_version", self.upload_version),
             get(p, list_of("pipelines", api_pipeline, self._pipelines)),
@@ -199,6 +204,20 @@ class HandlersV2:
     def _pipelines(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_pipelines(options)
 
+    def _pipelines_v1(self, request: Request, options: ListRequest) -> Page:
+        """ListPipelinesV1: a resource reference key may name a namespace, nothing else (the
+        single-user server lists every pipeline whatever namespace is named)."""
+        kind, _ = reference_key(request, "resource_reference_key")
+        if kind and kind != "NAMESPACE":
+            raise InvalidInput(
+                "Failed to list pipelines (v1beta1) due to invalid resource references for "
+                f"pipelines: {kind}"
+            )
+        return self.backend.list_pipelines(options)
+
+    def _listed_v1(self, pipeline: PipelineV2) -> dict:
+        return api_listed_pipeline_v1(pipeline, self.backend.newest_for_listing(pipeline))
+
     def _versions(self, request: Request, options: ListRequest) -> Page:
         return self.backend.list_versions(request.path_params["id"], options)
 
@@ -213,6 +232,13 @@ class HandlersV2:
         return self.backend.list_recurring_runs(options, experiment_id)
 
     # ---- creates
+
+    async def create_pipeline(self, request: Request) -> Response:
+        body = await read_body(request)
+        pipeline = self.backend.create_empty_pipeline(
+            str(body.get("display_name", "")), str(body.get("description", ""))
+        )
+        return JSONResponse(api_pipeline(pipeline))
 
     async def create_experiment(self, request: Request) -> Response:
         body = await read_body(request)

@@ -111,6 +111,30 @@ class BackendV2(StoreRules):
             version = self.store.insert(version, pipeline_id=pipeline.id, template=template.text)
         return pipeline, version
 
+    def create_empty_pipeline(self, name: str, description: str) -> PipelineV2:
+        """CreatePipeline (v2beta1 POST /pipelines): a pipeline without any version."""
+        context = "Failed to create a pipeline due to server error"
+        if not name:
+            raise InvalidInput("pipeline's name cannot be empty").wrap(context)
+        return self._insert_unique(
+            PipelineV2(str(uuid.uuid4()), name, description, self._now()),
+            f"Failed to create a new pipeline. The name {name} already exist. "
+            "Please specify a new name",
+            f"{context}: Failed to create a pipeline in PipelineStore",
+        )
+
+    def newest_for_listing(self, pipeline: PipelineV2) -> VersionV2 | None:
+        """The version the v1beta1 pipeline listing joins to a pipeline: the newest by
+        created_at, which the server keeps in seconds and whose ties its ROW_NUMBER() breaks in
+        no promised order. localdsp breaks them against the caller: a version named after the
+        pipeline first, then the earliest stored."""
+        versions = self._versions_of(pipeline.id)
+        if not versions:
+            return None
+        top = max(v.created_at for v in versions)
+        tied = [v for v in versions if v.created_at == top]
+        return min(tied, key=lambda v: (v.name != pipeline.name, v.seq))
+
     def create_version(
         self, pipeline_id: str, name: str, description: str, content: bytes
     ) -> VersionV2:

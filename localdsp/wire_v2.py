@@ -146,6 +146,16 @@ def api_pipeline_v1(pipeline: PipelineV2, version: VersionV2) -> dict:
     )
 
 
+def api_listed_pipeline_v1(pipeline: PipelineV2, newest: VersionV2 | None) -> dict:
+    """A pipeline of the v1beta1 listing (toApiPipelineV1 over the LEFT JOIN): its newest
+    version as `default_version`; a pipeline without versions joins an empty row, which
+    renders as a version holding only the zero created_at."""
+    if newest is not None:
+        return api_pipeline_v1(pipeline, newest)
+    listed = api_pipeline_v1(pipeline, VersionV2("", "", "", "", 0))
+    return {**listed, "default_version": {"created_at": timestamp(0)}}
+
+
 def api_version_v1(version: VersionV2) -> dict:
     """toApiPipelineVersionV1 (a v1beta1 version upload)."""
     return wire_v1.api_version(_as_v1_version(version))

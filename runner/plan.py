@@ -10,7 +10,7 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from runner import schedules, versions
+from runner import flavour, schedules, versions
 from runner.config import PipelineOptions
 from runner.errors import NotFoundError
 from runner.gitinfo import Origin
@@ -114,6 +114,7 @@ def _plan_one(pipeline, options, server_pipeline, client, origin, folder) -> Pip
         origin.repo,
         _relative(pipeline.source, folder),
         pipeline.module,
+        pipeline.parameters if flavour.current() == flavour.V2 else None,
     )
     plan = PipelinePlan(pipeline, options, CREATE, name, description, server_pipeline)
     if server_pipeline is not None:

@@ -2,7 +2,8 @@
 
 A version is named after the content hash of its compiled YAML, so the same source always maps to
 the same version name and "is it already on the server?" is a name lookup. The commit and the
-repository go in the description, so a version still tells where it came from.
+repository go in the description, so a version still tells where it came from; on DSP 2.x also
+the version's parameter signature, which a listing that shows no specs can read.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import hashlib
 import importlib.metadata
 import json
 import re
+import urllib.parse
 from pathlib import Path
 
 import yaml
 
 from runner import flavour
+from runner.harness import Parameter
 
 HASH_LENGTH = 12
 MAX_NAME = 100
@@ -24,6 +27,10 @@ MARK = "dsp-runner:"
 RECORD_PREFIX = "dsp-runner-fingerprint-"
 MAX_DESCRIPTION = 255
 _RECORDED = re.compile(r" compiles as module ([0-9a-f]+ of \d+)$")
+SIGNATURE = "; parameters "
+MAX_SIGNED = 4096
+"""The longest description (URL-encoded: it travels as an upload's query parameter) that
+carries a parameter signature; a longer one leaves it out."""
 
 
 # libyaml's C parser when PyYAML has it (ten times faster than pure Python), safe either way.
@@ -57,14 +64,55 @@ def version_name(slug: str, digest: str) -> str:
     return slug[: MAX_NAME - len(suffix)] + suffix
 
 
-def version_description(digest: str, commit: str, repo: str, source: str, module: str = "") -> str:
+def version_description(
+    digest: str,
+    commit: str,
+    repo: str,
+    source: str,
+    module: str = "",
+    parameters: tuple[Parameter, ...] | None = None,
+) -> str:
     """Where the version came from, readable in the dashboard and parsed back by `commit_of`
-    and `read_description`. `module` is the compile fingerprint (see `module_fingerprints`)."""
+    and `read_description`. `module` is the compile fingerprint (see `module_fingerprints`).
+    `parameters` (v2) adds the version's parameter signature (`read_signature`), so a listing
+    that shows descriptions but no specs still tells what a run of it takes."""
     origin = f"commit {commit}" if commit else "commit unknown"
     if repo:
         origin += f" of {repo}"
     text = f"{MARK} {origin}, file {source}; sha256 {digest}"
-    return f"{text}; module {module}" if module else text
+    text = f"{text}; module {module}" if module else text
+    if parameters is None:
+        return text
+    signed = text + SIGNATURE + _signature(parameters)
+    return signed if len(urllib.parse.quote(signed)) <= MAX_SIGNED else text
+
+
+def _signature(parameters: tuple[Parameter, ...]) -> str:
+    """[[name, IR type, default or null, optional], ...] as compact JSON."""
+    rows = [[p.name, p.type, p.default, p.optional] for p in parameters]
+    return json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+
+
+def read_signature(description: str | None) -> tuple[Parameter, ...] | None:
+    """The parameters a dsp-runner version's description records; None when it records none
+    (older or hand-made versions, a signature past `MAX_SIGNED`) or one that does not parse."""
+    text = description or ""
+    if not is_runner_version(text) or SIGNATURE not in text:
+        return None
+    try:
+        rows = json.loads(text.partition(SIGNATURE)[2])
+        return tuple(_parameter(row) for row in rows)
+    except (ValueError, TypeError):
+        return None
+
+
+def _parameter(row) -> Parameter:
+    name, kind, default, optional = row
+    if not all((isinstance(name, str), isinstance(kind, str), isinstance(optional, bool))) or not (
+        default is None or isinstance(default, str)
+    ):
+        raise ValueError(row)
+    return Parameter(name, default, type=kind, optional=optional)
 
 
 _DESCRIBED = re.compile(

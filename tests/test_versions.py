@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from runner import versions
+from runner.harness import Parameter
 
 YAML_A = "kind: PipelineRun\nmetadata: {name: p, labels: {x: '1', y: '2'}}\n"
 YAML_A_REORDERED = "metadata:\n  labels:\n    y: '2'\n    x: '1'\n  name: p\nkind: PipelineRun\n"
@@ -146,3 +147,25 @@ def test_a_record_target_needs_both_the_mark_and_the_phrase():
     assert versions.record_target(None) == ""
     assert versions.record_target("dsp-runner: a.py compiles as module 0123 of 1") == "0123 of 1"
     assert versions.record_target("dsp-runner: a.py, nothing more") == ""
+
+
+def test_a_v2_description_carries_the_parameter_signature_and_reads_it_back():
+    parameters = (
+        Parameter("x", None, type="NUMBER_INTEGER"),
+        Parameter("label", "a; parameters b", type="STRING", optional=True),
+    )
+    text = versions.version_description("a" * 64, "", "", "add.py", "0123 of 1", parameters)
+    assert versions.read_signature(text) == parameters
+    assert versions.read_description(text)["module"] == "0123 of 1"
+    assert versions.read_signature(versions.version_description("a" * 64, "", "", "a.py")) is None
+    assert versions.read_signature("made by hand; parameters []") is None
+    assert versions.read_signature(text.replace('"x"', "7")) is None
+    assert versions.read_signature(text[:-3]) is None
+
+
+def test_a_signature_past_the_cap_is_left_out_so_the_lookup_is_used():
+    many = tuple(Parameter(f"p{i}", "é" * 40, type="STRING") for i in range(40))
+    text = versions.version_description("a" * 64, "", "", "add.py", "", many)
+    assert versions.SIGNATURE not in text
+    assert versions.read_signature(text) is None
+    assert versions.read_description(text)["source"] == "add.py"

@@ -28,7 +28,7 @@ from runner import generation
 from runner.calls import PAGE_SIZE
 from runner.client_base import ClientBase
 from runner.errors import NotFoundError, RunnerError, ServerError
-from runner.flavour_v2 import wire
+from runner.flavour_v2 import listing, wire
 from runner.flavour_v2.sdk import GuardedClient, in_experiment, of_pipeline
 from runner.harness import Parameter
 from runner.server import (
@@ -88,28 +88,40 @@ class DSPClient(ClientBase):
 
     def list_pipelines(self) -> list[ServerPipeline]:
         """Every pipeline with its newest version as `default_version`. v2beta1 lists versions
-        per pipeline only, so this is one paged listing plus one request per pipeline, made a
-        few at a time (DSP_CONCURRENCY): KFP 2.5 has no faithful listing across pipelines
-        (README, Performance, cites the server source)."""
-        listed = list(
-            self._calls.pages(
-                "list pipelines",
-                "pipelines",
-                lambda token: self._kfp._pipelines_api.pipeline_service_list_pipelines(
-                    namespace=self._namespace, page_token=token, page_size=PAGE_SIZE
-                ),
-            )
-        )
+        per pipeline only, so this reads v1beta1's listing, which joins each pipeline to its
+        newest version (`listing`), and asks v2beta1 only for the pipelines whose newest
+        version carries no parameter signature, a few at a time (DSP_CONCURRENCY); on a
+        server without that listing, it asks for every pipeline (README, Performance)."""
+        listed = None
+        if listing.usable(self._kfp.server_info or {}):
+            api_client = self._kfp._pipelines_api.api_client
+            listed = listing.read_all(self._calls, api_client, self._namespace)
+        if listed is None:
+            listed = [
+                listing.Listed(p.pipeline_id, wire.name_of(p), None, ())
+                for p in self._calls.pages(
+                    "list pipelines",
+                    "pipelines",
+                    lambda token: self._kfp._pipelines_api.pipeline_service_list_pipelines(
+                        namespace=self._namespace, page_token=token, page_size=PAGE_SIZE
+                    ),
+                )
+            ]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             found = list(pool.map(self._with_newest, listed))
         return [p for p in found if p is not None]
 
-    def _with_newest(self, api) -> ServerPipeline | None:
-        """The pipeline with its newest version; None when it was deleted since the listing."""
+    def _with_newest(self, listed: listing.Listed) -> ServerPipeline | None:
+        """The pipeline with its newest version, asked for unless the listing gave it; None
+        when it was deleted since the listing."""
+        if listed.version is not None:
+            self._types[listed.version.id] = listed.types
+            return ServerPipeline(listed.id, listed.name, listed.version)
         try:
-            return wire.pipeline(api, self._newest_version(api.pipeline_id, wire.name_of(api)))
+            newest = self._newest_version(listed.id, listed.name)
         except NotFoundError:
             return None
+        return ServerPipeline(listed.id, listed.name, newest)
 
     def _newest_version(self, pipeline_id: str, pipeline_name: str) -> ServerVersion | None:
         page = self._calls.call(
@@ -340,23 +352,22 @@ class DSPClient(ClientBase):
         return api.recurring_run_service_disable_recurring_run
 
     def upload_pipeline(self, path: Path, name: str, description: str) -> ServerPipeline:
-        """Create the pipeline; the server also makes a first version named after it, which
-        the caller follows with the content-named version (so `default_version` is None here:
-        the implicit one is never what a deploy runs)."""
-        upload = self._kfp._upload_api
+        """Create the pipeline without a version (v2beta1 CreatePipeline; `path` is uploaded
+        by the caller's `upload_version` that follows). An upload would also make a version
+        named after the pipeline in the same second as the caller's, a tie the v1beta1
+        listing breaks either way. A pipeline whose version upload failed is found without a
+        version by the next deploy, which uploads it."""
+        body = kfp_server_api.V2beta1Pipeline(
+            display_name=name, description=description, namespace=self._namespace
+        )
+        api = self._kfp._pipelines_api
         return self._calls.create(
-            "upload pipeline",
-            lambda: wire.pipeline(
-                upload.upload_pipeline(
-                    str(path), name=name, description=description, namespace=self._namespace
-                ),
-                None,
-            ),
+            "create pipeline",
+            lambda: wire.pipeline(api.pipeline_service_create_pipeline(body), None),
             lambda: self.find_pipeline(name),
-            unseen=(
-                f"pipeline {name!r} is taken on the server but never became visible: an upload "
-                "stays hidden until its file is stored; rename the pipeline, or remove the "
-                "half-made one from the DSP database"
+            unseen=(  # the server inserts it CREATING, hidden, then marks it READY
+                f"pipeline {name!r} is taken on the server but never became visible: rename "
+                "the pipeline, or remove the half-made one from the DSP database"
             ),
         )
 

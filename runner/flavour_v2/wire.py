@@ -49,8 +49,9 @@ def pipeline(api, newest: ServerVersion | None) -> ServerPipeline:
 def newest(candidates: list, pipeline_name: str) -> Any | None:
     """The pipeline's newest version, from a listing sorted by created_at, newest first: what
     the KFP 2 dashboard shows first and what a schedule naming only the pipeline runs. The
-    server keeps created_at in seconds, and the first upload makes a version named after the
-    pipeline right before ours: on a tie, a version of another name wins."""
+    server keeps created_at in seconds, and a pipeline an older dsp-runner created by upload
+    has a version named after it made right before ours: on a tie, a version of another name
+    wins."""
     if not candidates:
         return None
     top = candidates[0].created_at

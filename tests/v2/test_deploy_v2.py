@@ -12,6 +12,7 @@ pytestmark = pytest.mark.integration
 UPLOAD = "/apis/v2beta1/pipelines/upload"
 UPLOAD_VERSION = "/apis/v2beta1/pipelines/upload_version"
 B = "/apis/v2beta1/"
+V1_PIPELINES = "/apis/v1beta1/pipelines"
 
 
 def test_first_deploy_creates_pipelines_content_named_versions_and_runs_of_them(
@@ -23,7 +24,7 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs_of_them(
     assert set(pipelines) == {"Add Pipeline", "Data Quality Gate", "Train and Evaluate"}
     add = pipelines["Add Pipeline"]
     assert add["newest"].startswith("add-pipeline-")
-    assert add["versions"] == sorted(["Add Pipeline", add["newest"]])
+    assert add["versions"] == [add["newest"]]  # created empty: no version named after it
     assert len(runs) == 3
     add_run = next(r for r in runs if r.display_name == f"{add['newest']}@{COMMIT[:12]}")
     reference = add_run.pipeline_version_reference
@@ -181,24 +182,19 @@ def test_a_deploy_where_nothing_changed_imports_no_kfp_only_its_generated_client
     assert [name for name in imported if name.split(".")[0] == "kfp"] == []
 
 
-def test_a_deploy_where_nothing_changed_sends_five_requests_and_one_per_pipeline(
+def test_a_deploy_where_nothing_changed_sends_five_requests_whatever_the_pipelines(
     project, capsys, dsp
 ):
-    """The README's Performance sentence for DSP 2.x: v2beta1 lists versions per pipeline."""
+    """The README's Performance sentence for DSP 2.x: every pipeline's newest version comes
+    from the one v1beta1 listing (its signature carries the parameters), so no request is
+    made per pipeline."""
     assert project.run(capsys).code == 0
     dsp.clear_requests()
     assert project.run(capsys).code == 0
-    sent = sorted(
-        (r["method"], r["path"].removeprefix("/apis/v2beta1/"))
-        for r in dsp.requests()
-        if r["path"].startswith("/apis/")
-    )
-    versions = [p for p in sent if p[1].endswith("/versions")]
-    assert len(versions) == 3
-    assert [p for p in sent if p not in versions] == [
+    assert _api_requests(dsp) == [
+        ("GET", V1_PIPELINES),
         ("GET", "experiments"),
         ("GET", "healthz"),
-        ("GET", "pipelines"),
         ("GET", "recurringruns"),
         ("GET", "runs"),
     ]
@@ -219,17 +215,18 @@ def _api_requests(dsp) -> list[tuple[str, str]]:
 def test_a_deploy_that_uploads_lists_no_version_after_its_uploads(project, capsys, dsp):
     """DSP 2.x has no default version to check or set after an upload, so a deploy that
     uploads does not list the pipelines and each one's versions again (that cost a request
-    per pipeline): an all-new deploy lists no version at all, and a one-change deploy lists
-    each pipeline's newest version once, before it plans, and the changed one's by name."""
+    per pipeline): an all-new deploy lists no version at all, and a one-change deploy reads
+    every pipeline's newest version from the one v1beta1 listing and looks the changed one's
+    new version up by name."""
     assert project.run(capsys).code == 0
     assert _api_requests(dsp) == [
+        ("GET", V1_PIPELINES),
         *[("GET", "experiments")] * 3,  # fingerprint records, the run experiment (twice)
         ("GET", "healthz"),
-        ("GET", "pipelines"),
         *[("GET", "recurringruns")] * 3,  # owned schedules; the new one looked up twice
         ("GET", "runs"),  # the runs just started, for racing duplicates
         ("POST", "experiments"),
-        *[("POST", "pipelines/upload")] * 3,
+        *[("POST", "pipelines")] * 3,
         *[("POST", "pipelines/upload_version")] * 3,
         ("POST", "recurringruns"),
         ("POST", "recurringruns/ID:enable"),
@@ -241,10 +238,10 @@ def test_a_deploy_that_uploads_lists_no_version_after_its_uploads(project, capsy
     dsp.clear_requests()
     assert project.run(capsys).code == 0
     assert _api_requests(dsp) == [
+        ("GET", V1_PIPELINES),
         *[("GET", "experiments")] * 3,
         ("GET", "healthz"),
-        ("GET", "pipelines"),
-        *[("GET", "pipelines/ID/versions")] * 4,
+        ("GET", "pipelines/ID/versions"),  # the changed one's new name, looked up
         ("GET", "recurringruns"),
         *[("GET", "runs")] * 2,
         ("POST", "pipelines/upload_version"),
@@ -253,12 +250,14 @@ def test_a_deploy_that_uploads_lists_no_version_after_its_uploads(project, capsy
 
 
 def test_the_newest_version_lookups_take_dsp_concurrency_at_a_time(project, capsys, dsp):
-    """DSP_CONCURRENCY bounds the per-pipeline version lookups as it bounds every other
-    per-pipeline call: with 1, three lookups held 0.4 s each take at least 1.2 s."""
+    """DSP_CONCURRENCY bounds the per-pipeline version lookups (a server without the v1beta1
+    listing) as it bounds every other per-pipeline call: with 1, three lookups held 0.4 s
+    each take at least 1.2 s."""
     from runner import auth
     from runner.flavour_v2.client import DSPClient
 
     assert project.run(capsys).code == 0
+    dsp.inject(method="GET", path=V1_PIPELINES, action="status", status=404, times=1)
     dsp.inject(
         method="GET",
         path="/apis/v2beta1/pipelines/[^/]+/versions",

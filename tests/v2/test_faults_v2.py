@@ -11,12 +11,12 @@ B = "/apis/v2beta1"
 
 
 def assert_no_duplicates(client):
-    """The three pipelines, each with its implicit and one content version; one run each; one
-    experiment; the one enabled nightly recurring run."""
+    """The three pipelines, each with its one content version; one run each; one experiment;
+    the one enabled nightly recurring run."""
     pipelines, runs = server_state(client)
     assert len(pipelines) == 3
-    for name, pipeline in pipelines.items():
-        assert sorted(pipeline["versions"]) == sorted([name, pipeline["newest"]])
+    for pipeline in pipelines.values():
+        assert pipeline["versions"] == [pipeline["newest"]]
     assert len(runs) == 3
     assert len({r.display_name for r in runs}) == 3
     experiments = client.list_experiments(page_size=100).experiments or []
@@ -29,12 +29,12 @@ def assert_no_duplicates(client):
 @pytest.mark.parametrize(
     ("path", "method"),
     [
-        (f"{B}/pipelines/upload", "POST"),
+        (f"{B}/pipelines", "POST"),
         (f"{B}/pipelines/upload_version", "POST"),
         (f"{B}/experiments", "POST"),
         (f"{B}/runs", "POST"),
         (f"{B}/recurringruns", "POST"),
-        (f"{B}/pipelines", "GET"),
+        ("/apis/v1beta1/pipelines", "GET"),
     ],
 )
 def test_503_bursts_are_retried(project, capsys, kfp_client, dsp, path, method):
@@ -65,7 +65,7 @@ def test_429_waits_as_long_as_retry_after_says(project, capsys, kfp_client, dsp)
 @pytest.mark.parametrize(
     "path",
     [
-        f"{B}/pipelines/upload",
+        f"{B}/pipelines",
         f"{B}/pipelines/upload_version",
         f"{B}/experiments",
         f"{B}/runs",
@@ -85,7 +85,7 @@ def test_connection_dropped_after_the_server_committed_a_create(
 def test_a_409_on_a_create_is_adopted_never_retried(project, capsys, kfp_client, dsp):
     """A racing runner made the pipeline first: its upload answers 409, which means 'it
     exists', and the runner goes on with that pipeline."""
-    dsp.inject(method="POST", path=f"{B}/pipelines/upload", action="drop_after_commit", times=1)
+    dsp.inject(method="POST", path=f"{B}/pipelines", action="drop_after_commit", times=1)
     dsp.inject(method="GET", path=f"{B}/pipelines/names/.*", action="status", status=404, times=1)
     result = project.run(capsys)
     assert result.code == 0, result.err
@@ -97,7 +97,7 @@ def test_a_409_on_a_create_is_adopted_never_retried(project, capsys, kfp_client,
 def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, dsp):
     dsp.inject(
         method="GET",
-        path=f"{B}/pipelines",
+        path="/apis/v1beta1/pipelines",
         action="status",
         status=200,
         content_type="text/html",
@@ -108,3 +108,15 @@ def test_a_2xx_html_page_is_an_error_not_an_empty_listing(project, capsys, dsp):
     assert result.code == 1
     assert "non-JSON page" in result.err.strip().splitlines()[-1]
     assert result.summary["counts"]["versions_created"] == 0
+
+
+def test_a_taken_pipeline_name_is_looked_up_until_the_pipeline_shows(
+    project, capsys, kfp_client, dsp
+):
+    """CreatePipeline inserts the pipeline CREATING (hidden) and marks it READY after: a racing
+    create's 409 can come before the pipeline is visible, so the lookup is tried again."""
+    dsp.inject(method="POST", path=f"{B}/pipelines", action="drop_after_commit", times=1)
+    dsp.inject(method="GET", path=f"{B}/pipelines/names/.*", action="status", status=404, times=2)
+    result = project.run(capsys)
+    assert result.code == 0, result.err
+    assert_no_duplicates(kfp_client)

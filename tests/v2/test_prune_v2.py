@@ -51,10 +51,10 @@ def test_prune_keep_1_leaves_the_newest_and_the_runs_of_deleted_versions_readabl
 
     assert result.code == 0, result.err
     after, _ = server_state(kfp_client)
-    assert after[ADD]["versions"] == sorted([ADD, newest])
+    assert after[ADD]["versions"] == [newest]  # created empty: no version named after it
     assert after[ADD]["newest"] == newest
     kept = {p["version"]: p["reason"] for p in result.summary["pruned"] if p["action"] == "kept"}
-    assert kept == {newest: "the pipeline's default version", ADD: "not uploaded by dsp-runner"}
+    assert kept == {newest: "the pipeline's default version"}
     assert {e["version"] for e in events(result.err) if e["event"] == "version_deleted"} == {
         old,
         middle,
@@ -103,7 +103,7 @@ def test_versions_with_recent_runs_and_an_enabled_recurring_run_are_kept(
     )
     result = project.run(capsys, "prune", "--keep", "1")  # DSP_KEEP_DAYS: 7 by default
     assert result.code == 0, result.err
-    assert server_state(kfp_client)[0][ADD]["versions"] == sorted([ADD, old, middle, newest])
+    assert server_state(kfp_client)[0][ADD]["versions"] == sorted([old, middle, newest])
     reasons = {p["version"]: p["reason"] for p in result.summary["pruned"]}
     assert reasons[old] == "enabled recurring run 'hourly' uses it"
     assert reasons[middle] == f"run '{middle}@0123456789ab' started within 7 day(s)"
