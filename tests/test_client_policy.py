@@ -2,6 +2,7 @@
 used to survive: what is retried, how long a Retry-After may hold a job, "it exists" sent once,
 the oldest duplicate run kept."""
 
+import datetime
 import itertools
 from pathlib import Path
 
@@ -288,3 +289,99 @@ def test_listings_longer_than_the_server_s_default_page_take_one_request_each(
 
     listings = [r["path"] for r in localdsp.requests() if r["path"].count("/") == 3]
     assert listings == ["/apis/v1beta1/pipelines", "/apis/v1beta1/jobs", "/apis/v1beta1/runs"]
+
+
+# ---------------------------------------------------------------- prune's and promote's reads
+
+
+@pytest.fixture
+def ticking(localdsp):
+    """The server's clock steps ten seconds a call: ages decide, never the order ids happen in."""
+    ticks = itertools.count(1_700_000_000, 10)
+    localdsp.backend._clock = lambda: next(ticks)
+    return localdsp
+
+
+@pytest.mark.integration
+def test_list_versions_gives_every_version_of_that_pipeline_only_oldest_first(
+    ticking, kfp_client, add_yaml, monkeypatch
+):
+    monkeypatch.setattr(calls, "PAGE_SIZE", 1)  # three pages: the keys must ride on every page
+    add = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    other = kfp_client.upload_pipeline(str(add_yaml), "Other")
+    for name in ("add-2", "add-3"):
+        kfp_client.upload_pipeline_version(
+            str(add_yaml), name, pipeline_id=add.id, description=f"{name} notes"
+        )
+    kfp_client.upload_pipeline_version(str(add_yaml), "other-2", pipeline_id=other.id)
+
+    versions = dsp_client(ticking.url).list_versions(add.id)
+
+    assert [(v.name, v.pipeline_id, v.description) for v in versions] == [
+        ("Add", add.id, ""),
+        ("add-2", add.id, "add-2 notes"),
+        ("add-3", add.id, "add-3 notes"),
+    ]
+    assert versions[0].created_at < versions[1].created_at < versions[2].created_at
+
+
+@pytest.mark.integration
+def test_runs_since_reads_back_to_the_given_time_newest_first(ticking, kfp_client, add_yaml):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    experiment = kfp_client.create_experiment("dsp-runner")
+    started = [
+        kfp_client.run_pipeline(experiment.id, f"run-{i}", pipeline_id=pipeline.id).id
+        for i in range(3)
+    ]
+    client = dsp_client(ticking.url)
+    every = client.runs_since(datetime.datetime(2000, 1, 1, tzinfo=datetime.UTC))
+    assert [r.id for r in every] == started[::-1]
+
+    since_second = client.runs_since(every[1].created_at)
+
+    assert [r.id for r in since_second] == started[:0:-1]
+    later = every[0].created_at + datetime.timedelta(seconds=1)
+    assert client.runs_since(later) == []
+
+
+@pytest.mark.integration
+def test_newest_run_of_a_version_is_its_latest_and_none_without_runs(ticking, kfp_client, add_yaml):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    first = pipeline.default_version.id
+    second = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
+    experiment = kfp_client.create_experiment("dsp-runner")
+    runs = [
+        kfp_client.run_pipeline(experiment.id, name, version_id=version).id
+        for name, version in (("a", first), ("b", first), ("c", second.id))
+    ]
+    unrun = kfp_client.upload_pipeline_version(str(add_yaml), "add-3", pipeline_id=pipeline.id)
+    client = dsp_client(ticking.url)
+
+    assert client.newest_run_of(pipeline.id, first).id == runs[1]
+    assert client.newest_run_of(pipeline.id, second.id).id == runs[2]
+    assert client.newest_run_of(pipeline.id, unrun.id) is None
+
+
+@pytest.mark.integration
+def test_pipeline_file_is_the_uploaded_file_byte_for_byte(localdsp, kfp_client, add_yaml):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    version = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
+
+    copied = dsp_client(localdsp.url).pipeline_file(pipeline.id, version.id)
+
+    assert copied == add_yaml.read_text()
+
+
+@pytest.mark.integration
+def test_delete_version_removes_it_and_a_second_delete_is_done(localdsp, kfp_client, add_yaml):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    version = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
+    client = dsp_client(localdsp.url)
+
+    client.delete_version(pipeline.id, version.id)
+    client.delete_version(pipeline.id, version.id)
+
+    listed = kfp_client.list_pipeline_versions(pipeline.id, page_size=100).versions
+    assert [v.name for v in listed] == ["Add"]
+    deletes = [r["status"] for r in localdsp.requests() if r["method"] == "DELETE"]
+    assert deletes == [200, 404]
