@@ -385,3 +385,25 @@ def test_delete_version_removes_it_and_a_second_delete_is_done(localdsp, kfp_cli
     assert [v.name for v in listed] == ["Add"]
     deletes = [r["status"] for r in localdsp.requests() if r["method"] == "DELETE"]
     assert deletes == [200, 404]
+
+
+@pytest.mark.integration
+def test_a_new_pipeline_keeps_its_description_as_written(localdsp, kfp_client, add_yaml):
+    """The server URL-decodes the description once more than the client encodes it: a `%` or
+    a `+` must reach the dashboard as written."""
+    text = "Adds a and b: 100% sure + tested"
+
+    made = dsp_client(localdsp.url).upload_pipeline(add_yaml, "Add", text)
+
+    assert kfp_client.get_pipeline(made.id).description == text
+
+
+@pytest.mark.integration
+def test_an_experiment_that_exists_is_found_without_trying_to_create_it(localdsp, kfp_client):
+    existing = kfp_client.create_experiment("dsp-runner").id
+    localdsp.clear_requests()
+
+    found = dsp_client(localdsp.url).ensure_experiment("dsp-runner", "runs")
+
+    assert found == existing
+    assert [r["method"] for r in localdsp.requests() if "experiments" in r["path"]] == ["GET"]
