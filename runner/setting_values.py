@@ -35,21 +35,23 @@ def host(raw: str) -> str:
     return value
 
 
-def positive_float(raw: str) -> float:
+def _number(raw: str, cast: Callable[[str], Any], what: str) -> Any:
+    """The text as `cast` reads it, or the one-line complaint naming what was expected."""
     try:
-        value = float(raw)
+        return cast(raw)
     except ValueError:
-        raise ValueError(f"expected a number of seconds, got {raw!r}") from None
+        raise ValueError(f"expected {what}, got {raw!r}") from None
+
+
+def positive_float(raw: str) -> float:
+    value = _number(raw, float, "a number of seconds")
     if not value > 0:
         raise ValueError(f"must be greater than 0, got {raw!r}")
     return value
 
 
 def positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    value = _number(raw, int, "a whole number")
     if value < 1:
         raise ValueError(f"must be at least 1, got {raw!r}")
     return value
@@ -57,10 +59,7 @@ def positive_int(raw: str) -> int:
 
 def count(raw: str) -> int:
     """A whole number, 0 allowed (`--keep 0`)."""
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
+    value = _number(raw, int, "a whole number")
     if value < 0:
         raise ValueError(f"must be 0 or more, got {raw!r}")
     return value
@@ -68,10 +67,7 @@ def count(raw: str) -> int:
 
 def days(raw: str) -> float:
     """A number of days, 0 allowed (`--keep-days 0` protects no version for its runs)."""
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"expected a number of days, got {raw!r}") from None
+    value = _number(raw, float, "a number of days")
     if not 0 <= value <= 36500:
         raise ValueError(f"must be between 0 and 36500 days, got {raw!r}")
     return value

@@ -148,3 +148,27 @@ def client_for(url: str, credentials):
         retries=2,
         retry_max_wait=0.1,
     )
+
+
+def next_second() -> None:
+    """Until the clock enters a new second: the servers keep created_at in whole seconds, so
+    only a version uploaded in a later second than another is newer than it."""
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.01)
+
+
+def deploy_revisions(project, capsys, monkeypatch, pipeline: str, revisions) -> list[str]:
+    """Deploy `pipeline` once per revision, each a text edit of its module that the next one
+    replaces, each in a later second; its version names, oldest first."""
+    monkeypatch.setenv("DSP_ONLY", pipeline)
+    names = []
+    for old, new in zip(revisions, (*revisions[1:], None), strict=True):
+        next_second()
+        result = project.run(capsys)
+        assert result.code == 0, result.err
+        (outcome,) = result.summary["pipelines"]
+        names.append(outcome["version_name"])
+        if new:
+            project.edit("add_pipeline.py", old, new)
+    return names

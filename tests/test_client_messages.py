@@ -10,6 +10,7 @@ from kfp_server_api.exceptions import ApiException
 from runner import auth, calls, transport
 from runner.errors import AuthError, ConflictError, NotFoundError, ServerError, TLSError
 from runner.flavour_v1.client import DSPClient
+from runner_helpers import client_for
 
 REACH = "create run: could not reach https://dsp: "
 POLICY = calls.Calls(
@@ -144,15 +145,7 @@ BAD = '{"error_message": "refused here"}'
 
 
 def dsp_client(url: str) -> DSPClient:
-    return DSPClient(
-        host=url,
-        credentials=auth.credentials(TOKEN, Path("/nonexistent")),
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=2,
-        retry_max_wait=0.1,
-    )
+    return client_for(url, auth.credentials(TOKEN, Path("/nonexistent")))
 
 
 def _job(client):

@@ -2,12 +2,11 @@
 
 import json
 import signal
-import time
 
 import pytest
 
 from localdsp.scheduler import Scheduler
-from runner_helpers import events, wait_until
+from runner_helpers import deploy_revisions, events, wait_until
 
 pytestmark = pytest.mark.integration
 ADD = "Add Pipeline"
@@ -17,17 +16,7 @@ VERSION_PATH = r"/apis/v1beta1/pipeline_versions/.*"
 
 def three_revisions(project, capsys, monkeypatch) -> list[str]:
     """Deploy the add pipeline three times, each time changed; its version names, oldest first."""
-    monkeypatch.setenv("DSP_ONLY", ADD)
-    names = []
-    for old, new in zip(REVISIONS, (*REVISIONS[1:], None), strict=True):
-        next_second()
-        result = project.run(capsys)
-        assert result.code == 0, result.err
-        (outcome,) = result.summary["pipelines"]
-        names.append(outcome["version_name"])
-        if new:
-            project.edit("add_pipeline.py", old, new)
-    return names
+    return deploy_revisions(project, capsys, monkeypatch, ADD, REVISIONS)
 
 
 def versions_of(kfp_client, name=ADD) -> tuple[str, list[str]]:
@@ -302,11 +291,3 @@ def version_ids(kfp_client) -> dict[str, str]:
     pipeline = next(p for p in kfp_client.list_pipelines(page_size=100).pipelines if p.name == ADD)
     listed = kfp_client.list_pipeline_versions(pipeline.id, page_size=100).versions or []
     return {**{v.name: v.id for v in listed}, ADD: pipeline.id}
-
-
-def next_second() -> None:
-    """Until the clock enters a new second: the server keeps created_at in whole seconds, so
-    only a version uploaded in a later second than another is newer than it."""
-    start = int(time.time())
-    while int(time.time()) == start:
-        time.sleep(0.01)

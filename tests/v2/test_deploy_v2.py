@@ -4,9 +4,9 @@ import re
 import time
 
 import pytest
-from v2_helpers import next_second, posts, server_state
+from v2_helpers import posts, server_state
 
-from runner_helpers import COMMIT, events
+from runner_helpers import COMMIT, events, next_second
 
 pytestmark = pytest.mark.integration
 UPLOAD = "/apis/v2beta1/pipelines/upload"

@@ -3,9 +3,9 @@ listing when that version carries dsp-runner's parameter signature, the v2beta1 
 other pipeline, and for all when the listing fails; what a deploy then plans."""
 
 import pytest
-from v2_helpers import next_second, server_state, writes
+from v2_helpers import server_state, writes
 
-from runner_helpers import events, write
+from runner_helpers import events, next_second, write
 
 pytestmark = pytest.mark.integration
 V1_PIPELINES = "/apis/v1beta1/pipelines"

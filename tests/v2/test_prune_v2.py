@@ -1,9 +1,9 @@
 """`prune` against localdsp --api v2 through kfp 2's client: the twin of tests/test_prune.py."""
 
 import pytest
-from v2_helpers import next_second, server_state
+from v2_helpers import server_state
 
-from runner_helpers import events
+from runner_helpers import deploy_revisions, events
 
 pytestmark = pytest.mark.integration
 ADD = "Add Pipeline"
@@ -12,17 +12,7 @@ REVISIONS = ("b: float = 7.0", "b: float = 70.0", "b: float = 700.0")
 
 def three_revisions(project, capsys, monkeypatch) -> list[str]:
     """Deploy the add pipeline three times, each time changed; its version names, oldest first."""
-    monkeypatch.setenv("DSP_ONLY", ADD)
-    names = []
-    for old, new in zip(REVISIONS, (*REVISIONS[1:], None), strict=True):
-        next_second()
-        result = project.run(capsys)
-        assert result.code == 0, result.err
-        (outcome,) = result.summary["pipelines"]
-        names.append(outcome["version_name"])
-        if new:
-            project.edit("add_pipeline.py", old, new)
-    return names
+    return deploy_revisions(project, capsys, monkeypatch, ADD, REVISIONS)
 
 
 def test_prune_keep_1_leaves_the_newest_and_the_runs_of_deleted_versions_readable(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 
 
@@ -33,11 +31,3 @@ def writes(dsp) -> list[dict]:
 
 def posts(dsp, path: str) -> int:
     return sum(1 for r in dsp.requests() if r["method"] == "POST" and r["path"] == path)
-
-
-def next_second() -> None:
-    """Until the clock enters a new second: the server keeps created_at in whole seconds, so
-    only a version uploaded in a later second than another is newer than it."""
-    start = int(time.time())
-    while int(time.time()) == start:
-        time.sleep(0.01)
