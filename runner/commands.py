@@ -134,19 +134,28 @@ def trigger(settings: Settings, *, stdout) -> int:
         return job.finish(outcomes, [], halted)
 
 
+def shipped_pipelines(settings: Settings, server) -> list:
+    """The server's pipelines whose default version a dsp-runner deploy uploaded (content
+    named, its description marked), narrowed by --only: what trigger and promote act on;
+    pipelines made by hand are left alone."""
+    from runner import versions
+
+    return [
+        p
+        for p in server.list_pipelines()
+        if p.default_version
+        and versions.is_runner_version(p.default_version.description)
+        and settings.selects(p.name, versions.slug_of(p.default_version.name))
+    ]
+
+
 def _trigger_plan(settings: Settings, client, repo):
     """(outcome, run, options) for each default version a dsp-runner deploy shipped."""
     from runner import apply, versions
     from runner.plan import RunPlan
 
     key = settings.run_key or datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M")
-    chosen = [
-        p
-        for p in client.list_pipelines()
-        if p.default_version
-        and versions.is_runner_version(p.default_version.description)
-        and settings.selects(p.name, versions.slug_of(p.default_version.name))
-    ]
+    chosen = shipped_pipelines(settings, client)
     if not chosen:
         logger.warning("nothing_to_trigger", reason="no pipeline deployed by dsp-runner matches")
     planned = []

@@ -22,7 +22,14 @@ from pathlib import Path
 import structlog
 
 from runner import auth, config, gitinfo, versions
-from runner.commands import EXPERIMENT_DESCRIPTION, _connect, _credentials, _Job, _stop_reason
+from runner.commands import (
+    EXPERIMENT_DESCRIPTION,
+    _connect,
+    _credentials,
+    _Job,
+    _stop_reason,
+    shipped_pipelines,
+)
 from runner.commands import _wait as wait_for_runs
 from runner.errors import (
     AuthError,
@@ -102,15 +109,8 @@ def _source(settings: Settings):
 
 
 def _chosen(settings: Settings, source: Server) -> list[ServerPipeline]:
-    """The source's pipelines whose default version a dsp-runner deploy uploaded (content
-    named, its description marked), narrowed by --only; hand-made pipelines are left alone."""
-    chosen = [
-        p
-        for p in source.list_pipelines()
-        if p.default_version
-        and versions.is_runner_version(p.default_version.description)
-        and settings.selects(p.name, versions.slug_of(p.default_version.name))
-    ]
+    """What `shipped_pipelines` finds on the source, or a warning that nothing matches."""
+    chosen = shipped_pipelines(settings, source)
     if not chosen:
         logger.warning(
             "nothing_to_promote",
