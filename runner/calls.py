@@ -120,14 +120,22 @@ class Calls:
         return retrying(self.call, operation, find)
 
     def pages(self, operation: str, field: str, fetch: Callable[[str], object]) -> Iterator:
-        """Every object of a paged listing; `fetch(token)` asks for one page."""
-        token = ""
+        """Every object of a paged listing; `fetch(token)` asks for one page. A page token seen
+        before would read the same pages for ever (a server or proxy that drops the token), so it
+        ends the listing with an error instead of hanging the job."""
+        token, seen = "", set()
         while True:
             page = self.call(operation, lambda token=token: fetch(token))
             yield from getattr(page, field) or []
             token = page.next_page_token or ""
             if not token:
                 return
+            if token in seen:
+                raise ServerError(
+                    f"{operation}: {self.host} sent the same page token twice; "
+                    "stopping rather than reading the listing for ever"
+                )
+            seen.add(token)
 
     def filtered_pages(
         self, operation: str, field: str, list_call, criteria: dict[str, str], **keys

@@ -407,3 +407,61 @@ def test_an_experiment_that_exists_is_found_without_trying_to_create_it(localdsp
 
     assert found == existing
     assert [r["method"] for r in localdsp.requests() if "experiments" in r["path"]] == ["GET"]
+
+
+# ---------------------------------------------------------------- paging
+
+
+class Page:
+    def __init__(self, items, next_page_token=""):
+        self.items = items
+        self.next_page_token = next_page_token
+
+
+def test_each_page_is_asked_for_with_the_token_the_last_one_gave():
+    pages = {"": Page([1, 2], "t2"), "t2": Page([3], "t3"), "t3": Page([4])}
+    asked = []
+
+    def fetch(token):
+        asked.append(token)
+        return pages[token]
+
+    assert list(POLICY.pages("list runs", "items", fetch)) == [1, 2, 3, 4]
+    assert asked == ["", "t2", "t3"]
+
+
+def test_a_server_that_sends_a_page_token_again_ends_the_listing_with_an_error():
+    """A proxy that drops the token gets page 1 again: the job must fail, not read for ever."""
+    asked = []
+
+    def fetch(token):
+        asked.append(token)
+        assert len(asked) < 5, "the listing is read for ever"
+        return Page([len(asked)], "t2")
+
+    with pytest.raises(ServerError) as raised:
+        list(POLICY.pages("list runs", "items", fetch))
+    assert str(raised.value) == (
+        "list runs: https://dsp sent the same page token twice; "
+        "stopping rather than reading the listing for ever"
+    )
+    assert asked == ["", "t2"]
+
+
+def test_a_filter_goes_with_the_first_page_only_and_the_keys_with_every_page():
+    pages = {"": Page(["a"], "t2"), "t2": Page(["b"])}
+    calls_made = []
+
+    def list_call(**arguments):
+        calls_made.append(arguments)
+        return pages[arguments["page_token"]]
+
+    items = POLICY.filtered_pages(
+        "list runs", "items", list_call, {"filter": "F", "sort_by": "S"}, resource_key_id="e1"
+    )
+    assert list(items) == ["a", "b"]
+    size = calls.PAGE_SIZE
+    assert calls_made == [
+        {"page_token": "", "page_size": size, "resource_key_id": "e1", "filter": "F", "sort_by": "S"},
+        {"page_token": "t2", "page_size": size, "resource_key_id": "e1"},
+    ]
