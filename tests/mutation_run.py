@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 MUTMUT = str(Path(sys.executable).with_name("mutmut"))
@@ -59,6 +60,21 @@ def run(args: list[str], deadline: float) -> int:
             interrupted = True  # Ctrl-C reached mutmut too: let it save what it has
 
 
+def refresh_unmutated_copies() -> None:
+    """mutmut copies a source file it does not mutate only once, when mutants/ lacks it, so a
+    later change to one (settings, commands) would be tested against its old copy: copy each
+    one that differs again. The mutated files it re-makes itself when their source is newer."""
+    settings = tomllib.loads(Path("pyproject.toml").read_text())["tool"]["mutmut"]
+    mutated = {Path(name) for name in settings["only_mutate"]}
+    for folder in settings["source_paths"]:
+        for source in Path(folder).rglob("*.py"):
+            copy = MUTANTS / source
+            if source in mutated or not copy.exists():
+                continue
+            if copy.read_bytes() != source.read_bytes():
+                shutil.copy2(source, copy)
+
+
 def _interruptible() -> None:
     """A job started in the background (`make mutate &`, CI) inherits SIGINT ignored, and mutmut
     would then carry on past the bound: give it the default back, so Python's Ctrl-C handling."""
@@ -75,6 +91,7 @@ def main() -> int:
     if options.fresh:
         shutil.rmtree(MUTANTS, ignore_errors=True)
     before = verdicts() if MUTANTS.is_dir() else {}
+    refresh_unmutated_copies()
     code = run(["--max-children", str(options.children)], deadline)
     if code:
         return code
