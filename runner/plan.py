@@ -112,7 +112,7 @@ def _plan_one(pipeline, options, server_pipeline, client, origin, folder) -> Pip
         pipeline.content_hash,
         origin.commit,
         origin.repo,
-        _relative(pipeline.source, folder),
+        str(pipeline.source.relative_to(folder)),
         pipeline.module,
         pipeline.parameters if flavour.current() == flavour.V2 else None,
     )
@@ -132,10 +132,6 @@ def _plan_one(pipeline, options, server_pipeline, client, origin, folder) -> Pip
             schedules.desired(pipeline.slug, name, options.experiment, params, options.schedules)
         ),
     )
-
-
-def _relative(path: Path, folder: Path) -> str:
-    return str(path.relative_to(folder)) if path.is_relative_to(folder) else path.name
 
 
 def _against_server(plan: PipelinePlan, server_pipeline: ServerPipeline, client) -> PipelinePlan:

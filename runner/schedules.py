@@ -30,13 +30,11 @@ MAX_DESCRIPTION = 255
 
 @dataclasses.dataclass(frozen=True)
 class DesiredJob:
-    key: str
     name: str
     description: str
     spec: str
     schedule: Schedule
     params: dict[str, str]
-    experiment: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +71,6 @@ def desired(
         spec = _spec_hash(version_name, experiment, schedule, job_params)
         jobs.append(
             DesiredJob(
-                key=schedule.name,
                 name=f"{slug}-{schedule.name}-{spec}"[-100:],
                 description=(
                     f"dsp-runner schedule {slug}/{schedule.name} spec {spec}; "
@@ -82,7 +79,6 @@ def desired(
                 spec=spec,
                 schedule=schedule,
                 params=job_params,
-                experiment=experiment,
             )
         )
     return jobs
@@ -144,7 +140,7 @@ def reconcile(
             params=d.params,
         )
         made[d.spec] = _one_copy(client, d, mine, log)
-        log.info("schedule_created", schedule=d.key, job=d.name, job_id=made[d.spec].id)
+        log.info("schedule_created", schedule=d.schedule.name, job=d.name, job_id=made[d.spec].id)
     for job in plan.disable:
         client.set_job_enabled(job.id, False)
         log.info("schedule_disabled", job=job.name, job_id=job.id)

@@ -183,7 +183,9 @@ def _files(folder: Path) -> list[Path]:
 
 
 def _file_digest(path: Path, folder: Path) -> bytes:
-    name = str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+    """The file's place in the folder and its bytes: the same checkout fingerprints the same in
+    any workspace, and moving a helper to another subfolder counts as a change."""
+    name = str(path.relative_to(folder))
     return hashlib.sha256(name.encode() + b"\0" + path.read_bytes()).digest()
 
 

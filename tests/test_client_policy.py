@@ -4,6 +4,7 @@ the oldest duplicate run kept."""
 
 import datetime
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -462,6 +463,131 @@ def test_a_filter_goes_with_the_first_page_only_and_the_keys_with_every_page():
     assert list(items) == ["a", "b"]
     size = calls.PAGE_SIZE
     assert calls_made == [
-        {"page_token": "", "page_size": size, "resource_key_id": "e1", "filter": "F", "sort_by": "S"},
+        {
+            "page_token": "",
+            "page_size": size,
+            "resource_key_id": "e1",
+            "filter": "F",
+            "sort_by": "S",
+        },
         {"page_token": "t2", "page_size": size, "resource_key_id": "e1"},
     ]
+
+
+# ---------------------------------------------------------------- what counts as an answer
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("content_type", ["text/html", "Text/HTML; charset=UTF-8"])
+def test_an_empty_html_answer_is_the_proxy_s_page_not_an_empty_listing(localdsp, content_type):
+    """An auth proxy's empty sign-in answer, whatever the header's case: the listing must fail
+    with the line that says what to check, not read as "no pipelines" (which uploads them all)."""
+    localdsp.inject(
+        method="GET",
+        path="/apis/v1beta1/pipelines",
+        action="status",
+        status=200,
+        body="",
+        content_type=content_type,
+        times=1000,
+    )
+    with pytest.raises(ServerError) as raised:
+        dsp_client(localdsp.url).list_pipelines()
+    assert "GET /apis/v1beta1/pipelines answered 200 with a non-JSON page" in str(raised.value)
+
+
+@pytest.mark.integration
+def test_an_empty_answer_to_a_delete_is_success(localdsp, kfp_client, add_yaml):
+    """A delete answered 200 with no body (a proxy dropping the server's `{}`) is done."""
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    version = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
+    localdsp.inject(
+        method="DELETE",
+        path=f"/apis/v1beta1/pipeline_versions/{version.id}",
+        action="status",
+        status=200,
+        body="",
+        content_type="application/json",
+    )
+    dsp_client(localdsp.url).delete_version(pipeline.id, version.id)
+    assert [r["status"] for r in localdsp.requests() if r["method"] == "DELETE"] == [200]
+
+
+# ---------------------------------------------------------------- the v1 client's reads
+
+
+@pytest.mark.integration
+def test_a_version_found_or_uploaded_names_its_pipeline(localdsp, kfp_client, add_yaml):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    client = dsp_client(localdsp.url)
+    uploaded = client.upload_version(add_yaml, pipeline.id, "add-2", "d", pipeline_name="Add")
+    found = client.find_version(pipeline.id, "add-2")
+    assert (uploaded.pipeline_id, found.pipeline_id, found.id) == (
+        pipeline.id,
+        pipeline.id,
+        uploaded.id,
+    )
+
+
+@pytest.mark.integration
+def test_the_pipeline_and_recurring_run_listings_read_every_page(
+    localdsp, kfp_client, add_yaml, monkeypatch
+):
+    monkeypatch.setattr(calls, "PAGE_SIZE", 1)
+    experiment = kfp_client.create_experiment("e")
+    for i in range(3):
+        pipeline = kfp_client.upload_pipeline(str(add_yaml), f"p{i}")
+        kfp_client.create_recurring_run(
+            experiment.id, f"job-{i}", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
+        )
+    client = dsp_client(localdsp.url)
+    assert sorted(p.name for p in client.list_pipelines()) == ["p0", "p1", "p2"]
+    assert sorted(j.name for j in client.list_jobs()) == ["job-0", "job-1", "job-2"]
+
+
+@pytest.mark.integration
+def test_an_experiment_without_a_description_reads_as_an_empty_one(localdsp, kfp_client):
+    """The server leaves empty fields out of its JSON: the record's description is ""."""
+    kfp_client.create_experiment("dsp-runner-record-x")
+    (record,) = dsp_client(localdsp.url).experiments_containing("record-x")
+    assert (record.name, record.description) == ("dsp-runner-record-x", "")
+
+
+@pytest.mark.integration
+def test_a_failing_generation_check_is_a_connect_error(localdsp):
+    localdsp.inject(method="GET", path="/apis/v2beta1/healthz", status=400, action="status")
+    with pytest.raises(ServerError) as raised:
+        dsp_client(localdsp.url)
+    assert str(raised.value).startswith("connect: HTTP 400")
+
+
+@pytest.mark.integration
+def test_a_run_read_without_its_runtime_has_no_outputs(localdsp, kfp_client, add_yaml, api):
+    """A run the server answers without `pipeline_runtime` (no manifest yet) reads as a run with
+    no task outputs, not as a crash."""
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    run = kfp_client.run_pipeline(
+        kfp_client.create_experiment("e").id, "r", pipeline_id=pipeline.id
+    )
+    path = f"/apis/v1beta1/runs/{run.id}"
+    detail = api("GET", path).json
+    del detail["pipeline_runtime"]
+    localdsp.inject(method="GET", path=path, action="status", status=200, body=json.dumps(detail))
+    got = dsp_client(localdsp.url).get_run(run.id)
+    assert (got.id, got.name, got.outputs) == (run.id, "r", {})
+
+
+def test_a_conflict_on_a_create_that_is_not_an_upload_looks_once():
+    """Only an upload's name can be taken yet invisible (CREATING); for anything else a lookup
+    that finds nothing ends it at once, without the upload's waits."""
+    looked = []
+
+    def create():
+        raise api_error(409, '{"error_message": "exists"}')
+
+    def find():
+        looked.append(1)
+
+    with pytest.raises(ConflictError):
+        POLICY.create("create experiment", create, find)
+    assert looked == [1]

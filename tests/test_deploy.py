@@ -48,7 +48,8 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
     version = kfp_client.pipelines.get_pipeline_version(refs["PIPELINE_VERSION"])
     assert version.name == add["default"]
     assert version.description.startswith(
-        f"dsp-runner: commit {COMMIT} of https://git.example.com/team/ml.git"
+        f"dsp-runner: commit {COMMIT} of https://git.example.com/team/ml.git, "
+        "file add_pipeline.py; sha256 "
     )
     assert result.summary["counts"] == {
         "pipelines": 4,

@@ -457,3 +457,34 @@ def test_a_copy_removed_after_a_race_is_logged():
         log=log,
     )
     assert log.events == ["schedule_duplicate_removed", "schedule_created", "schedule_enabled"]
+
+
+def test_a_schedule_is_replaced_when_its_version_experiment_cron_or_arguments_change():
+    """The spec (in the job's name and mark) covers everything a job runs with; a change to
+    any of it makes a new job, and the run arguments merge the schedule's over the pipeline's."""
+    nightly = Schedule("nightly", "0 0 2 * * *", arguments={"b": "9"})
+    (base,) = schedules.desired("add", "add-1", "exp", {"a": "1", "b": "2"}, [nightly])
+    assert base.params == {"a": "1", "b": "9"}
+    assert base.name == f"add-nightly-{base.spec}"
+    assert base.description == (
+        f"dsp-runner schedule add/nightly spec {base.spec}; version add-1; cron 0 0 2 * * *"
+    )
+    variants = [
+        ("add-2", "exp", {"a": "1", "b": "2"}, nightly),
+        ("add-1", "other", {"a": "1", "b": "2"}, nightly),
+        ("add-1", "exp", {"a": "3", "b": "2"}, nightly),
+        (
+            "add-1",
+            "exp",
+            {"a": "1", "b": "2"},
+            Schedule("nightly", "0 0 3 * * *", arguments={"b": "9"}),
+        ),
+        (
+            "add-1",
+            "exp",
+            {"a": "1", "b": "2"},
+            Schedule("nightly", "0 0 2 * * *", arguments={"b": "8"}),
+        ),
+    ]
+    specs = {schedules.desired("add", v, e, p, [s])[0].spec for v, e, p, s in variants}
+    assert base.spec not in specs and len(specs) == len(variants)

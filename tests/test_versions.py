@@ -1,6 +1,7 @@
 """Version and run names: derived from content and commit, so re-deploys find what exists."""
 
 import hashlib
+import urllib.parse
 
 import pytest
 import yaml
@@ -169,3 +170,59 @@ def test_a_signature_past_the_cap_is_left_out_so_the_lookup_is_used():
     assert versions.SIGNATURE not in text
     assert versions.read_signature(text) is None
     assert versions.read_description(text)["source"] == "add.py"
+
+
+def test_a_description_without_commit_repo_module_or_parameters_says_so_plainly():
+    assert versions.version_description("a" * 64, "", "", "add.py") == (
+        f"dsp-runner: commit unknown, file add.py; sha256 {'a' * 64}"
+    )
+
+
+def test_the_v2_signature_is_compact_json_with_text_as_written():
+    """The dashboard shows the description: no padding, and a default's letters as typed."""
+    parameters = (Parameter("x", None, type="NUMBER_INTEGER"), Parameter("é", "ü", "STRING", True))
+    text = versions.version_description("a" * 64, "", "", "add.py", "0123 of 1", parameters)
+    assert text.endswith(
+        '; module 0123 of 1; parameters [["x","NUMBER_INTEGER",null,false],["é","STRING","ü",true]]'
+    )
+
+
+def test_a_signature_that_just_fits_the_cap_is_kept_and_one_character_more_is_not():
+    def described(name_length: int) -> str:
+        parameters = (Parameter("p" * name_length, None, type="STRING"),)
+        return versions.version_description("a" * 64, "", "", "add.py", "", parameters)
+
+    room = versions.MAX_SIGNED - len(urllib.parse.quote(described(1))) + 1
+    assert len(urllib.parse.quote(described(room))) == versions.MAX_SIGNED
+    assert versions.read_signature(described(room)) is not None
+    assert versions.read_signature(described(room + 1)) is None
+
+
+def test_hidden_files_and_caches_in_the_folder_change_no_fingerprint(tmp_path):
+    """An editor's swap file, a .git folder or __pycache__ must not recompile every module;
+    a helper in a subfolder must."""
+    module = tmp_path / "add.py"
+    module.write_text("x = 1\n")
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "helpers.py").write_text("y = 1\n")
+    before = versions.module_fingerprints(tmp_path, [module])
+    for noise in (".add.py.swp", ".git/HEAD", "lib/__pycache__/helpers.pyc", "lib/.cache/x"):
+        (tmp_path / noise).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / noise).write_text("noise")
+    assert versions.module_fingerprints(tmp_path, [module]) == before
+    assert len(before[module]) == 16 and int(before[module], 16) >= 0
+    (tmp_path / "lib" / "helpers.py").write_text("y = 2\n")
+    assert versions.module_fingerprints(tmp_path, [module]) != before
+
+
+def test_the_same_files_fingerprint_alike_in_any_workspace(tmp_path):
+    """A CI workspace and a laptop checkout sit at different paths: the compile reuse must
+    still recognise the files."""
+    fingerprints = []
+    for workspace in ("ci", "laptop/checkout"):
+        folder = tmp_path / workspace / "pipelines"
+        folder.mkdir(parents=True)
+        (folder / "add.py").write_text("x = 1\n")
+        (folder / "helpers.py").write_text("y = 1\n")
+        fingerprints.append(versions.module_fingerprints(folder, [folder / "add.py"]))
+    assert list(fingerprints[0].values()) == list(fingerprints[1].values())
