@@ -47,10 +47,11 @@ def test_first_deploy_creates_pipelines_content_named_versions_and_runs(
     refs = {ref.key.type: ref.key.id for ref in add_run.resource_references}
     version = kfp_client.pipelines.get_pipeline_version(refs["PIPELINE_VERSION"])
     assert version.name == add["default"]
-    assert version.description.startswith(
+    assert re.fullmatch(
         f"dsp-runner: commit {COMMIT} of https://git.example.com/team/ml.git, "
-        "file add_pipeline.py; sha256 "
-    )
+        "file add_pipeline.py; sha256 [0-9a-f]{64}; module [0-9a-f]{16} of 1",
+        version.description,
+    ), version.description  # a v1 version records no parameter signature (that is v2's)
     assert result.summary["counts"] == {
         "pipelines": 4,
         "pipelines_created": 4,

@@ -488,3 +488,20 @@ def test_a_schedule_is_replaced_when_its_version_experiment_cron_or_arguments_ch
     ]
     specs = {schedules.desired("add", v, e, p, [s])[0].spec for v, e, p, s in variants}
     assert base.spec not in specs and len(specs) == len(variants)
+
+
+def test_a_schedule_follows_the_experiment_and_names_its_version(
+    project, capsys, kfp_client, monkeypatch
+):
+    """Moving the pipeline to another experiment moves its recurring run there; the job's
+    description names the version it runs."""
+    declare(project, '{name: hourly, cron: "0 0 * * * *"}')
+    assert project.run(capsys).code == 0
+    monkeypatch.setenv("DSP_EXPERIMENT", "nightly-checks")
+    assert project.run(capsys).code == 0
+
+    (job,) = kfp_client.list_recurring_runs(page_size=100).jobs
+    refs = {r.key.type: r.key.id for r in job.resource_references}
+    assert kfp_client.get_experiment(experiment_id=refs["EXPERIMENT"]).name == "nightly-checks"
+    version = kfp_client.pipelines.get_pipeline_version(refs["PIPELINE_VERSION"])
+    assert f"; version {version.name}; cron 0 0 * * * *" in job.description
