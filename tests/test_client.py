@@ -209,7 +209,7 @@ def test_a_dsp_2_server_is_refused_in_one_line_before_anything_is_written(
         sent = dsp.requests()
     assert result.code == 2
     (line,) = result.err.strip().splitlines()[-1:]
-    assert "is a DSP 2.x (Kubeflow Pipelines 2) server" in line
+    assert f"DSP_HOST {dsp.url} is a DSP 2.x (Kubeflow Pipelines 2) server" in line
     assert "this is the v1 image" in line and "BACKEND=v2" in line
     assert [r for r in sent if r["method"] != "GET"] == []
     assert result.summary["exit_code"] == 2

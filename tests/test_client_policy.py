@@ -11,7 +11,7 @@ import pytest
 import tenacity
 from kfp_server_api.exceptions import ApiException
 
-from runner import auth, calls
+from runner import auth, calls, transport
 from runner.calls import MAX_RETRY_AFTER, already_exists
 from runner.errors import ConflictError, ServerError
 from runner.flavour_v1.client import DSPClient
@@ -591,3 +591,17 @@ def test_a_conflict_on_a_create_that_is_not_an_upload_looks_once():
     with pytest.raises(ConflictError):
         POLICY.create("create experiment", create, find)
     assert looked == [1]
+
+
+def test_guarding_a_client_twice_wraps_its_requests_once():
+    """The healthz call guards its own API client each time: the wrapping must not pile up."""
+
+    class Rest:
+        def request(self, method, url, *args, **kwargs):
+            raise AssertionError("not called")
+
+    rest = Rest()
+    transport.guard(rest, 5, ApiException)
+    guarded = rest.request
+    transport.guard(rest, 5, ApiException)
+    assert rest.request is guarded and guarded != Rest.request

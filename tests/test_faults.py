@@ -106,8 +106,11 @@ def test_answer_slower_than_the_timeout_after_the_server_committed(
 ):
     monkeypatch.setenv("DSP_REQUEST_TIMEOUT", "1")
     localdsp.inject(method="POST", path="/apis/v1beta1/runs", action="delay", seconds=2, times=1)
-    assert project.run(capsys).code == 0
+    result = project.run(capsys)
+    assert result.code == 0
     assert_no_duplicates(kfp_client)
+    retries = [e for e in events(result.err) if e["event"] == "server_call_retry"]
+    assert [(e["operation"], e["error"]) for e in retries] == [("start run", "ReadTimeoutError")]
 
 
 def test_retry_budget_exhausted_fails_the_pipeline_with_the_last_error(
