@@ -88,6 +88,21 @@ def test_only_transient_failures_are_retried(error, transient):
     assert POLICY.is_transient(error) is transient
 
 
+@pytest.mark.parametrize("error", [api_error(503), ConnectionResetError("reset")])
+def test_a_failing_call_is_tried_as_often_as_the_retries_say_then_is_one_line(error):
+    tried = []
+
+    def call():
+        tried.append(1)
+        assert len(tried) < 10, "retried past the budget"
+        raise error
+
+    with pytest.raises(ServerError) as raised:
+        POLICY.call("list runs", call)
+    assert len(tried) == 3
+    assert str(raised.value).startswith("list runs: ")
+
+
 def test_a_409_or_a_500_already_exist_means_it_exists_and_nothing_else_does():
     assert already_exists(api_error(409))
     assert already_exists(api_error(500, EXISTS_BODY))
