@@ -14,6 +14,7 @@ from kfp_server_api.exceptions import ApiException
 from runner import auth, calls, transport
 from runner.calls import MAX_RETRY_AFTER, already_exists
 from runner.errors import ConflictError, ServerError
+from runner.flavour_v1 import client as v1_client
 from runner.flavour_v1.client import DSPClient
 from runner.server import settle_duplicate_runs
 
@@ -548,7 +549,7 @@ def test_a_version_found_or_uploaded_names_its_pipeline(localdsp, kfp_client, ad
 def test_the_pipeline_and_recurring_run_listings_read_every_page(
     localdsp, kfp_client, add_yaml, monkeypatch
 ):
-    monkeypatch.setattr(calls, "PAGE_SIZE", 1)
+    monkeypatch.setattr(v1_client, "PAGE_SIZE", 1)  # the listings' own page size
     experiment = kfp_client.create_experiment("e")
     for i in range(3):
         pipeline = kfp_client.upload_pipeline(str(add_yaml), f"p{i}")
@@ -556,8 +557,11 @@ def test_the_pipeline_and_recurring_run_listings_read_every_page(
             experiment.id, f"job-{i}", cron_expression="0 0 2 * * *", pipeline_id=pipeline.id
         )
     client = dsp_client(localdsp.url)
+    localdsp.clear_requests()
     assert sorted(p.name for p in client.list_pipelines()) == ["p0", "p1", "p2"]
     assert sorted(j.name for j in client.list_jobs()) == ["job-0", "job-1", "job-2"]
+    listings = [r["path"] for r in localdsp.requests() if r["path"].count("/") == 3]
+    assert listings == 3 * ["/apis/v1beta1/pipelines"] + 3 * ["/apis/v1beta1/jobs"]
 
 
 @pytest.mark.integration
@@ -620,3 +624,86 @@ def test_guarding_a_client_twice_wraps_its_requests_once():
     guarded = rest.request
     transport.guard(rest, 5, ApiException)
     assert rest.request is guarded and guarded != Rest.request
+
+
+@pytest.mark.parametrize(
+    ("draw", "cap", "pauses"),
+    [
+        (0.0, 30, [0.5, 1.0, 2.0, 4.0, 8.0]),
+        (1.0, 30, [1.5, 2.0, 3.0, 5.0, 9.0]),
+        (0.0, 3, [0.5, 1.0, 2.0, 3.0, 3.0]),
+    ],
+)
+def test_the_backoff_starts_at_half_a_second_and_doubles_up_to_the_cap(
+    monkeypatch, draw, cap, pauses
+):
+    """README: the first pause is 0.5 s, each next one twice as long, each with up to 1 s of
+    jitter, none longer than DSP_RETRY_MAX_WAIT."""
+    monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: low + draw * high)
+    policy = calls.Calls(
+        host="https://dsp",
+        token_source="DSP_TOKEN",
+        retries=6,
+        retry_max_wait=cap,
+        api_exception=ApiException,
+        forbidden_hint="",
+    )
+    got = [policy._wait(after_failure(api_error(503), attempt=n)) for n in range(1, 6)]
+    assert got == pauses
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("operation", "method", "path", "read"),
+    [
+        (
+            "list pipeline versions",
+            "GET",
+            "/apis/v1beta1/pipeline_versions",
+            lambda c, p, v: c.list_versions(p),
+        ),
+        (
+            "list recent runs",
+            "GET",
+            "/apis/v1beta1/runs",
+            lambda c, p, v: c.runs_since(
+                datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+            ),
+        ),
+        (
+            "find newest run of version",
+            "GET",
+            "/apis/v1beta1/runs",
+            lambda c, p, v: c.newest_run_of(p, v),
+        ),
+        (
+            "get pipeline version template",
+            "GET",
+            "/apis/v1beta1/pipeline_versions/.*/templates",
+            lambda c, p, v: c.pipeline_file(p, v),
+        ),
+        (
+            "delete pipeline version",
+            "DELETE",
+            "/apis/v1beta1/pipeline_versions/.*",
+            lambda c, p, v: c.delete_version(p, v),
+        ),
+    ],
+)
+def test_a_refused_prune_or_promote_call_names_what_it_was_doing(
+    localdsp, kfp_client, add_yaml, operation, method, path, read
+):
+    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
+    version = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
+    client = dsp_client(localdsp.url)
+    localdsp.inject(
+        method=method,
+        path=path,
+        action="status",
+        status=400,
+        times=10,
+        body='{"error_message": "refused here", "code": 3}',
+    )
+    with pytest.raises(ServerError) as raised:
+        read(client, pipeline.id, version.id)
+    assert str(raised.value) == f"{operation}: HTTP 400: refused here"
