@@ -7,7 +7,10 @@ import itertools
 import json
 from pathlib import Path
 
+import kfp._client
 import pytest
+import structlog
+import structlog.testing
 import tenacity
 from kfp_server_api.exceptions import ApiException
 
@@ -666,9 +669,7 @@ def test_the_backoff_starts_at_half_a_second_and_doubles_up_to_the_cap(
             "list recent runs",
             "GET",
             "/apis/v1beta1/runs",
-            lambda c, p, v: c.runs_since(
-                datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
-            ),
+            lambda c, p, v: c.runs_since(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)),
         ),
         (
             "find newest run of version",
@@ -707,3 +708,30 @@ def test_a_refused_prune_or_promote_call_names_what_it_was_doing(
     with pytest.raises(ServerError) as raised:
         read(client, pipeline.id, version.id)
     assert str(raised.value) == f"{operation}: HTTP 400: refused here"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("kfp_context", [None, {"namespace": "team-a"}])
+def test_every_call_has_the_request_timeout(localdsp, tmp_path, monkeypatch, kfp_context):
+    """kfp's constructor skips its healthz call when a kfp context file names a namespace (a
+    laptop that used `kfp` before): the calls after it must carry the timeout all the same."""
+    context_file = tmp_path / "context.json"  # kfp reads ~/.config/kfp/context.json
+    monkeypatch.setattr(kfp._client.Client, "LOCAL_KFP_CONTEXT", str(context_file))
+    if kfp_context is not None:
+        context_file.write_text(json.dumps(kfp_context))
+    client = DSPClient(
+        host=localdsp.url,
+        credentials=auth.credentials(TOKEN, Path("/nonexistent")),
+        ca_bundle=None,
+        verify_tls=True,
+        request_timeout=0.5,
+        retries=3,
+        retry_max_wait=0.2,
+    )
+    localdsp.inject(method="GET", path="/apis/v1beta1/jobs", action="delay", seconds=1.5)
+    with structlog.testing.capture_logs() as logged:
+        assert client.list_jobs() == []
+    retried = [e for e in logged if e["event"] == "server_call_retry"]
+    assert [(e["operation"], e["error"]) for e in retried] == [
+        ("list recurring runs", "ReadTimeoutError")
+    ]
