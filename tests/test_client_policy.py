@@ -745,3 +745,20 @@ def test_every_call_has_the_request_timeout(localdsp, tmp_path, monkeypatch, kfp
     assert [(e["operation"], e["error"]) for e in retried] == [
         ("list recurring runs", "ReadTimeoutError")
     ]
+
+
+def test_an_upload_name_taken_but_never_shown_is_looked_for_within_the_retry_budget():
+    """Without waits, so that a lookup past the budget fails here at once."""
+    looked = []
+
+    def create():
+        raise api_error(500, EXISTS_BODY)
+
+    def find():
+        looked.append(1)
+        assert len(looked) < 10, "looked up past the budget"
+
+    with pytest.raises(ConflictError) as raised:
+        NO_WAIT.create("upload pipeline", create, find, unseen="never became visible")
+    assert str(raised.value) == "never became visible"
+    assert len(looked) == 3

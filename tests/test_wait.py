@@ -36,13 +36,19 @@ def test_tekton_reasons(status, outcome):
 
 
 class FakeClock:
+    """Time that moves only when the poller sleeps; a poller that would sleep on past every
+    deadline fails the test at once instead of hanging it."""
+
     def __init__(self):
         self.now = 0.0
+        self.sleeps = 0
 
     def __call__(self):
         return self.now
 
     def sleep(self, seconds):
+        self.sleeps += 1
+        assert self.sleeps < 1000, "the wait went on past every deadline"
         self.now += seconds
 
 
