@@ -21,6 +21,13 @@ SUCCESS, RUNNING, FAILED = "success", "running", "failed"
 """A run's outcome, whatever words its server uses for the state."""
 
 
+def server_time(value: datetime.datetime | None) -> datetime.datetime | None:
+    """A time the server sent; both generations send the zero time (1970) for 'not yet'."""
+    if not value or value.year <= 1970:
+        return None
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class ServerVersion:
     id: str

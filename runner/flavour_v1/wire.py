@@ -5,11 +5,10 @@ Pure functions over what kfp_server_api 1.8 returns; the client (`client.py`) ma
 
 from __future__ import annotations
 
-import datetime
 import json
 
 from runner.flavour_v1 import states
-from runner.server import ServerJob, ServerPipeline, ServerRun, ServerVersion
+from runner.server import ServerJob, ServerPipeline, ServerRun, ServerVersion, server_time
 
 
 def name_filter(name: str) -> str:
@@ -40,7 +39,7 @@ def version(api, pipeline_id: str) -> ServerVersion:
         description=api.description or "",
         pipeline_id=pipeline_id,
         parameters=tuple((p.name, p.value) for p in api.parameters or []),
-        created_at=_timestamp(api.created_at),
+        created_at=server_time(api.created_at),
     )
 
 
@@ -59,8 +58,8 @@ def run(api) -> ServerRun:
         status=api.status or "",
         error=api.error or "",
         version_id=_reference(api, "PIPELINE_VERSION"),
-        created_at=_timestamp(api.created_at),
-        finished_at=_timestamp(api.finished_at),
+        created_at=server_time(api.created_at),
+        finished_at=server_time(api.finished_at),
         outcome=states.outcome_of(api.status or ""),
         job_id=_reference(api, "JOB"),
     )
@@ -75,13 +74,6 @@ def job(api) -> ServerJob:
         experiment_id=_reference(api, "EXPERIMENT"),
         version_id=_reference(api, "PIPELINE_VERSION"),
     )
-
-
-def _timestamp(value) -> datetime.datetime | None:
-    """The server sends the zero time (1970) for 'not yet'."""
-    if not value or value.year <= 1970:
-        return None
-    return value
 
 
 def task_results(manifest: str | None) -> dict[str, dict[str, str]]:

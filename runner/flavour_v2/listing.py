@@ -26,7 +26,7 @@ from runner import versions
 from runner.calls import PAGE_SIZE, Calls
 from runner.errors import ServerError
 from runner.harness import Parameter
-from runner.server import ServerVersion
+from runner.server import ServerVersion, server_time
 
 PATH = "/apis/v1beta1/pipelines"
 OPERATION = "list pipelines with newest versions"
@@ -114,8 +114,7 @@ def _listed(item: dict) -> Listed:
 
 
 def _time(text: str | None) -> datetime.datetime | None:
-    """An RFC 3339 timestamp as the generated client reads one; the zero time is None."""
-    if not text:
-        return None
-    value = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.year > 1970 else None
+    """An RFC 3339 timestamp as the generated client reads one."""
+    return server_time(
+        datetime.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    )

@@ -6,7 +6,6 @@ it would drop); the client (`client.py`) makes the calls.
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
@@ -15,7 +14,7 @@ import yaml
 from runner.flavour_v2 import states
 from runner.flavour_v2.compile import parameters as ir_parameters
 from runner.harness import Parameter
-from runner.server import ServerJob, ServerPipeline, ServerRun, ServerVersion
+from runner.server import ServerJob, ServerPipeline, ServerRun, ServerVersion, server_time
 
 NAME_KEY = "display_name"
 """What the 2.5 server filters names by; 2.14+ keeps it equal to `name` for our uploads."""
@@ -66,7 +65,7 @@ def version(api, pipeline_id: str) -> ServerVersion:
         description=api.description or "",
         pipeline_id=pipeline_id,
         parameters=tuple((p.name, p.default) for p in typed_parameters(api)),
-        created_at=_timestamp(api.created_at),
+        created_at=server_time(api.created_at),
     )
 
 
@@ -88,8 +87,8 @@ def run(api) -> ServerRun:
         status=state,
         error=(api.error.message or "") if api.error else "",
         version_id=(reference.pipeline_version_id or "") if reference else "",
-        created_at=_timestamp(api.created_at),
-        finished_at=_timestamp(api.finished_at),
+        created_at=server_time(api.created_at),
+        finished_at=server_time(api.finished_at),
         outcome=states.outcome_of(state),
         job_id=api.recurring_run_id or "",
     )
@@ -110,13 +109,6 @@ def job(api) -> ServerJob:
 
 def _version_of(reference) -> str:
     return (reference.pipeline_version_id or "") if reference else ""
-
-
-def _timestamp(value) -> datetime.datetime | None:
-    """The server sends the zero time (1970) for 'not yet'."""
-    if not value or value.year <= 1970:
-        return None
-    return value
 
 
 def task_outputs(raw_run: dict) -> dict[str, dict[str, str]]:
