@@ -1,5 +1,6 @@
 """The one line a failed server call becomes: what a user reads to decide what to fix."""
 
+import datetime
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,36 @@ CALLS = [
         lambda c: c.set_job_enabled("j1", False),
     ),
     ("delete recurring run", "DELETE", "/apis/v1beta1/jobs/j1", lambda c: c.delete_job("j1")),
+    (
+        "list pipeline versions",
+        "GET",
+        "/apis/v1beta1/pipeline_versions",
+        lambda c: c.list_versions("p1"),
+    ),
+    (
+        "list recent runs",
+        "GET",
+        "/apis/v1beta1/runs",
+        lambda c: c.runs_since(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)),
+    ),
+    (
+        "find newest run of version",
+        "GET",
+        "/apis/v1beta1/runs",
+        lambda c: c.newest_run_of("p1", "v1"),
+    ),
+    (
+        "get pipeline version template",
+        "GET",
+        "/apis/v1beta1/pipeline_versions/v1/templates",
+        lambda c: c.pipeline_file("p1", "v1"),
+    ),
+    (
+        "delete pipeline version",
+        "DELETE",
+        "/apis/v1beta1/pipeline_versions/v1",
+        lambda c: c.delete_version("p1", "v1"),
+    ),
 ]
 
 

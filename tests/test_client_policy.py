@@ -666,61 +666,6 @@ def test_the_backoff_starts_at_half_a_second_and_doubles_up_to_the_cap(
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    ("operation", "method", "path", "read"),
-    [
-        (
-            "list pipeline versions",
-            "GET",
-            "/apis/v1beta1/pipeline_versions",
-            lambda c, p, v: c.list_versions(p),
-        ),
-        (
-            "list recent runs",
-            "GET",
-            "/apis/v1beta1/runs",
-            lambda c, p, v: c.runs_since(datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)),
-        ),
-        (
-            "find newest run of version",
-            "GET",
-            "/apis/v1beta1/runs",
-            lambda c, p, v: c.newest_run_of(p, v),
-        ),
-        (
-            "get pipeline version template",
-            "GET",
-            "/apis/v1beta1/pipeline_versions/.*/templates",
-            lambda c, p, v: c.pipeline_file(p, v),
-        ),
-        (
-            "delete pipeline version",
-            "DELETE",
-            "/apis/v1beta1/pipeline_versions/.*",
-            lambda c, p, v: c.delete_version(p, v),
-        ),
-    ],
-)
-def test_a_refused_prune_or_promote_call_names_what_it_was_doing(
-    localdsp, kfp_client, add_yaml, operation, method, path, read
-):
-    pipeline = kfp_client.upload_pipeline(str(add_yaml), "Add")
-    version = kfp_client.upload_pipeline_version(str(add_yaml), "add-2", pipeline_id=pipeline.id)
-    client = dsp_client(localdsp.url)
-    localdsp.inject(
-        method=method,
-        path=path,
-        action="status",
-        status=400,
-        times=10,
-        body='{"error_message": "refused here", "code": 3}',
-    )
-    with pytest.raises(ServerError) as raised:
-        read(client, pipeline.id, version.id)
-    assert str(raised.value) == f"{operation}: HTTP 400: refused here"
-
-
-@pytest.mark.integration
 @pytest.mark.parametrize("kfp_context", [None, {"namespace": "team-a"}])
 def test_every_call_has_the_request_timeout(localdsp, tmp_path, monkeypatch, kfp_context):
     """kfp's constructor skips its healthz call when a kfp context file names a namespace (a
