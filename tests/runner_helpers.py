@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import cli, discovery, flavour, harness
+from runner import calls, cli, discovery, flavour, harness
 
 REPO = Path(__file__).resolve().parent.parent
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -147,6 +147,19 @@ def client_for(url: str, credentials):
         request_timeout=5,
         retries=2,
         retry_max_wait=0.1,
+    )
+
+
+def policy(api_exception: type[Exception], *, retries: int = 3, retry_max_wait: float = 0.2):
+    """The shared retry policy on its own, for a host it never reaches (`https://dsp`, the
+    token from DSP_TOKEN): how a call's failures are judged, retried and worded."""
+    return calls.Calls(
+        host="https://dsp",
+        token_source="DSP_TOKEN",
+        retries=retries,
+        retry_max_wait=retry_max_wait,
+        api_exception=api_exception,
+        forbidden_hint="may get the route",
     )
 
 

@@ -11,17 +11,10 @@ from kfp_server_api.exceptions import ApiException
 from runner import auth, calls, transport
 from runner.errors import AuthError, ConflictError, NotFoundError, ServerError, TLSError
 from runner.flavour_v1.client import DSPClient
-from runner_helpers import client_for
+from runner_helpers import client_for, policy
 
 REACH = "create run: could not reach https://dsp: "
-POLICY = calls.Calls(
-    host="https://dsp",
-    token_source="DSP_TOKEN",
-    retries=3,
-    retry_max_wait=0.2,
-    api_exception=ApiException,
-    forbidden_hint="may get the route",
-)
+POLICY = policy(ApiException)
 VERIFY = "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: "
 
 

@@ -20,6 +20,7 @@ from runner.errors import ConflictError, ServerError
 from runner.flavour_v1 import client as v1_client
 from runner.flavour_v1.client import DSPClient
 from runner.server import settle_duplicate_runs
+from runner_helpers import policy
 
 TOKEN = "test-token"  # the conftest fixtures accept this one
 EXISTS_BODY = (
@@ -47,23 +48,8 @@ def dsp_client(url: str, *, retries: int = 3, retry_max_wait: float = 0.2) -> DS
     )
 
 
-POLICY = calls.Calls(
-    host="https://dsp",
-    token_source="DSP_TOKEN",
-    retries=3,
-    retry_max_wait=0.2,
-    api_exception=ApiException,
-    forbidden_hint="may get the route",
-)
-
-NO_WAIT = calls.Calls(
-    host="https://dsp",
-    token_source="DSP_TOKEN",
-    retries=3,
-    retry_max_wait=0,
-    api_exception=ApiException,
-    forbidden_hint="may get the route",
-)
+POLICY = policy(ApiException)
+NO_WAIT = policy(ApiException, retry_max_wait=0)
 
 
 def after_failure(error: BaseException, attempt: int = 1) -> tenacity.RetryCallState:
@@ -653,15 +639,8 @@ def test_the_backoff_starts_at_half_a_second_and_doubles_up_to_the_cap(
     """README: the first pause is 0.5 s, each next one twice as long, each with up to 1 s of
     jitter, none longer than DSP_RETRY_MAX_WAIT."""
     monkeypatch.setattr(tenacity.wait.random, "uniform", lambda low, high: low + draw * high)
-    policy = calls.Calls(
-        host="https://dsp",
-        token_source="DSP_TOKEN",
-        retries=6,
-        retry_max_wait=cap,
-        api_exception=ApiException,
-        forbidden_hint="",
-    )
-    got = [policy._wait(after_failure(api_error(503), attempt=n)) for n in range(1, 6)]
+    backoff = policy(ApiException, retries=6, retry_max_wait=cap)
+    got = [backoff._wait(after_failure(api_error(503), attempt=n)) for n in range(1, 6)]
     assert got == pauses
 
 
