@@ -137,17 +137,17 @@ def compile_in_a_new_process(folder: Path | None, output: Path, hash_seed: str):
     return done.returncode, events(done.stderr)
 
 
-def client_for(url: str, credentials):
-    """This suite's flavour's client, with retries short enough for a test."""
-    return flavour.client().DSPClient(
-        host=url,
-        credentials=credentials,
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=2,
-        retry_max_wait=0.1,
-    )
+def client_for(url: str, credentials, **options):
+    """This suite's flavour's client, with retries short enough for a test; `options`
+    (retries, concurrency, ...) replace the defaults."""
+    defaults = {
+        "ca_bundle": None,
+        "verify_tls": True,
+        "request_timeout": 5,
+        "retries": 2,
+        "retry_max_wait": 0.1,
+    }
+    return flavour.client().DSPClient(host=url, credentials=credentials, **defaults | options)
 
 
 def policy(api_exception: type[Exception], *, retries: int = 3, retry_max_wait: float = 0.2):

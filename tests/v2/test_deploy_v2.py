@@ -6,7 +6,7 @@ import time
 import pytest
 from v2_helpers import posts, server_state
 
-from runner_helpers import COMMIT, events, next_second
+from runner_helpers import COMMIT, client_for, events, next_second
 
 pytestmark = pytest.mark.integration
 UPLOAD = "/apis/v2beta1/pipelines/upload"
@@ -254,7 +254,6 @@ def test_the_newest_version_lookups_take_dsp_concurrency_at_a_time(project, caps
     listing) as it bounds every other per-pipeline call: with 1, three lookups held 0.4 s
     each take at least 1.2 s."""
     from runner import auth
-    from runner.flavour_v2.client import DSPClient
 
     assert project.run(capsys).code == 0
     dsp.inject(method="GET", path=V1_PIPELINES, action="status", status=404, times=1)
@@ -265,16 +264,7 @@ def test_the_newest_version_lookups_take_dsp_concurrency_at_a_time(project, caps
         seconds=0.4,
         times=3,
     )
-    client = DSPClient(
-        host=dsp.url,
-        credentials=auth.credentials("", project.token_file),
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=0,
-        retry_max_wait=0.1,
-        concurrency=1,
-    )
+    client = client_for(dsp.url, auth.credentials("", project.token_file), retries=0, concurrency=1)
     started = time.monotonic()
     assert len(client.list_pipelines()) == 3
     assert time.monotonic() - started >= 1.2

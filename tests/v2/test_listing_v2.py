@@ -5,7 +5,7 @@ other pipeline, and for all when the listing fails; what a deploy then plans."""
 import pytest
 from v2_helpers import server_state, writes
 
-from runner_helpers import events, next_second, write
+from runner_helpers import client_for, events, next_second, write
 
 pytestmark = pytest.mark.integration
 V1_PIPELINES = "/apis/v1beta1/pipelines"
@@ -30,18 +30,8 @@ def _lookups(dsp) -> int:
 
 def _client(project, dsp):
     from runner import auth
-    from runner.flavour_v2.client import DSPClient
 
-    return DSPClient(
-        host=dsp.url,
-        credentials=auth.credentials("", project.token_file),
-        ca_bundle=None,
-        verify_tls=True,
-        request_timeout=5,
-        retries=0,
-        retry_max_wait=0.1,
-        concurrency=2,
-    )
+    return client_for(dsp.url, auth.credentials("", project.token_file), retries=0, concurrency=2)
 
 
 def _with_needs_x(project, arguments: str = "{x: 3}") -> None:
