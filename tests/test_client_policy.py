@@ -19,7 +19,7 @@ from runner.calls import MAX_RETRY_AFTER, already_exists
 from runner.errors import ConflictError, ServerError
 from runner.flavour_v1 import client as v1_client
 from runner.flavour_v1.client import DSPClient
-from runner.server import settle_duplicate_runs
+from runner.server import server_time, settle_duplicate_runs
 from runner_helpers import policy
 
 TOKEN = "test-token"  # the conftest fixtures accept this one
@@ -686,3 +686,23 @@ def test_an_upload_name_taken_but_never_shown_is_looked_for_within_the_retry_bud
         NO_WAIT.create("upload pipeline", create, find, unseen="never became visible")
     assert str(raised.value) == "never became visible"
     assert len(looked) == 3
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (None, None),
+        (datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC), None),
+        (
+            datetime.datetime(1971, 6, 1, tzinfo=datetime.UTC),
+            datetime.datetime(1971, 6, 1, tzinfo=datetime.UTC),
+        ),
+        (
+            datetime.datetime(2026, 12, 3, tzinfo=datetime.UTC),
+            datetime.datetime(2026, 12, 3, tzinfo=datetime.UTC),
+        ),
+    ],
+)
+def test_the_zero_time_the_servers_send_reads_as_not_yet(sent, read):
+    """Both generations send 1970-01-01 for a run not finished or not yet timed."""
+    assert server_time(sent) == read
